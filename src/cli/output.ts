@@ -1,0 +1,34 @@
+// Owns how command results reach the terminal: text lines for people, JSON for programs.
+
+export interface Printable {
+  /** What --json prints. */
+  data: unknown;
+  /** What a person reads. */
+  text: string[];
+  /** Non-zero when the command found problems it reports rather than throws (fsck, conflicts). */
+  exitCode?: number;
+}
+
+export function print(result: Printable, opts: { json: boolean; quiet: boolean }): void {
+  if (result.exitCode !== undefined) process.exitCode = result.exitCode;
+  if (opts.json) process.stdout.write(JSON.stringify(result.data, null, 2) + '\n');
+  else if (!opts.quiet && result.text.length) process.stdout.write(result.text.join('\n') + '\n');
+}
+
+export function formatBytes(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n;
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** Left-aligned columns, right-aligning those named in `right`. */
+export function table(rows: string[][], right: number[] = []): string[] {
+  const widths: number[] = [];
+  for (const r of rows) r.forEach((c, k) => (widths[k] = Math.max(widths[k] ?? 0, [...c].length)));
+  return rows.map((r) => r.map((c, k) => (right.includes(k) ? c.padStart(widths[k]!) : k === r.length - 1 ? c : c.padEnd(widths[k]!))).join('  '));
+}

@@ -1,0 +1,47 @@
+// Owns `git-tensor filter-process`: git's long-running clean/smudge filter, one process per git command.
+
+import { formatError, MissingObjectsError } from '../errors/index.js';
+import { serveFilterProcess } from '../git/filter-process.js';
+import { looksLikePointer, MAX_POINTER_BYTES } from '../format/pointer.js';
+import { Ingest, planRestore, restore } from '../store/checkpoint.js';
+import { openRepo } from './context.js';
+
+export interface FilterProcessOptions {
+  input?: AsyncIterable<Buffer>;
+  outFd?: number;
+}
+
+export async function filterProcess(opts: FilterProcessOptions = {}): Promise<void> {
+  const { store } = openRepo();
+  const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
+  await serveFilterProcess(opts.input ?? process.stdin, opts.outFd ?? 1, {
+    async clean(req, content) {
+      const writer = store.beginWrite();
+      try {
+        const ingest = new Ingest(writer, req.pathname);
+        for await (const bytes of content) ingest.push(bytes);
+        const pointer = ingest.finish();
+        writer.commit();
+        return Buffer.from(pointer, 'utf8');
+      } catch (err) {
+        writer.abort();
+        throw err;
+      }
+    },
+    async smudge(req, content) {
+      const parts: Buffer[] = [];
+      for await (const bytes of content) parts.push(Buffer.from(bytes));
+      const blob = Buffer.concat(parts);
+      // Not a pointer (committed before the file was tracked, or a conflict left by a text merge): git's
+      // content goes to the working tree untouched, as git-lfs does, so nothing is ever hidden or lost.
+      if (skipSmudge || blob.length > MAX_POINTER_BYTES || !looksLikePointer(blob)) return [blob];
+      const plan = planRestore(store, blob.toString('utf8'), req.pathname);
+      if (plan.missing.length) throw new MissingObjectsError(plan.missing, { file: req.pathname });
+      return restore(store, plan.pointer, req.pathname);
+    },
+    onError(_req, err) {
+      process.stderr.write(formatError(err) + '\n');
+    },
+  });
+  store.close();
+}

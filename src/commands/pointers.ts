@@ -1,0 +1,54 @@
+// Owns finding the checkpoints git-tensor tracks at a revision or across history, as parsed pointers.
+
+import { GitTensorError, UsageError } from '../errors/index.js';
+import { gitRaw } from '../git/exec.js';
+import { listFiles, readBlobs, trackedPaths } from '../git/tree.js';
+import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
+
+export interface TrackedPointer {
+  path: string;
+  oid: string;
+  pointer: Pointer;
+}
+
+/** Tracked files at `rev` whose blob is a pointer (files committed before tracking are skipped). */
+export async function pointersAt(rev: string, paths: string[] = [], cwd?: string): Promise<TrackedPointer[]> {
+  const check = gitRaw(['rev-parse', '--verify', '--quiet', `${rev}^{tree}`], { cwd, okCodes: [1] });
+  if (check.status !== 0) {
+    throw new UsageError(`unknown revision ${JSON.stringify(rev)}`, rev === 'HEAD' ? 'Commit something first (`git commit`).' : 'Check the name with `git log --oneline`.');
+  }
+  const files = listFiles(rev, paths, cwd);
+  const tracked = trackedPaths(files.map((f) => f.path), cwd);
+  const candidates = files.filter((f) => tracked.has(f.path) || paths.includes(f.path));
+  const blobs = await readBlobs(candidates.map((f) => f.oid), cwd);
+  const out: TrackedPointer[] = [];
+  for (const f of candidates) {
+    const blob = blobs.get(f.oid);
+    if (!blob || !looksLikePointer(blob)) continue;
+    out.push({ ...f, pointer: parsePointer(blob.toString('utf8'), f.path) });
+  }
+  return out;
+}
+
+/** Every distinct pointer blob reachable from any ref (all versions of all tracked checkpoints). */
+export async function pointersInHistory(cwd?: string): Promise<TrackedPointer[]> {
+  const listing = gitRaw(['rev-list', '--objects', '--all', '--no-object-names', '--filter=object:type=blob'], { cwd, okCodes: [128] });
+  if (listing.status !== 0) return [];
+  const oids = listing.stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  const blobs = await readBlobs(oids, cwd);
+  const out: TrackedPointer[] = [];
+  for (const [oid, blob] of blobs) {
+    if (!looksLikePointer(blob)) continue;
+    try {
+      out.push({ path: '', oid, pointer: parsePointer(blob.toString('utf8')) });
+    } catch (err) {
+      if (!(err instanceof GitTensorError)) throw err;
+    }
+  }
+  return out;
+}
+
+/** Object ids a pointer needs (header and tensors, or the opaque object). */
+export function objectIdsOf(p: Pointer): string[] {
+  return p.kind === 'opaque' ? [p.id] : [p.header.id, ...p.tensors.map((t) => t.id)];
+}

@@ -1,0 +1,56 @@
+// Owns reading trees, attributes and blobs from git in bulk (one git process per question, not per file).
+
+import { spawn } from 'node:child_process';
+import { git, gitRaw } from './exec.js';
+
+export interface TreeFile {
+  path: string;
+  oid: string;
+}
+
+/** Files of `rev` (optionally under `paths`). */
+export function listFiles(rev: string, paths: string[] = [], cwd?: string): TreeFile[] {
+  const out = gitRaw(['ls-tree', '-r', '-z', '--full-tree', rev, '--', ...paths], { cwd }).stdout.toString('utf8');
+  return out.split('\0').filter(Boolean).flatMap((line) => {
+    const tab = line.indexOf('\t');
+    const [, type, oid] = line.slice(0, tab).split(' ');
+    return type === 'blob' ? [{ path: line.slice(tab + 1), oid: oid! }] : [];
+  });
+}
+
+/** Paths whose `filter` attribute is `tensor`, by the current .gitattributes. */
+export function trackedPaths(paths: string[], cwd?: string): Set<string> {
+  if (paths.length === 0) return new Set();
+  const out = gitRaw(['check-attr', '-z', '--stdin', 'filter'], { cwd, input: paths.join('\0') + '\0' }).stdout.toString('utf8');
+  const fields = out.split('\0');
+  const tracked = new Set<string>();
+  for (let i = 0; i + 2 < fields.length; i += 3) if (fields[i + 2] === 'tensor') tracked.add(fields[i]!);
+  return tracked;
+}
+
+/** Reads many blobs through one `git cat-file --batch`. */
+export async function readBlobs(oids: string[], cwd?: string): Promise<Map<string, Buffer>> {
+  const result = new Map<string, Buffer>();
+  const unique = [...new Set(oids)];
+  if (!unique.length) return result;
+  const child = spawn('git', ['cat-file', '--batch'], { cwd, stdio: ['pipe', 'pipe', 'inherit'] });
+  child.stdin.end(unique.join('\n') + '\n');
+  const chunks: Buffer[] = [];
+  for await (const c of child.stdout) chunks.push(c as Buffer);
+  const all = Buffer.concat(chunks);
+  let at = 0;
+  for (const oid of unique) {
+    const nl = all.indexOf(10, at);
+    const head = all.toString('utf8', at, nl).split(' ');
+    at = nl + 1;
+    if (head[1] === 'missing') continue;
+    const size = Number(head[2]);
+    result.set(oid, all.subarray(at, at + size));
+    at += size + 1;
+  }
+  return result;
+}
+
+export function revParse(rev: string, cwd?: string): string {
+  return git(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], { cwd });
+}

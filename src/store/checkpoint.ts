@@ -1,0 +1,303 @@
+// Owns the mapping between a tracked file and its pointer: `Ingest` streams a file's bytes into the store
+// and yields the pointer (clean), `restore` streams the exact bytes back from a pointer (smudge).
+// Memory stays bounded: at most one chunk plus the header is held, whatever the file size.
+
+import { createHash, Hash } from 'node:crypto';
+import { GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
+import { dtypeBits, isDType } from '../format/dtype.js';
+import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
+import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
+import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
+import { ChunkRef, ObjectStore, ObjectWriter } from './store.js';
+
+/** Files with this suffix must parse as safetensors; any other tracked file is stored opaquely. */
+export function isSafetensorsPath(path: string): boolean {
+  return path.toLowerCase().endsWith('.safetensors');
+}
+
+const CONFLICT_PREFIX = Buffer.from('<<<<<<<', 'latin1');
+const PREFIX_SNIFF_BYTES = 16;
+
+/**
+ * Streams one file into the store. Feed it with `push`, then `finish()` returns the pointer text.
+ * Objects go to `writer`; the caller commits the writer only when `finish()` succeeds.
+ */
+export class Ingest {
+  private sniff: Buffer[] = [];
+  private sniffBytes = 0;
+  private sink: Sink | undefined;
+
+  constructor(private readonly writer: ObjectWriter, private readonly file: string) {}
+
+  push(bytes: Buffer): void {
+    if (this.sink) return this.sink.push(bytes);
+    this.sniff.push(bytes);
+    this.sniffBytes += bytes.length;
+    if (this.sniffBytes >= PREFIX_SNIFF_BYTES) this.choose();
+  }
+
+  finish(): string {
+    if (!this.sink) this.choose();
+    return this.sink!.finish();
+  }
+
+  /** Decides from the first bytes and the name what this file is, then replays them into that sink. */
+  private choose(): void {
+    const head = Buffer.concat(this.sniff);
+    if (looksLikePointer(head)) this.sink = new PointerPassThrough(this.file);
+    else if (head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) this.sink = new PointerPassThrough(this.file);
+    else if (isSafetensorsPath(this.file)) this.sink = new SafetensorsSink(this.writer, this.file);
+    else this.sink = new OpaqueSink(this.writer);
+    this.sniff = [];
+    this.sink.push(head);
+  }
+}
+
+interface Sink {
+  push(bytes: Buffer): void;
+  finish(): string;
+}
+
+/** A pointer given to clean (e.g. `git add` of a file left as a pointer) is checked and kept as is. */
+class PointerPassThrough implements Sink {
+  private parts: Buffer[] = [];
+  private size = 0;
+  constructor(private readonly file: string) {}
+
+  push(bytes: Buffer): void {
+    this.size += bytes.length;
+    if (this.size > MAX_POINTER_BYTES) {
+      throw new PointerError('E_POINTER_SYNTAX', `${this.file}: starts like a pointer but is larger than ${MAX_POINTER_BYTES} bytes`, { file: this.file });
+    }
+    this.parts.push(bytes);
+  }
+
+  finish(): string {
+    const text = Buffer.concat(this.parts).toString('utf8');
+    if (hasConflictMarkers(text) && !looksLikePointer(Buffer.from(text))) {
+      throw new PointerError('E_POINTER_CONFLICT', `${this.file} contains git conflict markers, not a checkpoint`, { file: this.file },
+        `Finish the merge with \`git tensor resolve ${this.file} --strategy <name>\`, or take one side: \`git checkout --ours -- ${this.file}\` (or --theirs).`);
+    }
+    parsePointer(text, this.file);
+    return text;
+  }
+}
+
+/** Cuts a byte stream into fixed-size chunks and stores them; the whole is stored as a chunk list. */
+class ChunkedObjectBuilder {
+  private readonly hash: Hash = createHash('sha256');
+  private readonly chunks: ChunkRef[] = [];
+  private buffer: Buffer;
+  private filled = 0;
+  size = 0;
+
+  constructor(private readonly writer: ObjectWriter, private readonly chunkBytes: number) {
+    this.buffer = Buffer.allocUnsafe(chunkBytes);
+  }
+
+  /** Appends bytes; cuts a chunk each time `chunkBytes` have gathered. */
+  push(bytes: Uint8Array): void {
+    this.hash.update(bytes);
+    this.size += bytes.length;
+    let at = 0;
+    while (at < bytes.length) {
+      const k = Math.min(bytes.length - at, this.chunkBytes - this.filled);
+      this.buffer.set(bytes.subarray(at, at + k), this.filled);
+      this.filled += k;
+      at += k;
+      if (this.filled === this.chunkBytes) this.cut();
+    }
+  }
+
+  /** Ends the current chunk early (content-defined boundaries). */
+  cut(): void {
+    if (this.filled === 0) return;
+    const chunk = this.buffer.subarray(0, this.filled);
+    this.chunks.push({ id: this.writer.putBlob(chunk), length: chunk.length });
+    this.buffer = Buffer.allocUnsafe(this.chunkBytes);
+    this.filled = 0;
+  }
+
+  /** Stores the object and returns its id: a single chunk is stored raw, more as a chunk list. */
+  finish(): string {
+    this.cut();
+    const id = this.hash.digest();
+    if (this.chunks.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
+    else if (this.chunks.length > 1) this.writer.putChunkList(id, this.size, this.chunks);
+    return id.toString('hex');
+  }
+}
+
+class OpaqueSink implements Sink {
+  private readonly chunker = new GearChunker();
+  /** CDC_MAX as the builder's size: only the gear hash decides where chunks end. */
+  private readonly object: ChunkedObjectBuilder;
+  private streamPos = 0;
+
+  constructor(writer: ObjectWriter) {
+    this.object = new ChunkedObjectBuilder(writer, CDC_MAX);
+  }
+
+  push(bytes: Buffer): void {
+    let from = 0;
+    for (const cut of this.chunker.push(bytes)) {
+      const rel = cut - this.streamPos;
+      this.object.push(bytes.subarray(from, rel));
+      this.object.cut();
+      from = rel;
+    }
+    this.object.push(bytes.subarray(from));
+    this.streamPos += bytes.length;
+  }
+
+  finish(): string {
+    const size = this.object.size;
+    return serializePointer({ kind: 'opaque', size, id: this.object.finish() });
+  }
+}
+
+class SafetensorsSink implements Sink {
+  private phase: 'prefix' | 'header' | 'data' = 'prefix';
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private headerLength = 0;
+  private header: SafetensorsHeader | undefined;
+  private headerId = '';
+  private tensorIndex = 0;
+  private tensorRemaining = 0;
+  private object: ChunkedObjectBuilder | undefined;
+  private readonly ids: string[] = [];
+
+  constructor(private readonly writer: ObjectWriter, private readonly file: string) {}
+
+  push(bytes: Buffer): void {
+    let at = 0;
+    while (at < bytes.length) {
+      if (this.phase === 'data') {
+        at = this.pushData(bytes, at);
+        continue;
+      }
+      const need = (this.phase === 'prefix' ? 8 : this.headerLength) - this.pendingBytes;
+      const k = Math.min(need, bytes.length - at);
+      this.pending.push(bytes.subarray(at, at + k));
+      this.pendingBytes += k;
+      at += k;
+      if (k === need) this.advanceHeader();
+    }
+  }
+
+  finish(): string {
+    if (this.phase === 'prefix') {
+      readHeaderLength(Buffer.concat(this.pending), this.file); // throws: file shorter than its 8-byte prefix
+    }
+    if (this.phase === 'header') {
+      throw new SafetensorsError('E_ST_TRUNCATED_HEADER',
+        `header declares ${this.headerLength} bytes but the file ends after ${this.pendingBytes}`, { file: this.file });
+    }
+    const h = this.header!;
+    if (this.tensorIndex < h.tensors.length) {
+      const t = h.tensors[this.tensorIndex]!;
+      throw new SafetensorsError('E_ST_TRUNCATED_DATA',
+        `file ends inside the data of tensor \`${t.name}\` (${this.tensorRemaining} of its bytes missing)`, { file: this.file, tensor: t.name });
+    }
+    const tensors: PointerTensor[] = h.tensors.map((t, k) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: this.ids[k]! }));
+    return serializePointer({
+      kind: 'safetensors',
+      size: 8 + this.headerLength + h.dataLength,
+      header: { id: this.headerId, length: this.headerLength },
+      metadata: h.metadata === null ? null : Object.entries(h.metadata),
+      tensors,
+    });
+  }
+
+  private advanceHeader(): void {
+    const bytes = Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    if (this.phase === 'prefix') {
+      this.headerLength = readHeaderLength(bytes, this.file);
+      this.phase = 'header';
+      if (this.headerLength === 0) this.advanceHeader();
+      return;
+    }
+    this.header = parseHeader(bytes, { file: this.file });
+    this.headerId = this.writer.putBlob(bytes).toString('hex');
+    this.phase = 'data';
+    this.startTensor();
+  }
+
+  /** Opens the next tensor, closing any zero-byte ones on the way. */
+  private startTensor(): void {
+    const tensors = this.header!.tensors;
+    while (this.tensorIndex < tensors.length) {
+      const t = tensors[this.tensorIndex]!;
+      this.tensorRemaining = t.end - t.begin;
+      this.object = new ChunkedObjectBuilder(this.writer, tensorChunkBytes(dtypeBits(t.dtype), t.shape));
+      if (this.tensorRemaining > 0) return;
+      this.ids.push(this.object.finish());
+      this.tensorIndex++;
+    }
+    this.object = undefined;
+  }
+
+  private pushData(bytes: Buffer, at: number): number {
+    if (!this.object) {
+      throw new SafetensorsError('E_ST_TRAILING_DATA',
+        `${bytes.length - at} or more bytes follow the last tensor's data (header says the data section is ${this.header!.dataLength} bytes)`,
+        { file: this.file });
+    }
+    const k = Math.min(this.tensorRemaining, bytes.length - at);
+    this.object.push(bytes.subarray(at, at + k));
+    this.tensorRemaining -= k;
+    if (this.tensorRemaining === 0) {
+      this.ids.push(this.object.finish());
+      this.tensorIndex++;
+      this.startTensor();
+    }
+    return at + k;
+  }
+}
+
+export interface RestorePlan {
+  pointer: Pointer;
+  /** Ids the store lacks; restore() fails if any. */
+  missing: string[];
+}
+
+export function planRestore(store: ObjectStore, pointerText: string, file: string): RestorePlan {
+  const pointer = parsePointer(pointerText, file);
+  const ids = pointer.kind === 'opaque' ? [pointer.id] : [pointer.header.id, ...pointer.tensors.map((t) => t.id)];
+  return { pointer, missing: store.missing(ids) };
+}
+
+/** Yields the exact bytes of the file the pointer stands for, verifying every object on the way. */
+export function* restore(store: ObjectStore, pointer: Pointer, file: string): Generator<Buffer> {
+  if (pointer.kind === 'opaque') {
+    yield* store.stream(pointer.id, { file });
+    return;
+  }
+  const headerBytes = store.read(pointer.header.id, { file });
+  const header = parseHeader(headerBytes, { file, fileSize: pointer.size });
+  checkPointerMatchesHeader(pointer, header, file);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  yield prefix;
+  yield headerBytes;
+  for (let k = 0; k < header.tensors.length; k++) {
+    yield* store.stream(pointer.tensors[k]!.id, { file, tensor: header.tensors[k]!.name });
+  }
+}
+
+function checkPointerMatchesHeader(pointer: Extract<Pointer, { kind: 'safetensors' }>, header: SafetensorsHeader, file: string): void {
+  const mismatch = (what: string): never => {
+    throw new GitTensorError('E_POINTER_MISMATCH', `${file}: pointer does not match its stored header: ${what}`, {
+      data: { file }, exitCode: 3, hint: `The pointer was edited by hand; restore it with \`git checkout -- ${file}\`.`,
+    });
+  };
+  if (header.tensors.length !== pointer.tensors.length) mismatch(`${pointer.tensors.length} tensors listed, header has ${header.tensors.length}`);
+  header.tensors.forEach((t: TensorInfo, k: number) => {
+    const p = pointer.tensors[k]!;
+    if (p.name !== t.name || p.dtype !== t.dtype || p.shape.join() !== t.shape.join() || !isDType(p.dtype)) mismatch(`tensor \`${p.name}\``);
+  });
+}
+

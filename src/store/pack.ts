@@ -1,0 +1,243 @@
+// Owns the on-disk pack format: append-only files of objects plus a sorted index, and the writer that
+// makes them appear atomically. Spec: docs/store.md.
+//
+//   pack-<name>.pack  = "GTPACK\0" version(u8=1) entry*
+//   entry             = encoding(u8) reserved(3) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
+//   pack-<name>.idx   = "GTIDX\0\0" version(u8=1) count(u32 LE) reserved(u32) record*count sha256(32)
+//   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) reserved(7)
+//
+// Records are sorted by id so lookups binary-search the mapped index. A pack is visible only once its
+// index exists, and the index is renamed into place after the pack is fsynced: a killed writer leaves at
+// most an unindexed temp file that readers ignore and `git tensor gc` removes.
+
+import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writevSync } from 'node:fs';
+import { join } from 'node:path';
+import { CorruptObjectError } from '../errors/index.js';
+import { fsyncDir, tempPathFor, writeFileAtomic } from './atomic.js';
+
+export const PACK_MAGIC = Buffer.from('GTPACK\0\x01', 'latin1');
+export const IDX_MAGIC = Buffer.from('GTIDX\0\0\x01', 'latin1');
+export const ENTRY_HEADER_BYTES = 52;
+export const IDX_RECORD_BYTES = 64;
+const IDX_HEADER_BYTES = 16;
+
+/** How an object's bytes are kept. Never changes an id (DESIGN.md principle 5). */
+export const Encoding = {
+  /** payload = the object's bytes. */
+  raw: 0,
+  /** payload = (chunk id(32), chunk length(u32 LE))*: the object is the concatenation of raw chunks. */
+  chunkList: 1,
+} as const;
+export type Encoding = (typeof Encoding)[keyof typeof Encoding];
+
+export interface ObjectLocation {
+  pack: PackFile;
+  payloadOffset: number;
+  payloadLength: number;
+  decodedSize: number;
+  encoding: number;
+}
+
+export class PackFile {
+  private fd: number | undefined;
+  private readonly records: Buffer;
+  readonly count: number;
+
+  constructor(readonly packPath: string, readonly idxPath: string) {
+    const idx = readFileSync(idxPath);
+    if (idx.length < IDX_HEADER_BYTES + 32 || !idx.subarray(0, 8).equals(IDX_MAGIC)) {
+      throw new CorruptObjectError(idxPath, 'not a git-tensor pack index', { file: idxPath });
+    }
+    const count = idx.readUInt32LE(8);
+    if (idx.length !== IDX_HEADER_BYTES + count * IDX_RECORD_BYTES + 32) {
+      throw new CorruptObjectError(idxPath, 'pack index has the wrong length', { file: idxPath });
+    }
+    const sum = createHash('sha256').update(idx.subarray(0, idx.length - 32)).digest();
+    if (!sum.equals(idx.subarray(idx.length - 32))) {
+      throw new CorruptObjectError(idxPath, 'pack index checksum mismatch', { file: idxPath });
+    }
+    this.count = count;
+    this.records = idx.subarray(IDX_HEADER_BYTES, IDX_HEADER_BYTES + count * IDX_RECORD_BYTES);
+  }
+
+  /** Binary search of the sorted records. */
+  find(id: Buffer): ObjectLocation | undefined {
+    let lo = 0;
+    let hi = this.count - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const at = mid * IDX_RECORD_BYTES;
+      // Buffer#compare(target, ...) orders the record against the id; > 0: the record sorts after it.
+      const c = this.records.compare(id, 0, 32, at, at + 32);
+      if (c === 0) return this.recordAt(mid);
+      if (c < 0) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return undefined;
+  }
+
+  *entries(): Generator<{ id: string } & ObjectLocation> {
+    for (let k = 0; k < this.count; k++) {
+      const at = k * IDX_RECORD_BYTES;
+      yield { id: this.records.toString('hex', at, at + 32), ...this.recordAt(k) };
+    }
+  }
+
+  read(loc: ObjectLocation, into?: Buffer): Buffer {
+    const out = into ?? Buffer.allocUnsafe(loc.payloadLength);
+    if (this.fd === undefined) this.fd = openSync(this.packPath, 'r');
+    let got = 0;
+    while (got < loc.payloadLength) {
+      const n = readSync(this.fd, out, got, loc.payloadLength - got, loc.payloadOffset + got);
+      if (n === 0) throw new CorruptObjectError(this.packPath, 'pack file is truncated', { file: this.packPath });
+      got += n;
+    }
+    return out;
+  }
+
+  close(): void {
+    if (this.fd !== undefined) closeSync(this.fd);
+    this.fd = undefined;
+  }
+
+  private recordAt(k: number): ObjectLocation {
+    const at = k * IDX_RECORD_BYTES;
+    const r = this.records;
+    return {
+      pack: this,
+      payloadOffset: Number(r.readBigUInt64LE(at + 32)),
+      payloadLength: Number(r.readBigUInt64LE(at + 40)),
+      decodedSize: Number(r.readBigUInt64LE(at + 48)),
+      encoding: r[at + 56]!,
+    };
+  }
+}
+
+interface PendingRecord {
+  id: Buffer;
+  payloadOffset: number;
+  payloadLength: number;
+  decodedSize: number;
+  encoding: number;
+}
+
+/**
+ * Appends objects to a temp pack; `commit()` makes them durable and visible, `abort()` forgets them.
+ * Writes are gathered into batches for writev so a stream of 64 KiB chunks costs few system calls.
+ */
+export class PackWriter {
+  private readonly tmpPath: string;
+  private fd: number | undefined;
+  private offset = 0;
+  private readonly records: PendingRecord[] = [];
+  private readonly written = new Set<string>();
+  private batch: Uint8Array[] = [];
+  private batchBytes = 0;
+
+  constructor(private readonly packDir: string, private readonly tmpDir: string) {
+    this.tmpPath = tempPathFor(join(tmpDir, 'pack'), tmpDir);
+  }
+
+  get objectCount(): number {
+    return this.records.length;
+  }
+
+  has(idHex: string): boolean {
+    return this.written.has(idHex);
+  }
+
+  append(id: Buffer, encoding: Encoding, decodedSize: number, payload: Uint8Array): void {
+    const idHex = id.toString('hex');
+    if (this.written.has(idHex)) return;
+    if (this.fd === undefined) {
+      this.fd = openSync(this.tmpPath, 'wx', 0o444);
+      this.push(PACK_MAGIC);
+    }
+    const head = Buffer.alloc(ENTRY_HEADER_BYTES);
+    head[0] = encoding;
+    id.copy(head, 4);
+    head.writeBigUInt64LE(BigInt(decodedSize), 36);
+    head.writeBigUInt64LE(BigInt(payload.length), 44);
+    this.push(head);
+    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding });
+    this.push(payload);
+    this.written.add(idHex);
+  }
+
+  /** Fsyncs the pack, renames it into place, then writes its index. Returns the pack name, or null if empty. */
+  commit(): string | null {
+    if (this.fd === undefined) return null;
+    this.drain();
+    fsyncSync(this.fd);
+    closeSync(this.fd);
+    this.fd = undefined;
+    const idx = this.buildIndex();
+    const name = createHash('sha256').update(idx).digest('hex');
+    const packPath = join(this.packDir, `pack-${name}.pack`);
+    renameSync(this.tmpPath, packPath);
+    fsyncDir(this.packDir);
+    writeFileAtomic(join(this.packDir, `pack-${name}.idx`), idx);
+    return name;
+  }
+
+  abort(): void {
+    if (this.fd !== undefined) {
+      closeSync(this.fd);
+      this.fd = undefined;
+      try {
+        unlinkSync(this.tmpPath);
+      } catch {
+        // Already gone: nothing to undo.
+      }
+    }
+    this.records.length = 0;
+    this.written.clear();
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  private push(bytes: Uint8Array): void {
+    this.batch.push(bytes);
+    this.batchBytes += bytes.length;
+    this.offset += bytes.length;
+    if (this.batchBytes >= 4 << 20 || this.batch.length >= 1000) this.drain();
+  }
+
+  private drain(): void {
+    const pending = this.batch;
+    let start = 0;
+    while (start < pending.length) {
+      let n = writevSync(this.fd!, start === 0 ? pending : pending.slice(start));
+      while (n > 0) {
+        const first = pending[start]!;
+        if (n >= first.length) {
+          n -= first.length;
+          start++;
+        } else {
+          pending[start] = first.subarray(n);
+          n = 0;
+        }
+      }
+    }
+    this.batch = [];
+    this.batchBytes = 0;
+  }
+
+  private buildIndex(): Buffer {
+    const sorted = [...this.records].sort((a, b) => a.id.compare(b.id));
+    const out = Buffer.alloc(IDX_HEADER_BYTES + sorted.length * IDX_RECORD_BYTES + 32);
+    IDX_MAGIC.copy(out, 0);
+    out.writeUInt32LE(sorted.length, 8);
+    sorted.forEach((r, k) => {
+      const at = IDX_HEADER_BYTES + k * IDX_RECORD_BYTES;
+      r.id.copy(out, at);
+      out.writeBigUInt64LE(BigInt(r.payloadOffset), at + 32);
+      out.writeBigUInt64LE(BigInt(r.payloadLength), at + 40);
+      out.writeBigUInt64LE(BigInt(r.decodedSize), at + 48);
+      out[at + 56] = r.encoding;
+    });
+    createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
+    return out;
+  }
+}
