@@ -99,7 +99,7 @@ function build(args: string[]): Argv {
     .help()
     .alias('h', 'help')
     .version(false)
-    .wrap(Math.min(110, process.stdout.columns || 110))
+    .wrap(110)
     .fail((msg, err) => {
       throw err ?? new UsageError(msg, 'Run `git tensor --help` for usage.');
     });
@@ -108,6 +108,12 @@ function build(args: string[]): Argv {
 /** Entry point of bin/git-tensor; the only function that exits the process. */
 export async function main(args: string[]): Promise<void> {
   try {
+    // git's protocol commands skip yargs and its start-up cost.
+    if (args.length === 1 && args[0] === 'filter-process') {
+      const { filterProcess } = await import('../commands/filter-process.js');
+      await filterProcess();
+      return;
+    }
     await build(args).parseAsync();
     process.exitCode = process.exitCode ?? ExitCode.ok;
   } catch (err) {

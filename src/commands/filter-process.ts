@@ -1,5 +1,6 @@
 // Owns `git-tensor filter-process`: git's long-running clean/smudge filter, one process per git command.
 
+import type { Writable } from 'node:stream';
 import { formatError, MissingObjectsError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { looksLikePointer, MAX_POINTER_BYTES } from '../format/pointer.js';
@@ -8,13 +9,13 @@ import { openRepo } from './context.js';
 
 export interface FilterProcessOptions {
   input?: AsyncIterable<Buffer>;
-  outFd?: number;
+  output?: Writable;
 }
 
 export async function filterProcess(opts: FilterProcessOptions = {}): Promise<void> {
   const { store } = openRepo();
   const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
-  await serveFilterProcess(opts.input ?? process.stdin, opts.outFd ?? 1, {
+  await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
       const writer = store.beginWrite();
       try {

@@ -12,6 +12,7 @@
 // failed and the process keeps serving the next one.
 
 import { FLUSH, PacketReader, PacketWriter } from './pktline.js';
+import type { Writable } from 'node:stream';
 import { ProtocolError } from '../errors/index.js';
 
 export interface FilterRequest {
@@ -58,9 +59,9 @@ class Content implements AsyncIterable<Buffer> {
   }
 }
 
-export async function serveFilterProcess(input: AsyncIterable<Buffer>, outFd: number, handlers: FilterHandlers): Promise<void> {
+export async function serveFilterProcess(input: AsyncIterable<Buffer>, output: Writable, handlers: FilterHandlers): Promise<void> {
   const reader = new PacketReader(input);
-  const writer = new PacketWriter(outFd);
+  const writer = new PacketWriter(output);
 
   const hello = await reader.readTextList();
   if (!hello || hello[0] !== 'git-filter-client' || !hello.includes('version=2')) {
@@ -81,7 +82,7 @@ export async function serveFilterProcess(input: AsyncIterable<Buffer>, outFd: nu
         const out = await handlers.clean(req, content);
         await content.drain();
         writer.list(['status=success']);
-        writer.content(out);
+        await writer.content(out);
         writer.flush();
         writer.flush(); // empty list: keep status=success
       } else {
@@ -89,7 +90,7 @@ export async function serveFilterProcess(input: AsyncIterable<Buffer>, outFd: nu
         await content.drain();
         writer.list(['status=success']);
         try {
-          for (const piece of pieces) writer.content(piece);
+          for (const piece of pieces) await writer.content(piece);
         } catch (err) {
           writer.flush();
           writer.list(['status=error']);

@@ -10,7 +10,8 @@
 // 0004 (empty payload) is allowed on the wire but must not be sent. The largest packet is 65520 bytes,
 // so a payload holds at most 65516 bytes.
 
-import { writeSync, writevSync } from 'node:fs';
+import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { ProtocolError } from '../errors/index.js';
 
 export const MAX_PAYLOAD = 65516;
@@ -124,21 +125,21 @@ function lengthHeader(payloadLength: number): Buffer {
 const FLUSH_BYTES = Buffer.from('0000', 'latin1');
 
 /**
- * Writes pkt-lines synchronously to a file descriptor. Synchronous writes keep the strict
- * request/response ordering git expects and let large payloads go out with writev, without copying.
- * The descriptor must be blocking (never wrap it in process.stdout, which makes it non-blocking).
+ * Writes pkt-lines to a stream, in order. Text and flush packets are small and never wait; `content`
+ * honours back-pressure so a multi-gigabyte smudge never queues more than the stream's buffer. Payloads
+ * are written by reference: callers must not reuse a buffer after passing it.
  */
 export class PacketWriter {
-  constructor(private readonly fd: number) {}
+  constructor(private readonly out: Writable) {}
 
   text(line: string): void {
     const payload = Buffer.from(line.endsWith('\n') ? line : line + '\n', 'utf8');
     if (payload.length > MAX_PAYLOAD) throw new ProtocolError('pkt-line text too long');
-    this.raw([lengthHeader(payload.length), payload]);
+    this.out.write(Buffer.concat([lengthHeader(payload.length), payload]));
   }
 
   flush(): void {
-    this.raw([FLUSH_BYTES]);
+    this.out.write(FLUSH_BYTES);
   }
 
   /** Writes `lines` then a flush. */
@@ -148,47 +149,20 @@ export class PacketWriter {
   }
 
   /** Writes arbitrary bytes as a sequence of maximal data packets (no flush). */
-  content(data: Uint8Array): void {
-    const iov: Uint8Array[] = [];
+  async content(data: Uint8Array): Promise<void> {
+    let ok = true;
+    this.out.cork();
     for (let off = 0; off < data.length; off += MAX_PAYLOAD) {
       const end = Math.min(off + MAX_PAYLOAD, data.length);
-      iov.push(lengthHeader(end - off), data.subarray(off, end));
-      if (iov.length >= 512) {
-        this.raw(iov);
-        iov.length = 0;
-      }
+      this.out.write(lengthHeader(end - off));
+      ok = this.out.write(data.subarray(off, end));
     }
-    if (iov.length) this.raw(iov);
+    this.out.uncork();
+    if (!ok) await once(this.out, 'drain');
   }
 
-  private raw(buffers: Uint8Array[]): void {
-    writeAllSync(this.fd, buffers);
-  }
-}
-
-/** writev until every byte is out, tolerating partial writes and EAGAIN on a non-blocking descriptor. */
-export function writeAllSync(fd: number, buffers: Uint8Array[]): void {
-  let pending = buffers.filter((b) => b.length > 0);
-  while (pending.length) {
-    let written: number;
-    try {
-      written = pending.length === 1 ? writeSync(fd, pending[0]!) : writevSync(fd, pending);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
-        continue;
-      }
-      throw err;
-    }
-    while (written > 0 && pending.length) {
-      const first = pending[0]!;
-      if (written >= first.length) {
-        written -= first.length;
-        pending.shift();
-      } else {
-        pending[0] = first.subarray(written);
-        written = 0;
-      }
-    }
+  /** Resolves once everything written so far has been handed to the operating system. */
+  async drained(): Promise<void> {
+    if (this.out.writableNeedDrain) await once(this.out, 'drain');
   }
 }

@@ -1,0 +1,160 @@
+// Benchmark of the clean/smudge filter (issue: "Commit model checkpoints with ordinary git").
+// Usage: npx tsx scripts/bench-filter.ts [--gib 2] [--runs 3] [--no-lfs]
+// Prints one table: git add / git checkout of a generated checkpoint next to openssl sha256, cp and
+// git-lfs on the same file in the same run, the filter process's peak RSS, and store growth for
+// (a) 2 of 32 tensors changed and (b) 1% of the rows of every matrix changed.
+
+import { closeSync, openSync, readFileSync, rmSync, writeSync, mkdirSync, writeFileSync } from 'node:fs';
+import { randomFillSync } from 'node:crypto';
+import { join } from 'node:path';
+import { serializeHeader } from '../src/format/safetensors.js';
+import type { DType } from '../src/format/dtype.js';
+import { benchEnv, dirBytes, ensureDebian, GiB, medianSeconds, MiB, printTable, sh, tempDir } from './bench-lib.js';
+
+const args = process.argv.slice(2);
+const opt = (name: string, def: number) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+};
+const gib = opt('gib', 2);
+const runs = opt('runs', 3);
+const withLfs = !args.includes('--no-lfs');
+
+interface Spec { name: string; dtype: DType; shape: [number, number]; bytes: number }
+
+/** ~32 matrices, 3/4 of the bytes F32 and 1/4 BF16, 4096 columns so a row is 16 KiB (F32) or 8 KiB. */
+function modelSpec(totalBytes: number): Spec[] {
+  const specs: Spec[] = [];
+  const f32Rows = Math.max(1, Math.round((totalBytes * 0.75) / 24 / (4096 * 4)));
+  const bf16Rows = Math.max(1, Math.round((totalBytes * 0.25) / 8 / (4096 * 2)));
+  for (let i = 0; i < 24; i++) specs.push({ name: `layers.${i}.mlp.weight`, dtype: 'F32', shape: [f32Rows, 4096], bytes: f32Rows * 4096 * 4 });
+  for (let i = 0; i < 8; i++) specs.push({ name: `layers.${i}.attn.weight`, dtype: 'BF16', shape: [bf16Rows, 4096], bytes: bf16Rows * 4096 * 2 });
+  return specs;
+}
+
+/** Writes the checkpoint without holding it in memory; returns where each tensor's data starts. */
+function writeModel(path: string, specs: Spec[]): Map<string, { start: number; spec: Spec }> {
+  const { prefix, headerBytes, layout } = serializeHeader(specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape, byteLength: s.bytes })));
+  const fd = openSync(path, 'w');
+  writeSync(fd, prefix);
+  writeSync(fd, headerBytes);
+  const buf = Buffer.allocUnsafe(64 * MiB);
+  const where = new Map<string, { start: number; spec: Spec }>();
+  const base = 8 + headerBytes.length;
+  for (const t of layout) {
+    where.set(t.name, { start: base + t.begin, spec: specs.find((s) => s.name === t.name)! });
+    for (let left = t.end - t.begin; left > 0;) {
+      const n = Math.min(left, buf.length);
+      randomFillSync(buf, 0, n);
+      writeSync(fd, buf, 0, n);
+      left -= n;
+    }
+  }
+  closeSync(fd);
+  return where;
+}
+
+function overwrite(path: string, offset: number, length: number): void {
+  const fd = openSync(path, 'r+');
+  const buf = Buffer.allocUnsafe(length);
+  randomFillSync(buf);
+  writeSync(fd, buf, 0, length, offset);
+  closeSync(fd);
+}
+
+const work = tempDir('bench-filter');
+const env = benchEnv(join(work, 'home'));
+mkdirSync(join(work, 'home'));
+writeFileSync(join(work, 'home', '.gitconfig'), '[init]\n\tdefaultBranch = main\n');
+const model = join(work, 'model.safetensors');
+const specs = modelSpec(gib * GiB);
+process.stderr.write(`generating ${gib} GiB checkpoint (${specs.length} tensors) in ${work}...\n`);
+const layout = writeModel(model, specs);
+const fileBytes = specs.reduce((s, t) => s + t.bytes, 0);
+const fileGiB = fileBytes / GiB;
+const run = (cmd: string, a: string[], cwd = work) => sh(cmd, a, { cwd, env });
+
+const opensslS = medianSeconds(runs, () => run('openssl', ['dgst', '-sha256', model]));
+const cpS = medianSeconds(runs, () => run('cp', [model, join(work, 'copy.bin')]), () => rmSync(join(work, 'copy.bin'), { force: true }));
+rmSync(join(work, 'copy.bin'), { force: true });
+
+/** A fresh repo each run so every `git add` stores the whole file. */
+function tensorRepo(i: number): string {
+  const repo = join(work, `repo-${i}`);
+  rmSync(repo, { recursive: true, force: true });
+  mkdirSync(repo);
+  run('git', ['init', '-q'], repo);
+  run('git-tensor', ['install'], repo);
+  run('git-tensor', ['track', '*.safetensors'], repo);
+  // Wrap the filter in GNU time to read its peak RSS.
+  run('git', ['config', 'filter.tensor.process', `/usr/bin/time -f %M -o ${join(work, 'rss.txt')} git-tensor filter-process`], repo);
+  run('cp', [model, join(repo, 'model.safetensors')]);
+  return repo;
+}
+
+let repo = '';
+let k = 0;
+const addS = medianSeconds(runs, () => run('git', ['add', 'model.safetensors'], repo), () => (repo = tensorRepo(k++)));
+const addRssKiB = Number(readFileSync(join(work, 'rss.txt'), 'utf8').trim().split('\n').pop());
+run('git', ['commit', '-qm', 'base'], repo);
+const checkoutS = medianSeconds(runs, () => run('git', ['checkout', '--', 'model.safetensors'], repo), () => rmSync(join(repo, 'model.safetensors')));
+const checkoutRssKiB = Number(readFileSync(join(work, 'rss.txt'), 'utf8').trim().split('\n').pop());
+run('cmp', [model, join(repo, 'model.safetensors')]);
+
+// (a) two whole tensors changed
+const packs = join(repo, '.git', 'tensor');
+const beforeA = dirBytes(packs);
+const changedA = specs.slice(0, 2);
+for (const s of changedA) overwrite(join(repo, 'model.safetensors'), layout.get(s.name)!.start, s.bytes);
+run('git', ['commit', '-qam', 'two tensors'], repo);
+const growthA = dirBytes(packs) - beforeA;
+const changedABytes = changedA.reduce((s, t) => s + t.bytes, 0);
+
+// (b) 1% of the rows of every matrix changed (random rows)
+const beforeB = dirBytes(packs);
+let seed = 12345;
+const rand = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+for (const s of specs) {
+  const rowBytes = s.bytes / s.shape[0];
+  const rows = Math.max(1, Math.round(s.shape[0] * 0.01));
+  for (let r = 0; r < rows; r++) overwrite(join(repo, 'model.safetensors'), layout.get(s.name)!.start + Math.floor(rand() * s.shape[0]) * rowBytes, rowBytes);
+}
+run('git', ['commit', '-qam', '1% rows'], repo);
+const growthB = dirBytes(packs) - beforeB;
+run('git-tensor', ['fsck'], repo);
+
+const rows: (string | number)[][] = [
+  ['openssl dgst -sha256 (baseline)', opensslS, fileGiB / opensslS, '', ''],
+  ['cp (baseline)', cpS, fileGiB / cpS, '', ''],
+  ['git-tensor: git add', addS, fileGiB / addS, `${(addS / opensslS).toFixed(2)}x openssl (target <= 2x)`, `${(addRssKiB / 1024).toFixed(0)} MiB`],
+  ['git-tensor: git checkout', checkoutS, fileGiB / checkoutS, `${(checkoutS / cpS).toFixed(2)}x cp (target <= 2x)`, `${(checkoutRssKiB / 1024).toFixed(0)} MiB`],
+];
+
+if (withLfs && ensureDebian('git-lfs', 'git-lfs')) {
+  let lrepo = '';
+  let j = 0;
+  const lfsRepo = () => {
+    lrepo = join(work, `lfs-${j++}`);
+    rmSync(lrepo, { recursive: true, force: true });
+    mkdirSync(lrepo);
+    run('git', ['init', '-q'], lrepo);
+    run('git', ['lfs', 'install', '--local'], lrepo);
+    run('git', ['lfs', 'track', '*.safetensors'], lrepo);
+    run('cp', [model, join(lrepo, 'model.safetensors')]);
+  };
+  const lfsAdd = medianSeconds(runs, () => run('git', ['add', 'model.safetensors'], lrepo), lfsRepo);
+  run('git', ['commit', '-qm', 'base'], lrepo);
+  const lfsCheckout = medianSeconds(runs, () => run('git', ['checkout', '--', 'model.safetensors'], lrepo), () => rmSync(join(lrepo, 'model.safetensors')));
+  rows.push(['git-lfs: git add (peer)', lfsAdd, fileGiB / lfsAdd, `${(lfsAdd / addS).toFixed(2)}x git-tensor`, '']);
+  rows.push(['git-lfs: git checkout (peer)', lfsCheckout, fileGiB / lfsCheckout, `${(lfsCheckout / checkoutS).toFixed(2)}x git-tensor`, '']);
+} else if (withLfs) {
+  rows.push(['git-lfs', 'not installed', '', '', '']);
+}
+
+printTable(`bench-filter: ${fileGiB.toFixed(2)} GiB checkpoint, ${specs.length} tensors (F32 + BF16), median of ${runs} runs`,
+  ['operation', 'seconds', 'GiB/s', 'vs baseline', 'filter peak RSS'], rows);
+printTable('store growth per new version', ['change', 'changed bytes', 'store growth', 'ratio', 'target'], [
+  ['(a) 2 of 32 tensors rewritten', `${(changedABytes / MiB).toFixed(1)} MiB`, `${(growthA / MiB).toFixed(1)} MiB`, `${(growthA / changedABytes).toFixed(3)}x changed`, '<= 1.05x changed'],
+  ['(b) 1% of rows of every matrix', `${(fileBytes * 0.01 / MiB).toFixed(1)} MiB`, `${(growthB / MiB).toFixed(1)} MiB`, `${(100 * growthB / fileBytes).toFixed(2)}% of file`, '<= 10% of file'],
+]);
+rmSync(work, { recursive: true, force: true });
