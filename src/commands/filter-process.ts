@@ -4,7 +4,7 @@ import type { Writable } from 'node:stream';
 import { formatError, MissingObjectsError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { looksLikePointer, MAX_POINTER_BYTES } from '../format/pointer.js';
-import { Ingest, planRestore, restore } from '../store/checkpoint.js';
+import { Ingest, newIngestContext, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 
 export interface FilterProcessOptions {
@@ -15,13 +15,14 @@ export interface FilterProcessOptions {
 export async function filterProcess(opts: FilterProcessOptions = {}): Promise<void> {
   const { store } = openRepo();
   const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
+  const ingestContext = newIngestContext();
   await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
       const writer = store.beginWrite();
       try {
-        const ingest = new Ingest(writer, req.pathname);
+        const ingest = new Ingest(writer, req.pathname, ingestContext);
         for await (const bytes of content) ingest.push(bytes);
-        const pointer = ingest.finish();
+        const pointer = await ingest.finish();
         writer.commit();
         return Buffer.from(pointer, 'utf8');
       } catch (err) {
@@ -44,5 +45,6 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       process.stderr.write(formatError(err) + '\n');
     },
   });
+  ingestContext.hasher.close();
   store.close();
 }

@@ -2,12 +2,12 @@
 // and yields the pointer (clean), `restore` streams the exact bytes back from a pointer (smudge).
 // Memory stays bounded: at most one chunk plus the header is held, whatever the file size.
 
-import { createHash, Hash } from 'node:crypto';
 import { GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
 import { dtypeBits, isDType } from '../format/dtype.js';
 import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
+import { BackgroundHasher, SharedSlab } from './hasher.js';
 import { ChunkRef, ObjectStore, ObjectWriter } from './store.js';
 
 /** Files with this suffix must parse as safetensors; any other tracked file is stored opaquely. */
@@ -27,7 +27,7 @@ export class Ingest {
   private sniffBytes = 0;
   private sink: Sink | undefined;
 
-  constructor(private readonly writer: ObjectWriter, private readonly file: string) {}
+  constructor(private readonly writer: ObjectWriter, private readonly file: string, private readonly ctx: IngestContext = newIngestContext()) {}
 
   push(bytes: Buffer): void {
     if (this.sink) return this.sink.push(bytes);
@@ -36,7 +36,7 @@ export class Ingest {
     if (this.sniffBytes >= PREFIX_SNIFF_BYTES) this.choose();
   }
 
-  finish(): string {
+  finish(): Promise<string> {
     if (!this.sink) this.choose();
     return this.sink!.finish();
   }
@@ -46,8 +46,8 @@ export class Ingest {
     const head = Buffer.concat(this.sniff);
     if (looksLikePointer(head)) this.sink = new PointerPassThrough(this.file);
     else if (head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) this.sink = new PointerPassThrough(this.file);
-    else if (isSafetensorsPath(this.file)) this.sink = new SafetensorsSink(this.writer, this.file);
-    else this.sink = new OpaqueSink(this.writer);
+    else if (isSafetensorsPath(this.file)) this.sink = new SafetensorsSink(this.writer, this.file, this.ctx);
+    else this.sink = new OpaqueSink(this.writer, this.ctx);
     this.sniff = [];
     this.sink.push(head);
   }
@@ -55,7 +55,7 @@ export class Ingest {
 
 interface Sink {
   push(bytes: Buffer): void;
-  finish(): string;
+  finish(): Promise<string>;
 }
 
 /** A pointer given to clean (e.g. `git add` of a file left as a pointer) is checked and kept as is. */
@@ -72,7 +72,7 @@ class PointerPassThrough implements Sink {
     this.parts.push(bytes);
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     const text = Buffer.concat(this.parts).toString('utf8');
     if (hasConflictMarkers(text) && !looksLikePointer(Buffer.from(text))) {
       throw new PointerError('E_POINTER_CONFLICT', `${this.file} contains git conflict markers, not a checkpoint`, { file: this.file },
@@ -83,21 +83,35 @@ class PointerPassThrough implements Sink {
   }
 }
 
-/** Cuts a byte stream into fixed-size chunks and stores them; the whole is stored as a chunk list. */
+/** What ingest shares across the files of one process: shared-memory chunk buffers and the hash worker. */
+export interface IngestContext {
+  slab: SharedSlab;
+  hasher: BackgroundHasher;
+}
+
+export function newIngestContext(): IngestContext {
+  return { slab: new SharedSlab(), hasher: new BackgroundHasher() };
+}
+
+/**
+ * Cuts a byte stream into chunks and stores them; the whole is stored as a chunk list. Chunk ids are
+ * hashed here; the object's own id is hashed on the worker from the same buffers, started only once a
+ * second chunk shows the object is not a single chunk (whose id is its chunk's id).
+ */
 class ChunkedObjectBuilder {
-  private readonly hash: Hash = createHash('sha256');
   private readonly chunks: ChunkRef[] = [];
+  private first: Buffer | undefined;
+  private hashId: number | undefined;
   private buffer: Buffer;
   private filled = 0;
   size = 0;
 
-  constructor(private readonly writer: ObjectWriter, private readonly chunkBytes: number) {
-    this.buffer = Buffer.allocUnsafe(chunkBytes);
+  constructor(private readonly writer: ObjectWriter, private readonly chunkBytes: number, private readonly ctx: IngestContext) {
+    this.buffer = ctx.slab.take(chunkBytes);
   }
 
   /** Appends bytes; cuts a chunk each time `chunkBytes` have gathered. */
   push(bytes: Uint8Array): void {
-    this.hash.update(bytes);
     this.size += bytes.length;
     let at = 0;
     while (at < bytes.length) {
@@ -114,16 +128,27 @@ class ChunkedObjectBuilder {
     if (this.filled === 0) return;
     const chunk = this.buffer.subarray(0, this.filled);
     this.chunks.push({ id: this.writer.putBlob(chunk), length: chunk.length });
-    this.buffer = Buffer.allocUnsafe(this.chunkBytes);
+    if (this.chunks.length === 1) {
+      this.first = chunk;
+    } else {
+      if (this.hashId === undefined) {
+        this.hashId = this.ctx.hasher.begin();
+        this.ctx.hasher.update(this.hashId, this.first!);
+        this.first = undefined;
+      }
+      this.ctx.hasher.update(this.hashId, chunk);
+    }
+    this.buffer = this.ctx.slab.take(this.chunkBytes);
     this.filled = 0;
   }
 
   /** Stores the object and returns its id: a single chunk is stored raw, more as a chunk list. */
-  finish(): string {
+  async finish(): Promise<string> {
     this.cut();
-    const id = this.hash.digest();
-    if (this.chunks.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
-    else if (this.chunks.length > 1) this.writer.putChunkList(id, this.size, this.chunks);
+    if (this.chunks.length === 0) return this.writer.putBlob(Buffer.alloc(0)).toString('hex');
+    if (this.chunks.length === 1) return this.chunks[0]!.id.toString('hex');
+    const id = await this.ctx.hasher.digest(this.hashId!);
+    this.writer.putChunkList(id, this.size, this.chunks);
     return id.toString('hex');
   }
 }
@@ -134,8 +159,8 @@ class OpaqueSink implements Sink {
   private readonly object: ChunkedObjectBuilder;
   private streamPos = 0;
 
-  constructor(writer: ObjectWriter) {
-    this.object = new ChunkedObjectBuilder(writer, CDC_MAX);
+  constructor(writer: ObjectWriter, ctx: IngestContext) {
+    this.object = new ChunkedObjectBuilder(writer, CDC_MAX, ctx);
   }
 
   push(bytes: Buffer): void {
@@ -150,9 +175,9 @@ class OpaqueSink implements Sink {
     this.streamPos += bytes.length;
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     const size = this.object.size;
-    return serializePointer({ kind: 'opaque', size, id: this.object.finish() });
+    return serializePointer({ kind: 'opaque', size, id: await this.object.finish() });
   }
 }
 
@@ -166,9 +191,9 @@ class SafetensorsSink implements Sink {
   private tensorIndex = 0;
   private tensorRemaining = 0;
   private object: ChunkedObjectBuilder | undefined;
-  private readonly ids: string[] = [];
+  private readonly ids: Promise<string>[] = [];
 
-  constructor(private readonly writer: ObjectWriter, private readonly file: string) {}
+  constructor(private readonly writer: ObjectWriter, private readonly file: string, private readonly ctx: IngestContext) {}
 
   push(bytes: Buffer): void {
     let at = 0;
@@ -186,7 +211,7 @@ class SafetensorsSink implements Sink {
     }
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     if (this.phase === 'prefix') {
       readHeaderLength(Buffer.concat(this.pending), this.file); // throws: file shorter than its 8-byte prefix
     }
@@ -200,7 +225,8 @@ class SafetensorsSink implements Sink {
       throw new SafetensorsError('E_ST_TRUNCATED_DATA',
         `file ends inside the data of tensor \`${t.name}\` (${this.tensorRemaining} of its bytes missing)`, { file: this.file, tensor: t.name });
     }
-    const tensors: PointerTensor[] = h.tensors.map((t, k) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: this.ids[k]! }));
+    const ids = await Promise.all(this.ids);
+    const tensors: PointerTensor[] = h.tensors.map((t, k) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: ids[k]! }));
     return serializePointer({
       kind: 'safetensors',
       size: 8 + this.headerLength + h.dataLength,
@@ -232,7 +258,7 @@ class SafetensorsSink implements Sink {
     while (this.tensorIndex < tensors.length) {
       const t = tensors[this.tensorIndex]!;
       this.tensorRemaining = t.end - t.begin;
-      this.object = new ChunkedObjectBuilder(this.writer, tensorChunkBytes(dtypeBits(t.dtype), t.shape));
+      this.object = new ChunkedObjectBuilder(this.writer, tensorChunkBytes(dtypeBits(t.dtype), t.shape), this.ctx);
       if (this.tensorRemaining > 0) return;
       this.ids.push(this.object.finish());
       this.tensorIndex++;

@@ -163,6 +163,8 @@ class MissingObject extends GitTensorError {
 /** Adds objects to the store, skipping any it already holds; nothing is visible before `commit()`. */
 export class ObjectWriter {
   bytesWritten = 0;
+  /** After abort, late puts (e.g. a digest that arrives after a failure) are dropped, never written. */
+  private aborted = false;
 
   constructor(private readonly store: ObjectStore, private readonly pack: PackWriter) {}
 
@@ -172,7 +174,7 @@ export class ObjectWriter {
 
   /** Stores `data` as a raw object; `id` may be passed when the caller has already hashed it. */
   putBlob(data: Uint8Array, id: Buffer = sha256(data)): Buffer {
-    if (!this.has(id)) {
+    if (!this.aborted && !this.has(id)) {
       this.pack.append(id, Encoding.raw, data.length, data);
       this.bytesWritten += data.length;
     }
@@ -180,7 +182,7 @@ export class ObjectWriter {
   }
 
   putChunkList(id: Buffer, decodedSize: number, chunks: ChunkRef[]): void {
-    if (this.has(id)) return;
+    if (this.aborted || this.has(id)) return;
     const payload = Buffer.allocUnsafe(chunks.length * CHUNK_LIST_RECORD_BYTES);
     chunks.forEach((c, k) => {
       c.id.copy(payload, k * CHUNK_LIST_RECORD_BYTES);
@@ -195,6 +197,7 @@ export class ObjectWriter {
   }
 
   abort(): void {
+    this.aborted = true;
     this.pack.abort();
   }
 }
