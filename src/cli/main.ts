@@ -23,6 +23,24 @@ function scopeOf(argv: { global?: boolean; system?: boolean }): 'local' | 'globa
   return argv.global ? 'global' : argv.system ? 'system' : 'local';
 }
 
+function strategyOptions<T>(y: Argv<T>) {
+  return y
+    .option('strategy', { type: 'string', describe: 'fail, ours, theirs, base, average, task-arithmetic, ties, dare, dare-ties, slerp' })
+    .option('density', { type: 'number', describe: 'ties/dare: fraction of each task vector kept' })
+    .option('lambda', { type: 'number', describe: 'task-arithmetic/ties/dare: scale of the merged task vector' })
+    .option('weights', { type: 'string', describe: 'average: ours,theirs weights, e.g. 0.7,0.3' })
+    .option('seed', { type: 'number', describe: 'dare: PRNG seed' })
+    .option('t', { type: 'number', describe: 'slerp: 0 = ours, 1 = theirs' });
+}
+
+function strategyParams(argv: { strategy?: string; density?: number; lambda?: number; weights?: string; seed?: number; t?: number }) {
+  const kv: Record<string, string> = {};
+  for (const key of ['strategy', 'density', 'lambda', 'weights', 'seed', 't'] as const) {
+    if (argv[key] !== undefined) kv[key] = String(argv[key]);
+  }
+  return kv;
+}
+
 function build(args: string[]): Argv {
   return yargs(args)
     .scriptName('git tensor')
@@ -89,6 +107,27 @@ function build(args: string[]): Argv {
       run(async () => {
         const { doctor } = await import('../commands/doctor.js');
         return doctor({});
+      }))
+    .command('conflicts', 'list unmerged checkpoints: per tensor, elements changed by each side and in conflict',
+      (y) => y,
+      run(async () => {
+        const { conflicts } = await import('../commands/conflicts.js');
+        return conflicts({});
+      }))
+    .command('resolve <path>', 'finish the merge of an unmerged checkpoint with a strategy, and stage it',
+      (y) => strategyOptions(y.positional('path', { type: 'string', demandOption: true })
+        .option('tensor', { type: 'string', describe: 'only tensors matching this glob (repeat the command for others)' }))
+        .demandOption('strategy'),
+      run(async (argv) => {
+        const { resolve } = await import('../commands/resolve.js');
+        return resolve({ path: argv.path as string, tensor: argv.tensor, settings: strategyParams(argv) });
+      }))
+    .command('merge-driver <base> <ours> <theirs> <path>', false,
+      (y) => y.positional('base', { type: 'string' }).positional('ours', { type: 'string' }).positional('theirs', { type: 'string' })
+        .positional('path', { type: 'string' }).option('marker-size', { type: 'number' }),
+      run(async (argv) => {
+        const { mergeDriver } = await import('../commands/merge-driver.js');
+        return mergeDriver({ base: argv.base as string, ours: argv.ours as string, theirs: argv.theirs as string, path: argv.path as string });
       }))
     .command('filter-process', false, (y) => y, async () => {
       const { filterProcess } = await import('../commands/filter-process.js');

@@ -7,12 +7,14 @@ export interface Printable {
   text: string[];
   /** Non-zero when the command found problems it reports rather than throws (fsck, conflicts). */
   exitCode?: number;
+  /** Where the text goes; git's drivers keep stdout for git. */
+  stream?: 'stdout' | 'stderr';
 }
 
 export function print(result: Printable, opts: { json: boolean; quiet: boolean }): void {
   if (result.exitCode !== undefined) process.exitCode = result.exitCode;
   if (opts.json) process.stdout.write(JSON.stringify(result.data, null, 2) + '\n');
-  else if (!opts.quiet && result.text.length) process.stdout.write(result.text.join('\n') + '\n');
+  else if (!opts.quiet && result.text.length) (result.stream === 'stderr' ? process.stderr : process.stdout).write(result.text.join('\n') + '\n');
 }
 
 export function formatBytes(n: number): string {

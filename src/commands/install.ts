@@ -11,6 +11,8 @@ export type ConfigScope = 'local' | 'global' | 'system';
 export const GIT_CONFIG: ReadonlyArray<[string, string]> = [
   ['filter.tensor.process', 'git-tensor filter-process'],
   ['filter.tensor.required', 'true'],
+  ['merge.tensor.name', 'git-tensor model-aware merge'],
+  ['merge.tensor.driver', 'git-tensor merge-driver %O %A %B %P'],
 ];
 
 export interface InstallOptions {

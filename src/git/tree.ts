@@ -54,3 +54,23 @@ export async function readBlobs(oids: string[], cwd?: string): Promise<Map<strin
 export function revParse(rev: string, cwd?: string): string {
   return git(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], { cwd });
 }
+
+export interface UnmergedEntry {
+  path: string;
+  /** Blob ids of the base (1), ours (2) and theirs (3) stages; absent when that side has no file. */
+  stages: { 1?: string; 2?: string; 3?: string };
+}
+
+/** Paths git left unmerged in the index, with their stage blobs. */
+export function unmergedEntries(cwd?: string): UnmergedEntry[] {
+  const out = gitRaw(['ls-files', '-u', '-z'], { cwd }).stdout.toString('utf8');
+  const byPath = new Map<string, UnmergedEntry>();
+  for (const rec of out.split('\0').filter(Boolean)) {
+    const tab = rec.indexOf('\t');
+    const [, oid, stage] = rec.slice(0, tab).split(' ');
+    const path = rec.slice(tab + 1);
+    if (!byPath.has(path)) byPath.set(path, { path, stages: {} });
+    byPath.get(path)!.stages[Number(stage) as 1 | 2 | 3] = oid!;
+  }
+  return [...byPath.values()];
+}

@@ -3,7 +3,7 @@
 // Memory stays bounded: at most one chunk plus the header is held, whatever the file size.
 
 import { GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
-import { dtypeBits, isDType } from '../format/dtype.js';
+import { DType, dtypeBits, isDType } from '../format/dtype.js';
 import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
@@ -327,3 +327,15 @@ function checkPointerMatchesHeader(pointer: Extract<Pointer, { kind: 'safetensor
   });
 }
 
+
+/** Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it. */
+export async function storeTensor(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], data: Uint8Array): Promise<string> {
+  const builder = new ChunkedObjectBuilder(writer, tensorChunkBytes(dtypeBits(dtype), shape), ctx);
+  builder.push(data);
+  return builder.finish();
+}
+
+/** Stores raw bytes (a header) as one object. */
+export function storeBlob(writer: ObjectWriter, data: Uint8Array): string {
+  return writer.putBlob(data).toString('hex');
+}

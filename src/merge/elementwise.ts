@@ -1,0 +1,76 @@
+// Owns the element-level merge of one tensor changed on both sides (DESIGN.md "Merge semantics"):
+// classify every element against the base, take the exact union of one-sided changes, and hand only the
+// conflicting elements (changed on both sides to different bits) to the tensor's strategy.
+
+import { dtypeBits, DType as FileDType } from '../format/dtype.js';
+import * as K from '../kernels/index.js';
+import { isDType as isKernelDType, isFloatDType, type Classify3Counts, type DType as KernelDType } from '../kernels/types.js';
+import type { Strategy } from './strategy.js';
+
+export interface ElementCounts extends Classify3Counts {
+  /** Elements in the tensor. */
+  elements: number;
+}
+
+export interface ElementMerge {
+  /** The merged tensor bytes, or null when conflicting elements remain (strategy `fail`, or not applicable). */
+  data: Uint8Array | null;
+  counts: ElementCounts;
+  /** Why the strategy could not resolve the conflict, when it could not. */
+  unresolved?: string;
+}
+
+/** Bitwise kernels only compare bit patterns, so any whole-byte dtype maps to the unsigned int of its size. */
+function bitwiseDType(dtype: FileDType): KernelDType | null {
+  if (isKernelDType(dtype)) return dtype;
+  switch (dtypeBits(dtype)) {
+    case 8: return 'U8';
+    case 16: return 'U16';
+    case 32: return 'U32';
+    case 64: return 'U64';
+    default: return null;
+  }
+}
+
+export async function mergeElements(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, strategy: Strategy): Promise<ElementMerge> {
+  const bitwise = bitwiseDType(dtype);
+  if (!bitwise) {
+    const elements = (o.length * 8) / dtypeBits(dtype);
+    const counts = { elements, changedA: NaN, changedB: NaN, same: NaN, conflict: elements, signConflict: NaN };
+    const side = strategy.name === 'ours' ? a : strategy.name === 'theirs' ? b : strategy.name === 'base' ? o : null;
+    return { data: side, counts, unresolved: side ? undefined : `${dtype} packs several elements per byte; only ours, theirs or base can merge it` };
+  }
+  const { counts: c, masks } = await K.classify3(o, a, b, bitwise);
+  const counts: ElementCounts = { ...c, elements: (o.length * 8) / dtypeBits(dtype) };
+  // Where theirs changed take theirs, else ours: exact for every element but the conflicting ones.
+  const union = await K.maskedCombine({ a, b, mask: masks.changedB, dtype: bitwise });
+  if (c.conflict === 0) return { data: union, counts };
+  if (strategy.name === 'fail') return { data: null, counts };
+  const resolved = await resolveAll(o, a, b, dtype, strategy);
+  if (typeof resolved === 'string') return { data: null, counts, unresolved: resolved };
+  return { data: await K.maskedCombine({ a: union, b: resolved, mask: masks.conflict, dtype: bitwise, out: union }), counts };
+}
+
+/** The strategy's result for every element; only its conflicting elements are kept. A string says why not. */
+async function resolveAll(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, s: Strategy): Promise<Uint8Array | string> {
+  switch (s.name) {
+    case 'ours': return a;
+    case 'theirs': return b;
+    case 'base': return o;
+    case 'fail': return 'strategy fail';
+  }
+  if (!isFloatDType(dtype)) return `strategy ${s.name} needs a float tensor (F64, F32, F16, BF16), not ${dtype}`;
+  switch (s.name) {
+    case 'average': return K.average({ dtype, models: [a, b], weights: s.weights });
+    case 'task-arithmetic': return K.taskArithmetic({ dtype, base: o, models: [a, b], lambda: s.lambda });
+    case 'ties': return K.ties({ dtype, base: o, models: [a, b], density: s.density, lambda: s.lambda });
+    case 'dare': return K.dare({ dtype, base: o, models: [a, b], density: s.density, seed: s.seed, lambda: s.lambda });
+    case 'slerp': return K.slerp({ dtype, a, b, t: s.t });
+    case 'dare-ties': {
+      // DARE's drop-and-rescale on each task vector (model i uses seed + i), then TIES' sign election and
+      // disjoint mean without a further trim (density 1), then lambda.
+      const sparse = await Promise.all([a, b].map((m, i) => K.dare({ dtype, base: o, models: [m], density: s.density, seed: s.seed + i })));
+      return K.ties({ dtype, base: o, models: sparse, density: 1, lambda: s.lambda });
+    }
+  }
+}
