@@ -3,7 +3,8 @@
 import type { Writable } from 'node:stream';
 import { formatError, MissingObjectsError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
-import { looksLikePointer, MAX_POINTER_BYTES } from '../format/pointer.js';
+import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
+import { BlobReader } from '../git/blob-reader.js';
 import { Ingest, newIngestContext, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 
@@ -16,11 +17,22 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   const { store } = openRepo();
   const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
   const ingestContext = newIngestContext();
+  const blobs = new BlobReader();
+  /** The version git has in its index for a path: the natural delta base of the one being added. */
+  const previousVersion = async (path: string): Promise<Pointer | undefined> => {
+    const blob = await blobs.read(`:${path}`);
+    if (!blob || !looksLikePointer(blob)) return undefined;
+    try {
+      return parsePointer(blob.toString('utf8'), path);
+    } catch {
+      return undefined; // a damaged index entry only costs the delta
+    }
+  };
   await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
       const writer = store.beginWrite();
       try {
-        const ingest = new Ingest(writer, req.pathname, ingestContext);
+        const ingest = new Ingest(writer, req.pathname, ingestContext, await previousVersion(req.pathname));
         for await (const bytes of content) ingest.push(bytes);
         const pointer = await ingest.finish();
         writer.commit();
@@ -46,5 +58,6 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
     },
   });
   ingestContext.hasher.close();
+  blobs.close();
   store.close();
 }

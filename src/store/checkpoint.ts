@@ -27,7 +27,16 @@ export class Ingest {
   private sniffBytes = 0;
   private sink: Sink | undefined;
 
-  constructor(private readonly writer: ObjectWriter, private readonly file: string, private readonly ctx: IngestContext = newIngestContext()) {}
+  /**
+   * `previous` is the version git has for this path now (its index entry), when there is one: its
+   * chunks are the delta bases of this version's chunks.
+   */
+  constructor(
+    private readonly writer: ObjectWriter,
+    private readonly file: string,
+    private readonly ctx: IngestContext = newIngestContext(),
+    private readonly previous?: Pointer,
+  ) {}
 
   push(bytes: Buffer): void {
     if (this.sink) return this.sink.push(bytes);
@@ -46,7 +55,9 @@ export class Ingest {
     const head = Buffer.concat(this.sniff);
     if (looksLikePointer(head)) this.sink = new PointerPassThrough(this.file);
     else if (head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) this.sink = new PointerPassThrough(this.file);
-    else if (isSafetensorsPath(this.file)) this.sink = new SafetensorsSink(this.writer, this.file, this.ctx);
+    else if (isSafetensorsPath(this.file)) {
+      this.sink = new SafetensorsSink(this.writer, this.file, this.ctx, this.previous?.kind === 'safetensors' ? this.previous.tensors : []);
+    }
     else this.sink = new OpaqueSink(this.writer, this.ctx);
     this.sniff = [];
     this.sink.push(head);
@@ -98,6 +109,9 @@ export function newIngestContext(): IngestContext {
  * hashed here; the object's own id is hashed on the worker from the same buffers, started only once a
  * second chunk shows the object is not a single chunk (whose id is its chunk's id).
  */
+/** The previous version's chunks of the same tensor (same dtype and shape, so cut at the same offsets). */
+type BaseChunks = { id: Buffer; length: number; depth: number }[];
+
 class ChunkedObjectBuilder {
   private readonly chunks: ChunkRef[] = [];
   private first: Buffer | undefined;
@@ -106,7 +120,14 @@ class ChunkedObjectBuilder {
   private filled = 0;
   size = 0;
 
-  constructor(private readonly writer: ObjectWriter, private readonly chunkBytes: number, private readonly ctx: IngestContext) {
+  constructor(
+    private readonly writer: ObjectWriter,
+    private readonly chunkBytes: number,
+    private readonly ctx: IngestContext,
+    /** Bytes per element, for compression (1 for opaque data). */
+    private readonly width = 1,
+    private readonly baseChunks?: BaseChunks,
+  ) {
     this.buffer = ctx.slab.take(chunkBytes);
   }
 
@@ -127,7 +148,14 @@ class ChunkedObjectBuilder {
   cut(): void {
     if (this.filled === 0) return;
     const chunk = this.buffer.subarray(0, this.filled);
-    this.chunks.push({ id: this.writer.putBlob(chunk), length: chunk.length });
+    const base = this.baseChunks?.[this.chunks.length];
+    const id = this.writer.putChunk(chunk, {
+      width: this.width,
+      base: base && base.length === chunk.length
+        ? () => ({ id: base.id, bytes: this.writer.store.readChunk(base.id.toString('hex')), depth: base.depth })
+        : undefined,
+    });
+    this.chunks.push({ id, length: chunk.length });
     if (this.chunks.length === 1) {
       this.first = chunk;
     } else {
@@ -193,7 +221,11 @@ class SafetensorsSink implements Sink {
   private object: ChunkedObjectBuilder | undefined;
   private readonly ids: Promise<string>[] = [];
 
-  constructor(private readonly writer: ObjectWriter, private readonly file: string, private readonly ctx: IngestContext) {}
+  private readonly previous: Map<string, PointerTensor>;
+
+  constructor(private readonly writer: ObjectWriter, private readonly file: string, private readonly ctx: IngestContext, previous: PointerTensor[]) {
+    this.previous = new Map(previous.map((t) => [t.name, t]));
+  }
 
   push(bytes: Buffer): void {
     let at = 0;
@@ -258,7 +290,7 @@ class SafetensorsSink implements Sink {
     while (this.tensorIndex < tensors.length) {
       const t = tensors[this.tensorIndex]!;
       this.tensorRemaining = t.end - t.begin;
-      this.object = new ChunkedObjectBuilder(this.writer, tensorChunkBytes(dtypeBits(t.dtype), t.shape), this.ctx);
+      this.object = tensorBuilder(this.writer, this.ctx, t.dtype, t.shape, this.previous.get(t.name));
       if (this.tensorRemaining > 0) return;
       this.ids.push(this.object.finish());
       this.tensorIndex++;
@@ -328,9 +360,17 @@ function checkPointerMatchesHeader(pointer: Extract<Pointer, { kind: 'safetensor
 }
 
 
+/** A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout. */
+function tensorBuilder(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], related?: PointerTensor): ChunkedObjectBuilder {
+  const bits = dtypeBits(dtype);
+  const sameLayout = related && related.dtype === dtype && related.shape.join() === shape.join();
+  const base = sameLayout ? writer.store.chunksOf(related.id) : undefined;
+  return new ChunkedObjectBuilder(writer, tensorChunkBytes(bits, shape), ctx, bits % 8 === 0 ? bits / 8 : 1, base);
+}
+
 /** Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it. */
-export async function storeTensor(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], data: Uint8Array): Promise<string> {
-  const builder = new ChunkedObjectBuilder(writer, tensorChunkBytes(dtypeBits(dtype), shape), ctx);
+export async function storeTensor(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor): Promise<string> {
+  const builder = tensorBuilder(writer, ctx, dtype, shape, related);
   builder.push(data);
   return builder.finish();
 }

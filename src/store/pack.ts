@@ -2,9 +2,11 @@
 // makes them appear atomically. Spec: docs/store.md.
 //
 //   pack-<name>.pack  = "GTPACK\0" version(u8=1) entry*
-//   entry             = encoding(u8) reserved(3) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
+//   entry             = encoding(u8) depth(u8) reserved(2) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
 //   pack-<name>.idx   = "GTIDX\0\0" version(u8=1) count(u32 LE) reserved(u32) record*count sha256(32)
-//   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) reserved(7)
+//   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) depth(u8) reserved(6)
+//
+// depth is the length of the delta chain behind an object (0: decodes on its own); see encoding.ts.
 //
 // Records are sorted by id so lookups binary-search the mapped index. A pack is visible only once its
 // index exists, and the index is renamed into place after the pack is fsynced: a killed writer leaves at
@@ -26,8 +28,9 @@ const IDX_HEADER_BYTES = 16;
 export const Encoding = {
   /** payload = the object's bytes. */
   raw: 0,
-  /** payload = (chunk id(32), chunk length(u32 LE))*: the object is the concatenation of raw chunks. */
+  /** payload = (chunk id(32), chunk length(u32 LE))*: the object is the concatenation of its chunks. */
   chunkList: 1,
+  // 2..4: compressed and delta-encoded chunks, see encoding.ts.
 } as const;
 export type Encoding = (typeof Encoding)[keyof typeof Encoding];
 
@@ -37,6 +40,7 @@ export interface ObjectLocation {
   payloadLength: number;
   decodedSize: number;
   encoding: number;
+  depth: number;
 }
 
 export class PackFile {
@@ -84,12 +88,13 @@ export class PackFile {
     }
   }
 
-  read(loc: ObjectLocation, into?: Buffer): Buffer {
-    const out = into ?? Buffer.allocUnsafe(loc.payloadLength);
+  /** Reads an object's payload, or its first `length` bytes. */
+  read(loc: ObjectLocation, length = loc.payloadLength): Buffer {
+    const out = Buffer.allocUnsafe(length);
     if (this.fd === undefined) this.fd = openSync(this.packPath, 'r');
     let got = 0;
-    while (got < loc.payloadLength) {
-      const n = readSync(this.fd, out, got, loc.payloadLength - got, loc.payloadOffset + got);
+    while (got < length) {
+      const n = readSync(this.fd, out, got, length - got, loc.payloadOffset + got);
       if (n === 0) throw new CorruptObjectError(this.packPath, 'pack file is truncated', { file: this.packPath });
       got += n;
     }
@@ -110,6 +115,7 @@ export class PackFile {
       payloadLength: Number(r.readBigUInt64LE(at + 40)),
       decodedSize: Number(r.readBigUInt64LE(at + 48)),
       encoding: r[at + 56]!,
+      depth: r[at + 57]!,
     };
   }
 }
@@ -120,6 +126,7 @@ interface PendingRecord {
   payloadLength: number;
   decodedSize: number;
   encoding: number;
+  depth: number;
 }
 
 /**
@@ -147,7 +154,7 @@ export class PackWriter {
     return this.written.has(idHex);
   }
 
-  append(id: Buffer, encoding: Encoding, decodedSize: number, payload: Uint8Array): void {
+  append(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth = 0): void {
     const idHex = id.toString('hex');
     if (this.written.has(idHex)) return;
     if (this.fd === undefined) {
@@ -156,11 +163,12 @@ export class PackWriter {
     }
     const head = Buffer.alloc(ENTRY_HEADER_BYTES);
     head[0] = encoding;
+    head[1] = depth;
     id.copy(head, 4);
     head.writeBigUInt64LE(BigInt(decodedSize), 36);
     head.writeBigUInt64LE(BigInt(payload.length), 44);
     this.push(head);
-    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding });
+    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth });
     this.push(payload);
     this.written.add(idHex);
   }
@@ -198,6 +206,7 @@ export class PackWriter {
   }
 
   private push(bytes: Uint8Array): void {
+    if (bytes.length === 0) return; // an empty object has a header and no payload; writev of nothing makes no progress
     this.batch.push(bytes);
     this.batchBytes += bytes.length;
     this.offset += bytes.length;
@@ -236,6 +245,7 @@ export class PackWriter {
       out.writeBigUInt64LE(BigInt(r.payloadLength), at + 40);
       out.writeBigUInt64LE(BigInt(r.decodedSize), at + 48);
       out[at + 56] = r.encoding;
+      out[at + 57] = r.depth;
     });
     createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
     return out;

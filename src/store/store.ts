@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptObjectError, GitTensorError } from '../errors/index.js';
+import { ChunkEncoding, Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunk } from './encoding.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
@@ -18,20 +19,31 @@ export function sha256(data: Uint8Array): Buffer {
   return createHash('sha256').update(data).digest();
 }
 
+export interface StoreOptions {
+  /** zstd, when available: needed to read compressed chunks and to write them. */
+  codec?: Codec | null;
+  /** Compress new chunks (default true when a codec is given). */
+  compress?: boolean;
+}
+
 export class ObjectStore {
   readonly packDir: string;
   readonly tmpDir: string;
+  readonly codec: Codec | null;
+  readonly compress: boolean;
   private packs: PackFile[] = [];
   private readonly loaded = new Set<string>();
 
-  private constructor(readonly dir: string) {
+  private constructor(readonly dir: string, opts: StoreOptions) {
     this.packDir = join(dir, 'packs');
     this.tmpDir = join(dir, 'tmp');
+    this.codec = opts.codec ?? null;
+    this.compress = this.codec !== null && opts.compress !== false;
   }
 
   /** Opens (creating if needed) the store rooted at `dir` (normally <git-common-dir>/tensor). */
-  static open(dir: string): ObjectStore {
-    const store = new ObjectStore(dir);
+  static open(dir: string, opts: StoreOptions = {}): ObjectStore {
+    const store = new ObjectStore(dir, opts);
     mkdirSync(store.packDir, { recursive: true });
     mkdirSync(store.tmpDir, { recursive: true });
     store.refresh();
@@ -73,52 +85,44 @@ export class ObjectStore {
     return this.locate(id, false) !== undefined;
   }
 
-  /** Ids among `ids` that cannot be read in full: absent, or a chunk list with absent chunks. */
+  /** Ids among `ids` that cannot be read in full: absent, or missing a chunk or a delta base. */
   missing(ids: Iterable<string>): string[] {
-    const out: string[] = [];
-    for (const id of new Set(ids)) {
+    const out = new Set<string>();
+    const seen = new Set<string>();
+    const visit = (id: string): void => {
+      if (seen.has(id)) return;
+      seen.add(id);
       const loc = this.locate(id);
       if (!loc) {
-        out.push(id);
-        continue;
+        out.add(id);
+        return;
       }
-      if (loc.encoding === Encoding.chunkList) {
-        for (const c of this.chunkRefs(id, loc)) {
-          if (!this.locate(c.id)) out.push(c.id.toString('hex'));
-        }
-      }
-    }
-    return out;
+      if (loc.encoding === Encoding.chunkList) for (const c of this.chunkRefs(id, loc)) visit(c.id.toString('hex'));
+      const base = loc.encoding === ChunkEncoding.deltaPlanesZstd ? deltaBaseOf(loc.encoding, loc.pack.read(loc, 33)) : undefined;
+      if (base) visit(base);
+    };
+    for (const id of ids) visit(id);
+    return [...out];
   }
 
   /**
    * Yields the object's bytes in pieces and verifies the SHA-256 of the whole against the id at the end
-   * (one hash pass per read: the end-to-end check also covers the chunk list itself).
+   * (one hash pass per read: the end-to-end check also covers the chunk list and any delta bases).
    */
   *stream(id: string, data: { file?: string; tensor?: string } = {}): Generator<Buffer> {
     const loc = this.locate(id);
     if (!loc) throw new MissingObject(id, data);
     const hash = createHash('sha256');
     let size = 0;
-    if (loc.encoding === Encoding.raw) {
-      const bytes = loc.pack.read(loc);
+    const pieces = loc.encoding === Encoding.chunkList
+      ? this.chunkRefs(id, loc).map((c) => ({ id: c.id.toString('hex'), length: c.length }))
+      : [{ id, length: loc.decodedSize }];
+    for (const piece of pieces) {
+      const bytes = this.readChunk(piece.id, data, piece.id === id ? loc : undefined);
+      if (bytes.length !== piece.length) throw new CorruptObjectError(id, `chunk ${piece.id.slice(0, 16)} does not match the chunk list`, data);
       hash.update(bytes);
-      size = bytes.length;
+      size += bytes.length;
       yield bytes;
-    } else if (loc.encoding === Encoding.chunkList) {
-      for (const c of this.chunkRefs(id, loc)) {
-        const cl = this.locate(c.id);
-        if (!cl) throw new MissingObject(c.id.toString('hex'), data);
-        if (cl.encoding !== Encoding.raw || cl.payloadLength !== c.length) {
-          throw new CorruptObjectError(id, `chunk ${c.id.toString('hex').slice(0, 16)} does not match the chunk list`, data);
-        }
-        const bytes = cl.pack.read(cl);
-        hash.update(bytes);
-        size += bytes.length;
-        yield bytes;
-      }
-    } else {
-      throw new CorruptObjectError(id, `unknown encoding ${loc.encoding} (written by a newer git-tensor?)`, data);
     }
     if (size !== loc.decodedSize) throw new CorruptObjectError(id, `decoded ${size} bytes, expected ${loc.decodedSize}`, data);
     const got = hash.digest('hex');
@@ -130,6 +134,21 @@ export class ObjectStore {
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 
+  /** The decoded bytes of one chunk (any encoding but a chunk list), not verified: stream() verifies. */
+  readChunk(id: string, data: { file?: string; tensor?: string } = {}, known?: ObjectLocation): Buffer {
+    const loc = known ?? this.locate(id);
+    if (!loc) throw new MissingObject(id, data);
+    if (loc.encoding === Encoding.raw) return loc.pack.read(loc);
+    if (loc.encoding === Encoding.chunkList) throw new CorruptObjectError(id, 'a chunk list where a chunk was expected', data);
+    if (!this.codec) {
+      throw new GitTensorError('E_NO_CODEC', `object ${id.slice(0, 16)} is compressed, and this git-tensor was built without zstd`, {
+        data, hint: 'Install libzstd-dev and rebuild with `npm run build:native`, then run the command again.',
+      });
+    }
+    const out = decodeChunk(id, loc.encoding, loc.pack.read(loc), loc.decodedSize, this.codec, (base) => this.readChunk(base, data));
+    return Buffer.from(out.buffer, out.byteOffset, out.length);
+  }
+
   chunkRefs(id: string, loc: ObjectLocation): ChunkRef[] {
     const payload = loc.pack.read(loc);
     if (payload.length % CHUNK_LIST_RECORD_BYTES !== 0) throw new CorruptObjectError(id, 'chunk list has a partial record');
@@ -138,6 +157,14 @@ export class ObjectStore {
       refs.push({ id: payload.subarray(at, at + 32), length: payload.readUInt32LE(at + 32) });
     }
     return refs;
+  }
+
+  /** The chunks of a stored object with their delta depth, for use as delta bases (a raw single-chunk object is its own chunk). */
+  chunksOf(id: string): { id: Buffer; length: number; depth: number }[] | undefined {
+    const loc = this.locate(id, false);
+    if (!loc) return undefined;
+    if (loc.encoding !== Encoding.chunkList) return [{ id: Buffer.from(id, 'hex'), length: loc.decodedSize, depth: loc.depth }];
+    return this.chunkRefs(id, loc).map((c) => ({ ...c, depth: this.locate(c.id, false)?.depth ?? 0 }));
   }
 
   beginWrite(): ObjectWriter {
@@ -166,7 +193,7 @@ export class ObjectWriter {
   /** After abort, late puts (e.g. a digest that arrives after a failure) are dropped, never written. */
   private aborted = false;
 
-  constructor(private readonly store: ObjectStore, private readonly pack: PackWriter) {}
+  constructor(readonly store: ObjectStore, private readonly pack: PackWriter) {}
 
   has(id: Buffer): boolean {
     return this.pack.has(id.toString('hex')) || this.store.has(id);
@@ -178,6 +205,20 @@ export class ObjectWriter {
       this.pack.append(id, Encoding.raw, data.length, data);
       this.bytesWritten += data.length;
     }
+    return id;
+  }
+
+  /**
+   * Stores one chunk of a tensor or file, compressed when the store has a codec and it pays; `hint` gives
+   * the element width and the related chunk to delta against. `base` is only read if the chunk is new.
+   */
+  putChunk(data: Uint8Array, hint: { width: number; base?: () => EncodeHint['base'] }): Buffer {
+    const id = sha256(data);
+    if (this.aborted || this.has(id)) return id;
+    const encoded = this.store.compress ? encodeChunk(data, { width: hint.width, base: hint.base?.() }, this.store.codec!) : null;
+    if (encoded) this.pack.append(id, encoded.encoding, data.length, encoded.payload, encoded.depth);
+    else this.pack.append(id, Encoding.raw, data.length, data);
+    this.bytesWritten += encoded ? encoded.payload.length : data.length;
     return id;
   }
 

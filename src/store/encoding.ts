@@ -1,0 +1,202 @@
+// Owns how a chunk's bytes are kept in a pack: raw, compressed, or as a delta against a related chunk
+// (the same chunk of the same tensor in the previous version). Encodings are private and versioned: they
+// never change an id (DESIGN.md principle 5), and a reader that meets an unknown one says so.
+//
+//   2 zstd              payload = zstd(bytes)
+//   3 planes+zstd       payload = width(u8) zstd(planes(bytes))
+//   4 delta+planes+zstd payload = base id(32) width(u8) zstd(planes(zigzag(bytes - base)))
+//
+// planes(): for elements of `width` bytes, all first bytes, then all second bytes, ...: the sign and
+// exponent bytes of floats, nearly constant across a tensor, end up together where zstd finds them.
+// zigzag(a - b): the element-wise difference of the bit patterns as unsigned integers of `width` bytes,
+// mapped so small positive and negative differences both have zero high bytes. An update of relative
+// size 1e-3 changes only the low bits of a float's pattern, so most high planes become zero.
+
+import { CorruptObjectError } from '../errors/index.js';
+
+export const ChunkEncoding = {
+  zstd: 2,
+  planesZstd: 3,
+  deltaPlanesZstd: 4,
+} as const;
+
+/** Delta chains stop here: a chunk whose base is this deep is stored without a delta, so reads stay short. */
+export const MAX_DELTA_DEPTH = 4;
+
+/** Compression is kept only if it saves at least this fraction (else raw: no decode cost for nothing). */
+const MIN_SAVING = 0.03;
+
+export interface Codec {
+  compress(src: Uint8Array, level: number): Uint8Array;
+  decompress(src: Uint8Array, decodedSize: number): Uint8Array;
+}
+
+export interface EncodeHint {
+  /** Bytes per element: 1 leaves planes() a no-op. */
+  width: number;
+  /** The related chunk to delta against, with its own chain depth. */
+  base?: { id: Buffer; bytes: Uint8Array; depth: number };
+}
+
+export interface Encoded {
+  encoding: number;
+  payload: Uint8Array;
+  /** 0 for a self-contained chunk, base depth + 1 for a delta. */
+  depth: number;
+}
+
+export function toPlanes(src: Uint8Array, width: number): Uint8Array {
+  if (width <= 1 || src.length % width !== 0) return src;
+  const n = src.length / width;
+  const out = new Uint8Array(src.length);
+  for (let b = 0; b < width; b++) {
+    const plane = b * n;
+    for (let i = 0, j = b; i < n; i++, j += width) out[plane + i] = src[j]!;
+  }
+  return out;
+}
+
+export function fromPlanes(src: Uint8Array, width: number): Uint8Array {
+  if (width <= 1 || src.length % width !== 0) return src;
+  const n = src.length / width;
+  const out = new Uint8Array(src.length);
+  for (let b = 0; b < width; b++) {
+    const plane = b * n;
+    for (let i = 0, j = b; i < n; i++, j += width) out[j] = src[plane + i]!;
+  }
+  return out;
+}
+
+/** zigzag(a - b) per element of `width` bytes (1, 2, 4 or 8), little-endian, wrapping. */
+export function zigzagDelta(a: Uint8Array, b: Uint8Array, width: number): Uint8Array {
+  const out = new Uint8Array(a.length);
+  if (width === 4 && a.byteOffset % 4 === 0 && b.byteOffset % 4 === 0) {
+    const x = new Int32Array(a.buffer, a.byteOffset, a.length / 4);
+    const y = new Int32Array(b.buffer, b.byteOffset, b.length / 4);
+    const o = new Uint32Array(out.buffer);
+    for (let i = 0; i < x.length; i++) {
+      const d = (x[i]! - y[i]!) | 0;
+      o[i] = ((d << 1) ^ (d >> 31)) >>> 0;
+    }
+    return out;
+  }
+  const dv = (u: Uint8Array) => new DataView(u.buffer, u.byteOffset, u.length);
+  const [da, db, dout] = [dv(a), dv(b), dv(out)];
+  for (let off = 0; off < a.length; off += width) {
+    switch (width) {
+      case 8: {
+        const d = BigInt.asIntN(64, da.getBigInt64(off, true) - db.getBigInt64(off, true));
+        dout.setBigUint64(off, BigInt.asUintN(64, (d << 1n) ^ (d >> 63n)), true);
+        break;
+      }
+      case 2: {
+        const d = (da.getInt16(off, true) - db.getInt16(off, true)) << 16 >> 16;
+        dout.setUint16(off, ((d << 1) ^ (d >> 15)) & 0xffff, true);
+        break;
+      }
+      case 4: {
+        const d = (da.getInt32(off, true) - db.getInt32(off, true)) | 0;
+        dout.setUint32(off, ((d << 1) ^ (d >> 31)) >>> 0, true);
+        break;
+      }
+      default: {
+        const d = ((a[off]! - b[off]!) << 24) >> 24;
+        out[off] = ((d << 1) ^ (d >> 7)) & 0xff;
+      }
+    }
+  }
+  return out;
+}
+
+/** Inverse of zigzagDelta: returns base + unzigzag(delta). */
+export function applyZigzagDelta(delta: Uint8Array, base: Uint8Array, width: number): Uint8Array {
+  const out = new Uint8Array(delta.length);
+  if (width === 4 && delta.byteOffset % 4 === 0 && base.byteOffset % 4 === 0) {
+    const z = new Uint32Array(delta.buffer, delta.byteOffset, delta.length / 4);
+    const y = new Int32Array(base.buffer, base.byteOffset, base.length / 4);
+    const o = new Int32Array(out.buffer);
+    for (let i = 0; i < z.length; i++) {
+      const u = z[i]!;
+      o[i] = (y[i]! + ((u >>> 1) ^ -(u & 1))) | 0;
+    }
+    return out;
+  }
+  const dv = (u: Uint8Array) => new DataView(u.buffer, u.byteOffset, u.length);
+  const [dz, dy, dout] = [dv(delta), dv(base), dv(out)];
+  for (let off = 0; off < delta.length; off += width) {
+    switch (width) {
+      case 8: {
+        const u = dz.getBigUint64(off, true);
+        const d = (u >> 1n) ^ -(u & 1n);
+        dout.setBigInt64(off, BigInt.asIntN(64, dy.getBigInt64(off, true) + d), true);
+        break;
+      }
+      case 2: {
+        const u = dz.getUint16(off, true);
+        dout.setInt16(off, (dy.getInt16(off, true) + ((u >>> 1) ^ -(u & 1))) << 16 >> 16, true);
+        break;
+      }
+      case 4: {
+        const u = dz.getUint32(off, true);
+        dout.setInt32(off, (dy.getInt32(off, true) + ((u >>> 1) ^ -(u & 1))) | 0, true);
+        break;
+      }
+      default: {
+        const u = delta[off]!;
+        out[off] = (base[off]! + ((u >>> 1) ^ -(u & 1))) & 0xff;
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Picks the encoding for one chunk: a delta against `hint.base` when there is one (and its chain is not
+ * too deep), else planes+zstd; raw (null) when compression would not save enough.
+ */
+export function encodeChunk(bytes: Uint8Array, hint: EncodeHint, codec: Codec, level = 3): Encoded | null {
+  const width = [2, 4, 8].includes(hint.width) && bytes.length % hint.width === 0 ? hint.width : 1;
+  const limit = bytes.length * (1 - MIN_SAVING);
+  const base = hint.base;
+  if (base && base.depth < MAX_DELTA_DEPTH && base.bytes.length === bytes.length) {
+    const z = codec.compress(toPlanes(zigzagDelta(bytes, base.bytes, width), width), level);
+    if (z.length + 33 <= limit) return { encoding: ChunkEncoding.deltaPlanesZstd, payload: concat([base.id, Uint8Array.of(width), z]), depth: base.depth + 1 };
+  }
+  const z = codec.compress(toPlanes(bytes, width), level);
+  if (z.length + 1 > limit) return null;
+  return width === 1
+    ? { encoding: ChunkEncoding.zstd, payload: z, depth: 0 }
+    : { encoding: ChunkEncoding.planesZstd, payload: concat([Uint8Array.of(width), z]), depth: 0 };
+}
+
+/** Decodes a chunk; `readBase` returns a base chunk's decoded bytes (deltas only). */
+export function decodeChunk(id: string, encoding: number, payload: Uint8Array, decodedSize: number, codec: Codec, readBase: (id: string) => Uint8Array): Uint8Array {
+  switch (encoding) {
+    case ChunkEncoding.zstd:
+      return checkSize(id, codec.decompress(payload, decodedSize), decodedSize);
+    case ChunkEncoding.planesZstd:
+      return checkSize(id, fromPlanes(codec.decompress(payload.subarray(1), decodedSize), payload[0]!), decodedSize);
+    case ChunkEncoding.deltaPlanesZstd: {
+      const baseId = Buffer.from(payload.subarray(0, 32)).toString('hex');
+      const width = payload[32]!;
+      const delta = fromPlanes(codec.decompress(payload.subarray(33), decodedSize), width);
+      return checkSize(id, applyZigzagDelta(delta, readBase(baseId), width), decodedSize);
+    }
+    default:
+      throw new CorruptObjectError(id, `unknown encoding ${encoding} (written by a newer git-tensor?)`);
+  }
+}
+
+/** The id a delta-encoded payload depends on. */
+export function deltaBaseOf(encoding: number, payload: Uint8Array): string | undefined {
+  return encoding === ChunkEncoding.deltaPlanesZstd ? Buffer.from(payload.subarray(0, 32)).toString('hex') : undefined;
+}
+
+function checkSize(id: string, out: Uint8Array, expected: number): Uint8Array {
+  if (out.length !== expected) throw new CorruptObjectError(id, `decoded ${out.length} bytes, expected ${expected}`);
+  return out;
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  return Buffer.concat(parts);
+}
