@@ -1,0 +1,346 @@
+// Things go wrong: broken files, pointers where checkpoints were expected, a lost or damaged store, a
+// `git add` killed halfway. The user gets a clear refusal that names the file and the next step, and
+// neither the index nor the store is ever left half-written.
+
+import { spawn } from 'node:child_process';
+import { chmodSync, closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { largeModel, makeTensor, replaceTensors, tinyModel, toSafetensors } from '../helpers/models.js';
+import { gitAsync, makeRepo, pointerAt, pointerTensors, type Repo } from '../helpers/repo.js';
+
+const good = toSafetensors(tinyModel({ seed: 'faults' }), { format: 'pt' });
+
+/** A repository with one committed checkpoint, so that the store and the index have something to lose. */
+function repoWithModel(): Repo {
+  const repo = makeRepo();
+  repo.write('model.safetensors', good);
+  repo.commit(['model.safetensors'], 'model');
+  return repo;
+}
+
+interface Snapshot {
+  index: string;
+  packs: string[];
+  head: string;
+}
+
+function snapshot(repo: Repo): Snapshot {
+  return {
+    index: repo.git(['ls-files', '--stage']).stdout,
+    packs: repo.packFiles(),
+    head: repo.git(['rev-parse', 'HEAD']).stdout,
+  };
+}
+
+function expectFsckClean(repo: Repo): void {
+  const r = repo.gitTensor(['fsck', '--json'], { allowFail: true });
+  expect(r.status, r.stdout + r.stderr).toBe(0);
+  const report = JSON.parse(r.stdout) as { corrupt: unknown[]; missing: unknown[]; leftoverTempFiles: string[] };
+  expect(report.corrupt).toEqual([]);
+  expect(report.missing).toEqual([]);
+}
+
+/** A header (JSON text, space-padded to a multiple of 8) followed by `data`, with a correct length prefix. */
+function withHeader(json: string, data: Buffer): Buffer {
+  const text = Buffer.from(json, 'utf8');
+  const header = Buffer.alloc(Math.ceil(text.length / 8) * 8, 0x20);
+  text.copy(header);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(header.length));
+  return Buffer.concat([prefix, header, data]);
+}
+
+describe('git add refuses a broken safetensors file', () => {
+  const cases: { what: string; bytes: () => Buffer; problem: RegExp }[] = [
+    { what: 'truncated in the data section', bytes: () => good.subarray(0, good.length - 100), problem: /truncat|ends inside/i },
+    { what: 'truncated inside the header', bytes: () => good.subarray(0, 40), problem: /truncat|header/i },
+    {
+      what: 'with a header length prefix over the size limit',
+      bytes: () => {
+        const b = Buffer.from(good);
+        b.writeBigUInt64LE(1n << 40n, 0);
+        return b;
+      },
+      problem: /header length .*(exceeds|limit|too large)/i,
+    },
+    {
+      what: 'with a header length prefix past the end of the file',
+      bytes: () => {
+        const b = Buffer.from(good);
+        b.writeBigUInt64LE(BigInt(good.length + 1000), 0);
+        return b;
+      },
+      problem: /header|truncat/i,
+    },
+    {
+      what: 'with a header that is not JSON',
+      bytes: () => withHeader('{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}', Buffer.alloc(8)),
+      problem: /JSON/,
+    },
+  ];
+
+  for (const c of cases) {
+    it(c.what, () => {
+      const repo = repoWithModel();
+      const before = snapshot(repo);
+      repo.write('broken.safetensors', c.bytes());
+      const add = repo.git(['add', 'broken.safetensors'], { allowFail: true });
+
+      expect(add.status).not.toBe(0);
+      expect(add.stderr).toContain('broken.safetensors');
+      expect(add.stderr).toMatch(c.problem);
+      expect(add.stderr).toMatch(/^hint: /m);
+      expect(add.stderr).not.toMatch(/internal error|    at /);
+
+      expect(snapshot(repo)).toEqual(before);
+      expect(repo.git(['status', '--porcelain']).stdout).toBe('?? broken.safetensors\n');
+      expectFsckClean(repo);
+      expect(readdirSync(join(repo.storeDir, 'tmp'))).toEqual([]);
+    });
+  }
+
+  it('and still adds the good files given with it', () => {
+    const repo = repoWithModel();
+    const other = toSafetensors([makeTensor('x', 'F32', [4])]);
+    repo.write('other.safetensors', other);
+    repo.write('broken.safetensors', good.subarray(0, good.length - 1));
+    const add = repo.git(['add', 'other.safetensors', 'broken.safetensors'], { allowFail: true });
+    expect(add.status).not.toBe(0);
+    expect(add.stderr).toContain('broken.safetensors');
+    // git stops at the first failing file; whatever it did add must be a valid pointer that checks out.
+    const staged = repo.git(['ls-files', '--', 'other.safetensors']).stdout;
+    if (staged) {
+      expect(repo.git(['cat-file', 'blob', ':other.safetensors']).stdout.startsWith('git-tensor v1 safetensors\n')).toBe(true);
+    }
+    expectFsckClean(repo);
+  });
+});
+
+describe('pointers in the working tree', () => {
+  it('GIT_TENSOR_SKIP_SMUDGE=1 checkout leaves the pointer text, and git status stays clean', () => {
+    const repo = repoWithModel();
+    const pointer = pointerAt(repo, 'HEAD', 'model.safetensors');
+    repo.remove('model.safetensors');
+    repo.git(['checkout', '--', 'model.safetensors'], { env: { GIT_TENSOR_SKIP_SMUDGE: '1' } });
+    expect(repo.read('model.safetensors').toString('utf8')).toBe(pointer);
+    expect(repo.git(['status', '--porcelain']).stdout).toBe('');
+
+    // A branch switch with the variable set does the same for every tracked file it writes.
+    repo.git(['switch', '-q', '-c', 'v2']);
+    repo.write('model.safetensors', toSafetensors(replaceTensors(tinyModel({ seed: 'faults' }), ['lm_head.weight']), { format: 'pt' }));
+    repo.commit(['model.safetensors'], 'v2');
+    repo.git(['switch', '-q', 'main'], { env: { GIT_TENSOR_SKIP_SMUDGE: '1' } });
+    expect(repo.read('model.safetensors').toString('utf8')).toBe(pointer);
+
+    // Without the variable the real bytes come back.
+    repo.remove('model.safetensors');
+    repo.git(['checkout', '--', 'model.safetensors']);
+    expect(repo.read('model.safetensors').equals(good)).toBe(true);
+  });
+
+  it('a pointer given to git add passes through unchanged', () => {
+    const repo = repoWithModel();
+    const blob = repo.git(['rev-parse', 'HEAD:model.safetensors']).stdout;
+    repo.remove('model.safetensors');
+    repo.git(['checkout', '--', 'model.safetensors'], { env: { GIT_TENSOR_SKIP_SMUDGE: '1' } });
+    // Make git read the file again rather than trust the stat cache.
+    repo.git(['rm', '-q', '--cached', 'model.safetensors']);
+    repo.git(['add', 'model.safetensors']);
+    expect(repo.git(['rev-parse', ':model.safetensors']).stdout).toBe(blob);
+    expect(repo.git(['status', '--porcelain']).stdout).toBe('');
+
+    // The same pointer text under another tracked name is the same blob and checks out as the model.
+    repo.write('copy.safetensors', pointerAt(repo, 'HEAD', 'model.safetensors'));
+    repo.commit(['copy.safetensors'], 'pointer copy');
+    expect(repo.git(['rev-parse', 'HEAD:copy.safetensors']).stdout).toBe(blob);
+    repo.remove('copy.safetensors');
+    repo.git(['checkout', '--', 'copy.safetensors']);
+    expect(repo.read('copy.safetensors').equals(good)).toBe(true);
+  });
+
+  it('a pointer with conflict markers is refused by git add with a conflict message', () => {
+    const repo = repoWithModel();
+    const ours = pointerAt(repo, 'HEAD', 'model.safetensors');
+    repo.write('model.safetensors', toSafetensors(replaceTensors(tinyModel({ seed: 'faults' }), ['model.norm.weight'])));
+    repo.commit(['model.safetensors'], 'theirs');
+    const theirs = pointerAt(repo, 'HEAD', 'model.safetensors');
+    const before = snapshot(repo);
+
+    const common = ours.split('\n').filter((l) => theirs.split('\n').includes(l));
+    const conflicted = [
+      ...common.slice(0, 3),
+      '<<<<<<< HEAD',
+      ...ours.split('\n').filter((l) => l && !common.includes(l)),
+      '=======',
+      ...theirs.split('\n').filter((l) => l && !common.includes(l)),
+      '>>>>>>> theirs',
+      ...common.slice(3),
+    ].join('\n');
+    repo.write('model.safetensors', conflicted);
+    const add = repo.git(['add', 'model.safetensors'], { allowFail: true });
+    expect(add.status).not.toBe(0);
+    expect(add.stderr).toContain('model.safetensors');
+    expect(add.stderr).toMatch(/conflict/i);
+    expect(add.stderr).toMatch(/^hint: .*(resolve|--ours|--theirs)/m);
+    expect(snapshot(repo)).toEqual(before);
+  });
+
+  it('a pointer that starts with a conflict marker line is refused too', () => {
+    const repo = repoWithModel();
+    const pointer = pointerAt(repo, 'HEAD', 'model.safetensors');
+    repo.write('model.safetensors', `<<<<<<< HEAD\n${pointer}=======\n${pointer.replace(/[0-9a-f]{64}/, 'f'.repeat(64))}>>>>>>> other\n`);
+    const add = repo.git(['add', 'model.safetensors'], { allowFail: true });
+    expect(add.status).not.toBe(0);
+    expect(add.stderr).toMatch(/conflict/i);
+    expect(add.stderr).toContain('model.safetensors');
+  });
+});
+
+describe('pointers git-tensor cannot use', () => {
+  /** Commits `text` as the blob of `path` without running the clean filter (as another tool might). */
+  function commitRawBlob(repo: Repo, path: string, text: string): void {
+    const oid = repo.git(['hash-object', '-w', '--no-filters', '--stdin'], { input: text }).stdout.trim();
+    repo.git(['update-index', '--add', '--cacheinfo', `100644,${oid},${path}`]);
+    repo.git(['commit', '-q', '-m', `raw ${path}`]);
+  }
+
+  it('a pointer written by a newer git-tensor asks for an upgrade instead of posing as a broken file', () => {
+    const repo = repoWithModel();
+    const future = pointerAt(repo, 'HEAD', 'model.safetensors').replace(/^git-tensor v1 /, 'git-tensor v2 ');
+    commitRawBlob(repo, 'future.safetensors', future);
+    repo.remove('future.safetensors');
+    const checkout = repo.git(['checkout', '--', 'future.safetensors'], { allowFail: true });
+    const status = repo.git(['status', '--porcelain'], { allowFail: true });
+    const said = checkout.stderr + status.stderr;
+    expect(said).toMatch(/version/i);
+    expect(said).toMatch(/upgrade git-tensor/i);
+    expect(said).not.toMatch(/E_ST_HEADER_TOO_LARGE|not a safetensors file/);
+    // Whatever checkout did, `git status` must keep working in this repository.
+    expect(status.status, status.stderr).toBe(0);
+  });
+
+  it('a hand-edited pointer (wrong shape) is refused at checkout naming the tensor, and fsck reports it', () => {
+    const repo = repoWithModel();
+    const edited = pointerAt(repo, 'HEAD', 'model.safetensors').replace('"lm_head.weight" F32 [64,32]', '"lm_head.weight" F32 [32,64]');
+    expect(edited).toContain('[32,64]');
+    repo.write('model.safetensors', edited);
+    repo.commit(['model.safetensors'], 'edited pointer');
+    repo.remove('model.safetensors');
+    const checkout = repo.git(['checkout', '--', 'model.safetensors'], { allowFail: true });
+    expect(checkout.status).not.toBe(0);
+    expect(checkout.stderr).toContain('model.safetensors');
+    expect(checkout.stderr).toContain('lm_head.weight');
+    expect(checkout.stderr).toMatch(/^hint: /m);
+
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status, fsck.stdout).not.toBe(0);
+    expect(fsck.stdout).toContain('model.safetensors');
+  });
+});
+
+describe('a lost or damaged store', () => {
+  it('after deleting .git/tensor, checkout fails naming the missing objects and `git tensor fetch`', () => {
+    const repo = repoWithModel();
+    const ids = pointerTensors(pointerAt(repo, 'HEAD', 'model.safetensors')).map((t) => t.id);
+    rmSync(repo.storeDir, { recursive: true, force: true });
+    repo.remove('model.safetensors');
+    const r = repo.git(['checkout', '--', 'model.safetensors'], { allowFail: true });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toContain('model.safetensors');
+    expect(r.stderr).toMatch(/missing/i);
+    expect(ids.some((id) => r.stderr.includes(id.slice(0, 16)))).toBe(true);
+    expect(r.stderr).toContain('git tensor fetch');
+    // No file with wrong content was left behind for the user to mistake for the model.
+    expect(repo.exists('model.safetensors')).toBe(false);
+
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status).toBe(4);
+    expect(fsck.stdout).toContain(ids[0]!);
+  });
+
+  it('one corrupted byte in a pack: fsck exits 5 naming the object, checkout refuses the bad bytes', () => {
+    const repo = makeRepo();
+    const victim = makeTensor('victim.weight', 'F32', [64, 64], 'faults/victim');
+    const bytes = toSafetensors([victim, makeTensor('other.weight', 'F32', [64, 64], 'faults/other')]);
+    repo.write('model.safetensors', bytes);
+    repo.commit(['model.safetensors'], 'model');
+    const victimId = pointerTensors(pointerAt(repo, 'HEAD', 'model.safetensors')).find((t) => t.name === 'victim.weight')!.id;
+    expectFsckClean(repo);
+
+    // Find the victim's bytes in a pack (random data: unique) and flip one bit in the middle of them.
+    const packsDir = join(repo.storeDir, 'packs');
+    const needle = Buffer.from(victim.data).subarray(1000, 1064);
+    let hit: { file: string; at: number } | undefined;
+    for (const f of readdirSync(packsDir)) {
+      const at = readFileSync(join(packsDir, f)).indexOf(needle);
+      if (at >= 0) hit = { file: join(packsDir, f), at: at + 32 };
+    }
+    expect(hit, 'the tensor bytes should be stored uncompressed in a pack (update this test if packs compress)').toBeDefined();
+    chmodSync(hit!.file, 0o644);
+    const fd = openSync(hit!.file, 'r+');
+    const one = Buffer.alloc(1);
+    readSync(fd, one, 0, 1, hit!.at);
+    one[0]! ^= 0x10;
+    writeSync(fd, one, 0, 1, hit!.at);
+    closeSync(fd);
+
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status).toBe(5);
+    expect(fsck.stdout).toContain(victimId);
+    expect(fsck.stdout).toMatch(/corrupt/i);
+    expect(fsck.stdout).toContain('hint:');
+
+    repo.remove('model.safetensors');
+    const checkout = repo.git(['checkout', '--', 'model.safetensors'], { allowFail: true });
+    expect(checkout.status).not.toBe(0);
+    expect(checkout.stderr).toMatch(/corrupt/i);
+    expect(checkout.stderr).toContain(victimId.slice(0, 16));
+    // The damaged bytes never reach the working tree.
+    expect(repo.exists('model.safetensors')).toBe(false);
+  });
+});
+
+describe('a killed git add', () => {
+  it('leaves the store and repository usable, and a re-run round-trips', async () => {
+    const repo = repoWithModel();
+    const before = snapshot(repo);
+    const big = largeModel(200 * 1024 * 1024, 'kill');
+    repo.write('big.safetensors', big);
+
+    // git and its git-tensor filter share a new process group, killed together as a crash would.
+    const child = spawn('git', ['add', 'big.safetensors'], { cwd: repo.dir, env: repo.env, detached: true, stdio: 'ignore' });
+    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      // Already finished: the rest of the test still holds.
+    }
+    await exited;
+    // Give the kernel a moment to reap the filter child too (same group, already signalled).
+    await new Promise((resolve) => setTimeout(resolve, 100));
+
+    expectFsckClean(repo);
+    // Git's own lock, left by the kill; git's message tells the user to remove it, and so do we.
+    const lock = join(repo.dir, '.git', 'index.lock');
+    const status = repo.git(['status', '--porcelain']);
+    expect(status.status).toBe(0);
+    if (existsSync(lock)) rmSync(lock);
+    // Either nothing was staged, or the whole file was: never a half-written pointer.
+    const staged = repo.git(['ls-files', '--stage']).stdout;
+    if (staged !== before.index) {
+      expect(repo.git(['cat-file', 'blob', ':big.safetensors']).stdout.startsWith('git-tensor v1 safetensors\n')).toBe(true);
+    }
+
+    await gitAsync(repo, ['add', 'big.safetensors']);
+    await gitAsync(repo, ['commit', '-q', '-m', 'big']);
+    repo.remove('big.safetensors');
+    await gitAsync(repo, ['checkout', '--', 'big.safetensors']);
+    expect(statSync(repo.path('big.safetensors')).size).toBe(big.length);
+    expect(repo.read('big.safetensors').equals(big)).toBe(true);
+    expect((await gitAsync(repo, ['status', '--porcelain'])).stdout).toBe('');
+    const fsck = await gitAsync(repo, ['tensor', 'fsck'], { allowFail: true });
+    expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0);
+  });
+});
