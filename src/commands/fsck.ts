@@ -5,6 +5,7 @@ import { Printable } from '../cli/output.js';
 import { ExitCode, GitTensorError } from '../errors/index.js';
 import { Encoding } from '../store/pack.js';
 import { sha256 } from '../store/store.js';
+import { verifyPointer } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { objectIdsOf, pointersAt, pointersInHistory } from './pointers.js';
 
@@ -16,12 +17,14 @@ export interface FsckReport {
   objects: number;
   corrupt: { id: string; pack: string; problem: string }[];
   missing: { id: string; path: string }[];
+  /** Pointers that cannot be restored whatever objects are fetched (hand-edited, inconsistent). */
+  badPointers: { path: string; code: string; problem: string }[];
   leftoverTempFiles: string[];
 }
 
 export async function fsck(opts: FsckOptions): Promise<Printable> {
   const { store } = openRepo();
-  const report: FsckReport = { objects: 0, corrupt: [], missing: [], leftoverTempFiles: [] };
+  const report: FsckReport = { objects: 0, corrupt: [], missing: [], badPointers: [], leftoverTempFiles: [] };
   for (const pack of store.packFiles) {
     for (const entry of pack.entries()) {
       report.objects++;
@@ -43,19 +46,30 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
   }
   const pointers = opts.all ? await pointersInHistory() : await pointersAt('HEAD').catch(() => []);
   for (const p of pointers) {
-    for (const id of store.missing(objectIdsOf(p.pointer))) report.missing.push({ id, path: p.path || p.oid.slice(0, 12) });
+    const path = p.path || `blob ${p.oid.slice(0, 12)}`;
+    const missing = store.missing(objectIdsOf(p.pointer));
+    for (const id of missing) report.missing.push({ id, path });
+    if (p.pointer.kind === 'safetensors' && missing.includes(p.pointer.header.id)) continue;
+    try {
+      verifyPointer(store, p.pointer, path);
+    } catch (err) {
+      if (!(err instanceof GitTensorError)) throw err;
+      report.badPointers.push({ path, code: err.code, problem: err.message });
+    }
   }
   report.leftoverTempFiles = readdirSync(store.tmpDir);
 
   const text = [`checked ${report.objects} objects in ${store.packFiles.length} pack(s), ${pointers.length} pointer(s)`];
   for (const c of report.corrupt) text.push(`corrupt object ${c.id} in ${c.pack}: ${c.problem}`);
   for (const m of report.missing) text.push(`missing object ${m.id} needed by ${m.path}`);
+  for (const b of report.badPointers) text.push(`bad pointer ${b.path}: ${b.problem}`);
   if (report.leftoverTempFiles.length) {
     text.push(`${report.leftoverTempFiles.length} temp file(s) left by interrupted writes (harmless; \`git tensor gc\` removes them)`);
   }
+  if (report.badPointers.length) text.push(`hint: take each bad pointer's file from a commit where it is intact (\`git checkout <commit> -- <path>\`).`);
   if (report.corrupt.length) text.push('hint: restore damaged objects from a remote with `git tensor fetch`, then run `git tensor fsck` again.');
   else if (report.missing.length) text.push('hint: fetch missing objects with `git tensor fetch`.');
-  else text.push('ok');
-  const exitCode = report.corrupt.length ? ExitCode.corrupt : report.missing.length ? ExitCode.missingObjects : ExitCode.ok;
+  else if (!report.badPointers.length) text.push('ok');
+  const exitCode = report.corrupt.length || report.badPointers.length ? ExitCode.corrupt : report.missing.length ? ExitCode.missingObjects : ExitCode.ok;
   return { data: report, text, exitCode };
 }

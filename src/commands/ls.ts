@@ -5,7 +5,8 @@ import { UsageError } from '../errors/index.js';
 import { tensorByteLength } from '../format/safetensors.js';
 import { isDType } from '../format/dtype.js';
 import { PointerTensor } from '../format/pointer.js';
-import { gitRaw } from '../git/exec.js';
+import { posix } from 'node:path';
+import { git, gitRaw } from '../git/exec.js';
 import { openRepo } from './context.js';
 import { pointersAt } from './pointers.js';
 
@@ -26,6 +27,7 @@ export async function ls(opts: LsOptions): Promise<Printable> {
     rev = 'HEAD';
     path = opts.rev;
   }
+  if (path !== undefined) path = fromCwd(path);
   const found = await pointersAt(rev, path ? [path] : []);
   if (path && !found.length) throw new UsageError(`${path} is not a tracked checkpoint at ${rev}`, 'See `git tensor ls` for the tracked files.');
   const data = found.map((f) => ({
@@ -47,6 +49,12 @@ export async function ls(opts: LsOptions): Promise<Printable> {
   return { data, text };
 }
 
+/** A path the user typed, relative to the current directory, as a path from the top of the work tree. */
+function fromCwd(path: string): string {
+  const prefix = git(['rev-parse', '--show-prefix']);
+  return posix.normalize(prefix + path).replace(/\/$/, '');
+}
+
 function isRevision(name: string): boolean {
   return gitRaw(['rev-parse', '--verify', '--quiet', `${name}^{tree}`], { okCodes: [1, 128] }).status === 0;
 }
@@ -59,7 +67,9 @@ export async function show(opts: ShowOptions): Promise<Printable> {
   const colon = opts.spec.indexOf(':');
   if (colon < 0) throw new UsageError(`expected <rev>:<path>, got ${JSON.stringify(opts.spec)}`, 'For example: `git tensor show HEAD:model.safetensors`.');
   const rev = opts.spec.slice(0, colon) || 'HEAD';
-  const path = opts.spec.slice(colon + 1);
+  // As in git, `<rev>:<path>` is relative to the top level, `<rev>:./<path>` to the current directory.
+  const raw = opts.spec.slice(colon + 1);
+  const path = /^\.\.?\//.test(raw) ? fromCwd(raw) : raw;
   const [found] = await pointersAt(rev, [path]);
   if (!found) throw new UsageError(`${path} is not a tracked checkpoint at ${rev}`, 'See `git tensor ls ' + rev + '`.');
   const { store } = openRepo();

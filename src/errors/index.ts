@@ -110,6 +110,17 @@ export class CorruptObjectError extends GitTensorError {
   }
 }
 
+/** A pack or pack index of the store is damaged or gone (as opposed to one object in it). */
+export class PackError extends GitTensorError {
+  constructor(file: string, detail: string) {
+    super('E_CORRUPT_PACK', `${file}: ${detail}`, {
+      data: { file },
+      exitCode: ExitCode.corrupt,
+      hint: 'Run `git tensor fsck` to see what is affected, then restore the objects from a remote with `git tensor fetch`.',
+    });
+  }
+}
+
 export class GitCommandError extends GitTensorError {
   constructor(args: string[], status: number | null, stderr: string) {
     super('E_GIT', `git ${args.join(' ')} failed (exit ${status ?? 'signal'}): ${stderr.trim()}`, {

@@ -42,11 +42,14 @@ export function isIdString(s: string): boolean {
   return ID.test(s);
 }
 
-/** Cheap test on the first bytes of a file: does it claim to be a pointer? */
+/**
+ * Cheap test on the first bytes of a file: does it claim to be a pointer, of any version? A pointer from
+ * a newer git-tensor must be recognised as one, so the reader can refuse it with E_POINTER_VERSION
+ * instead of taking it for file content.
+ */
 export function looksLikePointer(prefix: Uint8Array): boolean {
-  const magic = Buffer.from(POINTER_MAGIC + ' ', 'latin1');
-  if (prefix.length < magic.length) return false;
-  return Buffer.from(prefix.buffer, prefix.byteOffset, magic.length).equals(magic);
+  const head = Buffer.from(prefix.buffer, prefix.byteOffset, Math.min(prefix.length, 32)).toString('latin1');
+  return /^git-tensor v\d+ /.test(head);
 }
 
 /** True when the text holds git conflict markers at the start of a line. */
@@ -85,21 +88,16 @@ export function parsePointer(text: string, file?: string): Pointer {
   const next = (): string => (i < lines.length ? lines[i++]! : fail(i + 1, 'unexpected end of pointer'));
 
   const first = next();
-  const m0 = /^git-tensor v(\d+) (safetensors|opaque)$/.exec(first);
-  if (!m0) {
-    if (/^git-tensor v\d+ /.test(first)) {
-      throw new PointerError('E_POINTER_VERSION', `${file ?? 'pointer'}: unsupported pointer version: ${first}`, { file },
-        'Upgrade git-tensor (`git tensor doctor` shows the installed version).');
-    }
-    fail(1, `expected "${POINTER_MAGIC} safetensors|opaque"`);
-  }
-  if (m0![1] !== '1') {
-    throw new PointerError('E_POINTER_VERSION', `${file ?? 'pointer'}: unsupported pointer version v${m0![1]}`, { file },
+  const version = /^git-tensor v(\d+) /.exec(first)?.[1];
+  if (version !== undefined && version !== '1') {
+    throw new PointerError('E_POINTER_VERSION', `${file ?? 'pointer'}: pointer version v${version} is newer than this git-tensor reads (v1)`, { file },
       'Upgrade git-tensor (`git tensor doctor` shows the installed version).');
   }
+  const m0 = /^git-tensor v1 (safetensors|opaque)$/.exec(first);
+  if (!m0) fail(1, `expected "${POINTER_MAGIC} safetensors" or "${POINTER_MAGIC} opaque"`);
   const size = parseCount(next(), /^size (\d+)$/, i, fail);
 
-  if (m0![2] === 'opaque') {
+  if (m0![1] === 'opaque') {
     const m = /^object ([0-9a-f]{64})$/.exec(next());
     if (!m) fail(i, 'expected "object <64 hex digits>"');
     if (i !== lines.length) fail(i + 1, 'unexpected line after the object line');

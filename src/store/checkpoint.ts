@@ -347,18 +347,40 @@ export function* restore(store: ObjectStore, pointer: Pointer, file: string): Ge
 }
 
 function checkPointerMatchesHeader(pointer: Extract<Pointer, { kind: 'safetensors' }>, header: SafetensorsHeader, file: string): void {
-  const mismatch = (what: string): never => {
+  const mismatch = (what: string, tensor?: string): never => {
     throw new GitTensorError('E_POINTER_MISMATCH', `${file}: pointer does not match its stored header: ${what}`, {
-      data: { file }, exitCode: 3, hint: `The pointer was edited by hand; restore it with \`git checkout -- ${file}\`.`,
+      data: { file, tensor }, exitCode: 3,
+      hint: `The pointer was edited by hand. Take the file from a commit where it is intact (\`git log -- ${file}\`, ` +
+        `then \`git checkout <commit> -- ${file}\`) or add the original checkpoint again.`,
     });
   };
   if (header.tensors.length !== pointer.tensors.length) mismatch(`${pointer.tensors.length} tensors listed, header has ${header.tensors.length}`);
   header.tensors.forEach((t: TensorInfo, k: number) => {
     const p = pointer.tensors[k]!;
-    if (p.name !== t.name || p.dtype !== t.dtype || p.shape.join() !== t.shape.join() || !isDType(p.dtype)) mismatch(`tensor \`${p.name}\``);
+    if (p.name !== t.name || p.dtype !== t.dtype || p.shape.join() !== t.shape.join() || !isDType(p.dtype)) {
+      mismatch(`tensor \`${p.name}\` is ${p.dtype} [${p.shape.join(', ')}] in the pointer, \`${t.name}\` ${t.dtype} [${t.shape.join(', ')}] in the header`, p.name);
+    }
   });
 }
 
+/**
+ * Checks that a pointer can be restored without reading tensor data: its header object parses, agrees
+ * with the pointer's lines and size, and each tensor object has the size its dtype and shape need.
+ * Throws the error checkout would meet.
+ */
+export function verifyPointer(store: ObjectStore, pointer: Pointer, file: string): void {
+  if (pointer.kind === 'opaque') return;
+  const header = parseHeader(store.read(pointer.header.id, { file }), { file, fileSize: pointer.size });
+  checkPointerMatchesHeader(pointer, header, file);
+  header.tensors.forEach((t, k) => {
+    const loc = store.locate(pointer.tensors[k]!.id);
+    if (loc && loc.decodedSize !== t.end - t.begin) {
+      throw new GitTensorError('E_POINTER_MISMATCH', `${file}: tensor \`${t.name}\` object holds ${loc.decodedSize} bytes, its header entry needs ${t.end - t.begin}`, {
+        data: { file, tensor: t.name }, exitCode: 3,
+      });
+    }
+  });
+}
 
 /** A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout. */
 function tensorBuilder(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], related?: PointerTensor): ChunkedObjectBuilder {

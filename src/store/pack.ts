@@ -4,7 +4,8 @@
 //   pack-<name>.pack  = "GTPACK\0" version(u8=1) entry*
 //   entry             = encoding(u8) depth(u8) reserved(2) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
 //   pack-<name>.idx   = "GTIDX\0\0" version(u8=1) count(u32 LE) reserved(u32) record*count sha256(32)
-//   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) depth(u8) reserved(6)
+//   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) depth(u8)
+//                       crc32(u32 LE, of the payload; 0 for raw) reserved(2)
 //
 // depth is the length of the delta chain behind an object (0: decodes on its own); see encoding.ts.
 //
@@ -15,7 +16,8 @@
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptObjectError } from '../errors/index.js';
+import { crc32 } from 'node:zlib';
+import { CorruptObjectError, PackError } from '../errors/index.js';
 import { fsyncDir, tempPathFor, writeFileAtomic } from './atomic.js';
 
 export const PACK_MAGIC = Buffer.from('GTPACK\0\x01', 'latin1');
@@ -41,6 +43,8 @@ export interface ObjectLocation {
   decodedSize: number;
   encoding: number;
   depth: number;
+  /** CRC-32 of the payload (0 for raw objects, whose id verifies them). */
+  crc: number;
 }
 
 export class PackFile {
@@ -51,15 +55,15 @@ export class PackFile {
   constructor(readonly packPath: string, readonly idxPath: string) {
     const idx = readFileSync(idxPath);
     if (idx.length < IDX_HEADER_BYTES + 32 || !idx.subarray(0, 8).equals(IDX_MAGIC)) {
-      throw new CorruptObjectError(idxPath, 'not a git-tensor pack index', { file: idxPath });
+      throw new PackError(idxPath, 'not a git-tensor pack index');
     }
     const count = idx.readUInt32LE(8);
     if (idx.length !== IDX_HEADER_BYTES + count * IDX_RECORD_BYTES + 32) {
-      throw new CorruptObjectError(idxPath, 'pack index has the wrong length', { file: idxPath });
+      throw new PackError(idxPath, 'pack index has the wrong length');
     }
     const sum = createHash('sha256').update(idx.subarray(0, idx.length - 32)).digest();
     if (!sum.equals(idx.subarray(idx.length - 32))) {
-      throw new CorruptObjectError(idxPath, 'pack index checksum mismatch', { file: idxPath });
+      throw new PackError(idxPath, 'pack index checksum mismatch');
     }
     this.count = count;
     this.records = idx.subarray(IDX_HEADER_BYTES, IDX_HEADER_BYTES + count * IDX_RECORD_BYTES);
@@ -88,15 +92,29 @@ export class PackFile {
     }
   }
 
-  /** Reads an object's payload, or its first `length` bytes. */
-  read(loc: ObjectLocation, length = loc.payloadLength): Buffer {
+  /**
+   * Reads an object's payload, or its first `length` bytes. Whole payloads of encoded objects are checked
+   * against their CRC-32, so damage is reported as corruption, never misread as a reference to another
+   * object; raw payloads are verified by their SHA-256 id by the reader.
+   */
+  read(loc: ObjectLocation, length = loc.payloadLength, id?: string): Buffer {
     const out = Buffer.allocUnsafe(length);
-    if (this.fd === undefined) this.fd = openSync(this.packPath, 'r');
+    if (this.fd === undefined) {
+      try {
+        this.fd = openSync(this.packPath, 'r');
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw new PackError(this.packPath, 'pack file is missing (its index is there)');
+        throw err;
+      }
+    }
     let got = 0;
     while (got < length) {
       const n = readSync(this.fd, out, got, length - got, loc.payloadOffset + got);
-      if (n === 0) throw new CorruptObjectError(this.packPath, 'pack file is truncated', { file: this.packPath });
+      if (n === 0) throw new PackError(this.packPath, `pack file is truncated${id ? ` inside object ${id.slice(0, 16)}` : ''}`);
       got += n;
+    }
+    if (length === loc.payloadLength && loc.encoding !== Encoding.raw && crc32(out) !== loc.crc) {
+      throw new CorruptObjectError(id ?? '(unknown)', `stored payload fails its CRC-32 in ${this.packPath}`, { file: this.packPath });
     }
     return out;
   }
@@ -116,6 +134,7 @@ export class PackFile {
       decodedSize: Number(r.readBigUInt64LE(at + 48)),
       encoding: r[at + 56]!,
       depth: r[at + 57]!,
+      crc: r.readUInt32LE(at + 58),
     };
   }
 }
@@ -127,6 +146,7 @@ interface PendingRecord {
   decodedSize: number;
   encoding: number;
   depth: number;
+  crc: number;
 }
 
 /**
@@ -168,7 +188,8 @@ export class PackWriter {
     head.writeBigUInt64LE(BigInt(decodedSize), 36);
     head.writeBigUInt64LE(BigInt(payload.length), 44);
     this.push(head);
-    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth });
+    const crc = encoding === Encoding.raw ? 0 : crc32(payload);
+    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc });
     this.push(payload);
     this.written.add(idHex);
   }
@@ -246,6 +267,7 @@ export class PackWriter {
       out.writeBigUInt64LE(BigInt(r.decodedSize), at + 48);
       out[at + 56] = r.encoding;
       out[at + 57] = r.depth;
+      out.writeUInt32LE(r.crc, at + 58);
     });
     createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
     return out;

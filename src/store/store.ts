@@ -85,7 +85,7 @@ export class ObjectStore {
     return this.locate(id, false) !== undefined;
   }
 
-  /** Ids among `ids` that cannot be read in full: absent, or missing a chunk or a delta base. */
+  /** What reading `ids` in full would lack: the absent ids themselves, and absent chunks or delta bases of present ones. */
   missing(ids: Iterable<string>): string[] {
     const out = new Set<string>();
     const seen = new Set<string>();
@@ -98,7 +98,7 @@ export class ObjectStore {
         return;
       }
       if (loc.encoding === Encoding.chunkList) for (const c of this.chunkRefs(id, loc)) visit(c.id.toString('hex'));
-      const base = loc.encoding === ChunkEncoding.deltaPlanesZstd ? deltaBaseOf(loc.encoding, loc.pack.read(loc, 33)) : undefined;
+      const base = loc.encoding === ChunkEncoding.deltaPlanesZstd ? deltaBaseOf(loc.encoding, loc.pack.read(loc, loc.payloadLength, id)) : undefined;
       if (base) visit(base);
     };
     for (const id of ids) visit(id);
@@ -138,19 +138,19 @@ export class ObjectStore {
   readChunk(id: string, data: { file?: string; tensor?: string } = {}, known?: ObjectLocation): Buffer {
     const loc = known ?? this.locate(id);
     if (!loc) throw new MissingObject(id, data);
-    if (loc.encoding === Encoding.raw) return loc.pack.read(loc);
+    if (loc.encoding === Encoding.raw) return loc.pack.read(loc, loc.payloadLength, id);
     if (loc.encoding === Encoding.chunkList) throw new CorruptObjectError(id, 'a chunk list where a chunk was expected', data);
     if (!this.codec) {
       throw new GitTensorError('E_NO_CODEC', `object ${id.slice(0, 16)} is compressed, and this git-tensor was built without zstd`, {
         data, hint: 'Install libzstd-dev and rebuild with `npm run build:native`, then run the command again.',
       });
     }
-    const out = decodeChunk(id, loc.encoding, loc.pack.read(loc), loc.decodedSize, this.codec, (base) => this.readChunk(base, data));
+    const out = decodeChunk(id, loc.encoding, loc.pack.read(loc, loc.payloadLength, id), loc.decodedSize, this.codec, (base) => this.readChunk(base, data));
     return Buffer.from(out.buffer, out.byteOffset, out.length);
   }
 
   chunkRefs(id: string, loc: ObjectLocation): ChunkRef[] {
-    const payload = loc.pack.read(loc);
+    const payload = loc.pack.read(loc, loc.payloadLength, id);
     if (payload.length % CHUNK_LIST_RECORD_BYTES !== 0) throw new CorruptObjectError(id, 'chunk list has a partial record');
     const refs: ChunkRef[] = [];
     for (let at = 0; at < payload.length; at += CHUNK_LIST_RECORD_BYTES) {

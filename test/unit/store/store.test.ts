@@ -3,7 +3,7 @@ import { chmodSync, closeSync, mkdtempSync, openSync, readdirSync, readFileSync,
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { CorruptObjectError, GitTensorError } from '../../../src/errors/index.js';
+import { CorruptObjectError, GitTensorError, PackError } from '../../../src/errors/index.js';
 import { Encoding } from '../../../src/store/pack.js';
 import { ObjectStore, sha256, type ChunkRef } from '../../../src/store/store.js';
 
@@ -359,7 +359,7 @@ describe('damage is detected, never returned as data', () => {
     }
   });
 
-  it('a truncated pack -> CorruptObjectError for what lies past the cut; what lies before still reads', () => {
+  it('a truncated pack -> PackError naming the pack for what lies past the cut; what lies before still reads', () => {
     const store = open();
     const w = store.beginWrite();
     const first = noise('t1', 1000);
@@ -373,8 +373,8 @@ describe('damage is detected, never returned as data', () => {
     truncateSync(pack, store.locate(late!)!.payloadOffset + 500);
     const fresh = open();
     const e = caught(() => fresh.read(late!));
-    expect(e).toBeInstanceOf(CorruptObjectError);
-    expect((e as Error).message).toMatch(/truncated/);
+    expect(e).toBeInstanceOf(PackError);
+    expect((e as Error).message).toMatch(/\.pack: pack file is truncated/);
     expect(fresh.read(early!).equals(early === id1 ? first : second)).toBe(true);
   });
 
@@ -389,12 +389,13 @@ describe('damage is detected, never returned as data', () => {
     for (const at of [0, 20, 16 + 64 * 2 + 40, pristine.length - 1]) {
       flipByte(idx, at);
       const e = caught(() => ObjectStore.open(root));
-      expect(e, `idx byte ${at}`).toBeInstanceOf(CorruptObjectError);
+      expect(e, `idx byte ${at}`).toBeInstanceOf(PackError);
       expect(e).toMatchObject({ data: { file: idx } });
+      expect((e as Error).message.startsWith(idx)).toBe(true);
       flipByte(idx, at);
     }
     writeFileSync(idx, pristine.subarray(0, pristine.length - 64));
-    expect(caught(() => ObjectStore.open(root))).toBeInstanceOf(CorruptObjectError);
+    expect(caught(() => ObjectStore.open(root))).toBeInstanceOf(PackError);
     writeFileSync(idx, pristine);
     expect(open().packFiles[0]!.count).toBe(5);
   });
