@@ -30,9 +30,13 @@ export async function pointersAt(rev: string, paths: string[] = [], cwd?: string
   return out;
 }
 
-/** Every distinct pointer blob reachable from any ref (all versions of all tracked checkpoints). */
-export async function pointersInHistory(cwd?: string): Promise<TrackedPointer[]> {
-  const listing = gitRaw(['rev-list', '--objects', '--all', '--no-object-names', '--filter=object:type=blob'], { cwd, okCodes: [128] });
+/**
+ * Every distinct pointer blob reachable from any ref (all versions of all tracked checkpoints); with
+ * `everything`, also from reflogs and the index, so nothing a user can still get back is missed.
+ */
+export async function pointersInHistory(cwd?: string, everything = false): Promise<TrackedPointer[]> {
+  const extra = everything ? ['--reflog', '--indexed-objects'] : [];
+  const listing = gitRaw(['rev-list', '--objects', '--all', ...extra, '--no-object-names', '--filter=object:type=blob'], { cwd, okCodes: [128] });
   if (listing.status !== 0) return [];
   const oids = listing.stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
   const blobs = await readBlobs(oids, cwd);
