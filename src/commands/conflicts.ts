@@ -8,6 +8,7 @@ import { readBlobs, unmergedEntries, UnmergedEntry } from '../git/tree.js';
 import { newIngestContext } from '../store/checkpoint.js';
 import { openRepo, RepoContext } from './context.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
+import { choiceRules, loadChoices } from './resolve-state.js';
 import { MergeRule, StrategyParams } from '../merge/strategy.js';
 
 type SafetensorsPointer = Extract<Pointer, { kind: 'safetensors' }>;
@@ -60,7 +61,8 @@ export async function conflicts(_opts: object): Promise<Printable> {
       text.push(`${entry.path}: ${sides}`);
       continue;
     }
-    const outcome = await analyse(repo, entry.path, sides, rules, { ...envOverride(), name: 'fail' });
+    // What is still in conflict after the configured rules and the choices made so far with resolve.
+    const outcome = await analyse(repo, entry.path, sides, [...rules, ...choiceRules(loadChoices(repo.commonDir, entry))], envOverride());
     const rows = outcome.tensors.filter((t) => t.outcome === 'conflict').map((t) => {
       const n = t.counts ? shapeSize(sides.ours.tensors.find((x) => x.name === t.name)!.shape) : 0;
       return {

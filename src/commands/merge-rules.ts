@@ -4,13 +4,14 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { gitRaw } from '../git/exec.js';
-import { MergeRule, parseStrategyText, rulesFromConfigList, StrategyParams } from '../merge/strategy.js';
+import { makeStrategy, MergeRule, parseStrategyText, rulesFromConfigList, StrategyParams } from '../merge/strategy.js';
 
 export const RULES_FILE = '.gittensor';
 
+/** `key\nvalue` entries, in file order. */
 function configList(args: string[], cwd?: string): string[] {
-  const r = gitRaw(['config', ...args, '--list'], { cwd, okCodes: [1] });
-  return r.status === 0 ? r.stdout.toString('utf8').split('\n').filter(Boolean) : [];
+  const r = gitRaw(['config', ...args, '--null', '--list'], { cwd, okCodes: [1] });
+  return r.status === 0 ? r.stdout.toString('utf8').split('\0').filter(Boolean) : [];
 }
 
 export function loadMergeRules(topLevel: string): MergeRule[] {
@@ -23,5 +24,8 @@ export function loadMergeRules(topLevel: string): MergeRule[] {
 /** GIT_TENSOR_MERGE="ties density=0.2" applies to every tensor of the command it is set for. */
 export function envOverride(): StrategyParams {
   const text = process.env.GIT_TENSOR_MERGE;
-  return text ? parseStrategyText(text, 'GIT_TENSOR_MERGE') : {};
+  if (!text) return {};
+  const params = parseStrategyText(text, 'GIT_TENSOR_MERGE');
+  makeStrategy(params, 'GIT_TENSOR_MERGE'); // a bad value is blamed on where it was written
+  return params;
 }

@@ -2,8 +2,7 @@
 // one unmerged checkpoint with a strategy, writes the merged file and stages it. Choices for part of the
 // tensors (--tensor) are remembered until the file is fully resolved, so a file can be settled in steps.
 
-import { createHash } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { Printable } from '../cli/output.js';
 import { ExitCode, GitTensorError, UsageError } from '../errors/index.js';
@@ -11,11 +10,12 @@ import { parsePointer } from '../format/pointer.js';
 import { git } from '../git/exec.js';
 import { unmergedEntries } from '../git/tree.js';
 import { mergeCheckpoint } from '../merge/checkpoint-merge.js';
-import { globToRegExp, makeStrategy, MergeRule, paramsFromStrings, StrategyParams } from '../merge/strategy.js';
-import { writeFileAtomic, tempPathFor } from '../store/atomic.js';
+import { globToRegExp, makeStrategy, paramsFromStrings } from '../merge/strategy.js';
+import { tempPathFor } from '../store/atomic.js';
 import { newIngestContext, restore } from '../store/checkpoint.js';
 import { stagePointers } from './conflicts.js';
-import { openRepo, storeDirOf } from './context.js';
+import { openRepo } from './context.js';
+import { choiceRules, clearChoices, loadChoices, saveChoices } from './resolve-state.js';
 import { summarize } from './merge-driver.js';
 import { loadMergeRules } from './merge-rules.js';
 
@@ -25,11 +25,6 @@ export interface ResolveOptions {
   tensor?: string;
   /** Strategy settings as written on the command line: strategy, density, lambda, weights, seed, t. */
   settings: Record<string, string>;
-}
-
-interface SavedChoices {
-  path: string;
-  choices: { tensor: string; params: StrategyParams }[];
 }
 
 export async function resolve(opts: ResolveOptions): Promise<Printable> {
@@ -42,15 +37,14 @@ export async function resolve(opts: ResolveOptions): Promise<Printable> {
   const sides = await stagePointers(entry);
   if (typeof sides === 'string') throw new GitTensorError('E_RESOLVE_UNSUPPORTED', `${path}: ${sides}`, { data: { file: path } });
 
-  const stateFile = join(storeDirOf(repo.commonDir), 'resolve', createHash('sha256').update(path).digest('hex') + '.json');
-  const saved: SavedChoices = existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) : { path, choices: [] };
-  saved.choices.push({ tensor: opts.tensor ?? '*', params });
-  const chosen: MergeRule[] = saved.choices.map((c, k) => ({ tensor: c.tensor, params: c.params, source: `git tensor resolve (choice ${k + 1})` }));
-  for (const c of saved.choices) {
-    if (!sides.ours.tensors.some((t) => globToRegExp(c.tensor, true).test(t.name)) && !sides.theirs.tensors.some((t) => globToRegExp(c.tensor, true).test(t.name))) {
-      throw new UsageError(`--tensor ${JSON.stringify(c.tensor)} matches no tensor of ${path}`, `See the names with \`git tensor conflicts\`.`);
+  const choices = [...loadChoices(repo.commonDir, entry), { tensor: opts.tensor, params }];
+  if (opts.tensor !== undefined) {
+    const re = globToRegExp(opts.tensor, true);
+    if (![...sides.ours.tensors, ...sides.theirs.tensors].some((t) => re.test(t.name))) {
+      throw new UsageError(`--tensor ${JSON.stringify(opts.tensor)} matches no tensor of ${path}`, 'See the names with `git tensor conflicts`.');
     }
   }
+  const chosen = choiceRules(choices);
 
   const writer = repo.store.beginWrite();
   const ctx = newIngestContext();
@@ -67,13 +61,13 @@ export async function resolve(opts: ResolveOptions): Promise<Printable> {
   }
   const text = summarize(path, outcome);
   if (!outcome.clean) {
-    writeFileAtomic(stateFile, JSON.stringify(saved, null, 2));
+    saveChoices(repo.commonDir, entry, choices);
     text.push(`${path} is still unmerged; the choices so far are kept for the next \`git tensor resolve ${path} ...\`.`);
     return { data: outcome, text, exitCode: ExitCode.failure };
   }
   writeWorkingFile(repo, join(repo.topLevel, path), outcome.pointer, path);
   git(['add', '--', path], { cwd: repo.topLevel });
-  rmSync(stateFile, { force: true });
+  clearChoices(repo.commonDir, path);
   text.push(`resolved ${path} and staged it; finish with \`git commit\` (or \`git merge --continue\`).`);
   return { data: outcome, text };
 }

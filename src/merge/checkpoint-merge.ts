@@ -63,7 +63,10 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
     reports.push(report);
   }
 
-  const meta = planMetadata(input.base?.metadata ?? null, input.ours.metadata, input.theirs.metadata);
+  // `__metadata__` follows the strategy rules select for that name: a side strategy settles its conflicts.
+  const metaStrategy = strategyOf('__metadata__').name;
+  const settle = metaStrategy === 'ours' || metaStrategy === 'theirs' || metaStrategy === 'base' ? metaStrategy : undefined;
+  const meta = planMetadata(input.base?.metadata ?? null, input.ours.metadata, input.theirs.metadata, settle);
   const pointer = buildPointer(writer, input, result, meta.merged);
   const clean = reports.every((r) => r.outcome !== 'conflict') && meta.conflicts.length === 0;
   return { pointer, clean, tensors: reports, metadataConflicts: meta.conflicts };

@@ -20,28 +20,27 @@ export interface ElementMerge {
   unresolved?: string;
 }
 
-/** Bitwise kernels only compare bit patterns, so any whole-byte dtype maps to the unsigned int of its size. */
-function bitwiseDType(dtype: FileDType): KernelDType | null {
+/**
+ * Bitwise kernels only compare bit patterns, so any whole-byte dtype maps to the unsigned int of its size.
+ * Sub-byte dtypes (F4, F6) pack several elements per byte and are classified byte by byte: their counts
+ * are bytes, and a byte changed on both sides is a conflict even if the two changes touched different
+ * elements in it.
+ */
+function bitwiseDType(dtype: FileDType): KernelDType {
   if (isKernelDType(dtype)) return dtype;
   switch (dtypeBits(dtype)) {
-    case 8: return 'U8';
     case 16: return 'U16';
     case 32: return 'U32';
     case 64: return 'U64';
-    default: return null;
+    default: return 'U8';
   }
 }
 
 export async function mergeElements(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, strategy: Strategy): Promise<ElementMerge> {
   const bitwise = bitwiseDType(dtype);
-  if (!bitwise) {
-    const elements = (o.length * 8) / dtypeBits(dtype);
-    const counts = { elements, changedA: NaN, changedB: NaN, same: NaN, conflict: elements, signConflict: NaN };
-    const side = strategy.name === 'ours' ? a : strategy.name === 'theirs' ? b : strategy.name === 'base' ? o : null;
-    return { data: side, counts, unresolved: side ? undefined : `${dtype} packs several elements per byte; only ours, theirs or base can merge it` };
-  }
   const { counts: c, masks } = await K.classify3(o, a, b, bitwise);
-  const counts: ElementCounts = { ...c, elements: (o.length * 8) / dtypeBits(dtype) };
+  const bits = dtypeBits(dtype);
+  const counts: ElementCounts = { ...c, elements: bits % 8 === 0 ? (o.length * 8) / bits : o.length };
   // Where theirs changed take theirs, else ours: exact for every element but the conflicting ones.
   const union = await K.maskedCombine({ a, b, mask: masks.changedB, dtype: bitwise });
   if (c.conflict === 0) return { data: union, counts };
@@ -59,6 +58,7 @@ async function resolveAll(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: Fi
     case 'base': return o;
     case 'fail': return 'strategy fail';
   }
+  if (dtypeBits(dtype) % 8 !== 0) return `${dtype} packs several elements per byte; only ours, theirs or base can merge it`;
   if (!isFloatDType(dtype)) return `strategy ${s.name} needs a float tensor (F64, F32, F16, BF16), not ${dtype}`;
   switch (s.name) {
     case 'average': return K.average({ dtype, models: [a, b], weights: s.weights });

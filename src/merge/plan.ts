@@ -55,7 +55,8 @@ function planOne(name: string, o?: PointerTensor, a?: PointerTensor, b?: Pointer
   return { name, action: 'elementwise', base: o, ours: a, theirs: b };
 }
 
-export function planMetadata(base: [string, string][] | null, ours: [string, string][] | null, theirs: [string, string][] | null): MetadataPlan {
+/** `settle`, when given, decides keys changed differently on both sides instead of reporting them. */
+export function planMetadata(base: [string, string][] | null, ours: [string, string][] | null, theirs: [string, string][] | null, settle?: Side): MetadataPlan {
   if (!base && !ours && !theirs) return { merged: null, conflicts: [] };
   const O = new Map(base ?? []);
   const A = new Map(ours ?? []);
@@ -71,6 +72,7 @@ export function planMetadata(base: [string, string][] | null, ours: [string, str
     if (a === b) value = a;
     else if (o === a) value = b;
     else if (o === b) value = a;
+    else if (settle) value = { base: o, ours: a, theirs: b }[settle];
     else {
       conflicts.push({ key, base: o, ours: a, theirs: b });
       value = a; // ours stays in place until the conflict is resolved

@@ -97,14 +97,18 @@ export interface MergeRule {
 }
 
 /**
- * Rules from `git config --list` style lines of the sections `[merge "<selector>"]` (.gittensor) or
+ * Rules from `git config --list` entries of the sections `[merge "<selector>"]` (.gittensor) or
  * `[tensor-merge "<selector>"]` (git config). A selector is a tensor glob, optionally prefixed by a file
  * glob and a colon: `*.self_attn.*`, `adapters/*.safetensors:*lora_B*`. `[merge]` alone covers everything.
+ * Entries are `key=value` lines, or `key\nvalue` as `git config --null --list` writes them (which keeps
+ * a `=` inside a selector intact). Consecutive entries of one selector make one rule; the same selector
+ * written again after another one is a new, later rule, as a reader of the file expects.
  */
 export function rulesFromConfigList(lines: string[], section: string, source: string): MergeRule[] {
-  const bySelector = new Map<string, Record<string, string>>();
+  const groups: [string, Record<string, string>][] = [];
   for (const line of lines) {
-    const eq = line.indexOf('=');
+    const nl = line.indexOf('\n');
+    const eq = nl >= 0 ? nl : line.indexOf('=');
     const key = eq < 0 ? line : line.slice(0, eq);
     const value = eq < 0 ? 'true' : line.slice(eq + 1);
     if (!key.toLowerCase().startsWith(section + '.')) continue;
@@ -112,10 +116,10 @@ export function rulesFromConfigList(lines: string[], section: string, source: st
     const dot = rest.lastIndexOf('.');
     const selector = dot < 0 ? '' : rest.slice(0, dot);
     const name = dot < 0 ? rest : rest.slice(dot + 1);
-    if (!bySelector.has(selector)) bySelector.set(selector, {});
-    bySelector.get(selector)![name.toLowerCase()] = value;
+    if (groups.at(-1)?.[0] !== selector) groups.push([selector, {}]);
+    groups.at(-1)![1][name.toLowerCase()] = value;
   }
-  return [...bySelector].map(([selector, kv]) => {
+  return groups.map(([selector, kv]) => {
     const colon = selector.indexOf(':');
     const where = `${source} [${section}${selector ? ` "${selector}"` : ''}]`;
     return {
@@ -143,7 +147,7 @@ export function globToRegExp(glob: string, crossSlash: boolean): RegExp {
 }
 
 /** The strategy for one tensor: defaults, then every matching rule in order, then `override`. */
-export function strategyFor(rules: MergeRule[], path: string, tensor: string, override: StrategyParams = {}): Strategy {
+export function strategyFor(rules: MergeRule[], path: string, tensor: string, override: StrategyParams = {}, overrideSource = 'GIT_TENSOR_MERGE'): Strategy {
   let params: StrategyParams = {};
   const sources: string[] = [];
   for (const r of rules) {
@@ -152,6 +156,8 @@ export function strategyFor(rules: MergeRule[], path: string, tensor: string, ov
     params = { ...params, ...dropUndefined(r.params) };
     sources.push(r.source);
   }
-  params = { ...params, ...dropUndefined(override) };
+  const overridden = dropUndefined(override);
+  if (Object.keys(overridden).length) sources.push(overrideSource);
+  params = { ...params, ...overridden };
   return makeStrategy(params, sources.length ? sources.join(', ') : 'merge settings');
 }
