@@ -1,0 +1,54 @@
+# node-gyp fallback build of the git-tensor kernels addon, used by scripts/build-native.mjs when
+# cmake-js cannot build native/CMakeLists.txt. Same CPU sources (test/native/sources.test.ts checks);
+# gyp has no per-file flags, so each ISA file is its own static library with its -m flags.
+{
+  'target_defaults': {
+    'cflags_cc!': ['-fno-exceptions'],
+    'cflags_cc': ['-std=c++17', '-ffp-contract=off', '-fno-strict-aliasing', '-fPIC'],
+    'xcode_settings': {
+      'GCC_ENABLE_CPP_EXCEPTIONS': 'YES',
+      'CLANG_CXX_LANGUAGE_STANDARD': 'c++17',
+      'MACOSX_DEPLOYMENT_TARGET': '10.15',
+      'OTHER_CPLUSPLUSFLAGS': ['-ffp-contract=off'],
+    },
+  },
+  'targets': [
+    {
+      'target_name': 'git_tensor',
+      'sources': [
+        'native/src/addon.cc',
+        'native/src/dispatch.cc',
+        'native/src/ops.cc',
+        'native/kernels/scalar.cc',
+        'native/kernels/neon.cc',
+      ],
+      'dependencies': ['git_tensor_avx2', 'git_tensor_avx512'],
+      'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+    },
+    {
+      'target_name': 'git_tensor_avx2',
+      'type': 'static_library',
+      'sources': ['native/kernels/avx2.cc'],
+      'conditions': [
+        ['target_arch=="x64"', {
+          'cflags_cc': ['-mavx2', '-mfma', '-mf16c', '-mbmi', '-mbmi2', '-mpopcnt'],
+          'xcode_settings': {'OTHER_CPLUSPLUSFLAGS': ['-mavx2', '-mfma', '-mf16c', '-mbmi', '-mbmi2', '-mpopcnt']},
+        }],
+      ],
+    },
+    {
+      'target_name': 'git_tensor_avx512',
+      'type': 'static_library',
+      'sources': ['native/kernels/avx512.cc'],
+      'conditions': [
+        ['target_arch=="x64"', {
+          'cflags_cc': ['-mavx2', '-mfma', '-mf16c', '-mbmi', '-mbmi2', '-mpopcnt',
+                        '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq'],
+          'xcode_settings': {'OTHER_CPLUSPLUSFLAGS': ['-mavx2', '-mfma', '-mf16c', '-mbmi', '-mbmi2', '-mpopcnt',
+                                                      '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq']},
+        }],
+      ],
+    },
+  ],
+}

@@ -1,0 +1,398 @@
+// The N-API surface of the kernels: argument checking, and running each operation off the JS thread.
+// Only src/kernels/addon.ts calls this; it passes Uint8Array views of the tensors and allocates every
+// output, so nothing here allocates JS memory from a worker thread.
+//
+// Every operation takes (implementation name, threads, dtype, ...) and returns a Promise. Inputs of a
+// few hundred KiB run inline (a round trip through the libuv pool costs more than the work); larger
+// ones run as napi async work, which itself splits the tensor over `threads` threads (src/ops.cc).
+// The caller must not modify the buffers until the promise settles.
+
+#include <napi.h>
+
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "dispatch.h"
+#include "ops.h"
+
+namespace gt {
+namespace {
+
+constexpr size_t kInlineBytes = 256 * 1024;
+
+struct Bytes {
+  uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+Bytes bytes_of(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a typed array");
+  // The C call rather than Napi::TypedArray::ArrayBuffer(): it also accepts SharedArrayBuffer views.
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  NAPI_THROW_IF_FAILED(v.Env(), napi_get_typedarray_info(v.Env(), v, &type, &length, &data, nullptr, nullptr), Bytes());
+  size_t element = 1;
+  switch (type) {
+    case napi_int16_array: case napi_uint16_array: element = 2; break;
+    case napi_int32_array: case napi_uint32_array: case napi_float32_array: element = 4; break;
+    case napi_float64_array: case napi_bigint64_array: case napi_biguint64_array: element = 8; break;
+    default: break;
+  }
+  return {static_cast<uint8_t*>(data), length * element};
+}
+
+DType dtype_of(const Napi::Value& v) {
+  static const struct { const char* name; DType dt; } names[] = {
+      {"F64", DType::F64}, {"F32", DType::F32}, {"F16", DType::F16}, {"BF16", DType::BF16},
+      {"I64", DType::I64}, {"I32", DType::I32}, {"I16", DType::I16}, {"I8", DType::I8},
+      {"U64", DType::U64}, {"U32", DType::U32}, {"U16", DType::U16}, {"U8", DType::U8}, {"BOOL", DType::BOOL}};
+  const std::string s = v.ToString().Utf8Value();
+  for (const auto& n : names)
+    if (s == n.name) return n.dt;
+  throw Napi::TypeError::New(v.Env(), "unsupported dtype " + s);
+}
+
+const KernelTable& impl_of(const Napi::Value& v) {
+  const std::string name = v.ToString().Utf8Value();
+  if (name.empty()) return best_implementation();
+  const KernelTable* k = find_implementation(name.c_str());
+  if (!k) throw Napi::Error::New(v.Env(), "kernel implementation '" + name + "' is not supported on this machine");
+  return *k;
+}
+
+unsigned threads_of(const Napi::Value& v) {
+  const double t = v.ToNumber().DoubleValue();
+  return t >= 1 ? unsigned(t) : std::max(1u, std::thread::hardware_concurrency());
+}
+
+size_t elements(const Bytes& b, DType dt, const Napi::Env& env, const char* what) {
+  if (b.size % dtype_size(dt)) throw Napi::RangeError::New(env, std::string(what) + ": byte length is not a whole number of elements");
+  return b.size / dtype_size(dt);
+}
+
+void need(bool ok, const Napi::Env& env, const std::string& message) {
+  if (!ok) throw Napi::RangeError::New(env, message);
+}
+
+// One operation: `work` runs on a pool thread (or inline), `result` builds the JS value on the JS
+// thread. The typed arrays in `keep` are referenced until then so that GC cannot free them.
+class Job : public Napi::AsyncWorker {
+ public:
+  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> result)
+      : Napi::AsyncWorker(env, "git-tensor-kernel"), deferred_(Napi::Promise::Deferred::New(env)),
+        work_(std::move(work)), result_(std::move(result)) {}
+
+  static Napi::Value run(const Napi::CallbackInfo& info, size_t bytes, std::function<void()> work,
+                         std::function<Napi::Value(Napi::Env)> result) {
+    Napi::Env env = info.Env();
+    if (bytes < kInlineBytes) {
+      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+      try {
+        work();
+        d.Resolve(result(env));
+      } catch (const std::exception& e) {
+        d.Reject(Napi::Error::New(env, e.what()).Value());
+      }
+      return d.Promise();
+    }
+    Job* job = new Job(env, std::move(work), std::move(result));
+    for (size_t i = 0; i < info.Length(); i++)
+      if (info[i].IsObject()) job->keep_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
+    Napi::Promise p = job->deferred_.Promise();
+    job->Queue();
+    return p;
+  }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(result_(Env())); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> result_;
+  std::vector<Napi::ObjectReference> keep_;
+};
+
+Napi::Value undefined_result(Napi::Env env) { return env.Undefined(); }
+
+// implementations() -> [{name, supported}], best first.
+Napi::Value Implementations(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto& list = implementations();
+  Napi::Array out = Napi::Array::New(env, list.size());
+  for (size_t i = 0; i < list.size(); i++) {
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", list[i].name);
+    o.Set("supported", list[i].supported);
+    out.Set(uint32_t(i), o);
+  }
+  return out;
+}
+
+Napi::Value Best(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), best_implementation().name); }
+
+// changeMask(impl, threads, dtype, a, b, mask) -> Promise<count>
+Napi::Value ChangeMask(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  const Bytes a = bytes_of(info[3], "a"), b = bytes_of(info[4], "b"), mask = bytes_of(info[5], "mask");
+  const size_t n = elements(a, dt, env, "a");
+  need(b.size == a.size && mask.size >= (n + 7) / 8, env, "changeMask: sizes do not match");
+  auto count = std::make_shared<uint64_t>(0);
+  return Job::run(info, a.size, [=] { *count = ops::change_mask(k, threads, a.data, b.data, n, dt, mask.data); },
+                  [count](Napi::Env e) { return Napi::Number::New(e, double(*count)); });
+}
+
+// classify3(impl, threads, dtype, o, a, b, [changedA, changedB, same, conflict, signConflict])
+//   -> Promise<[counts in the same order]>
+Napi::Value Classify3(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  const Bytes o = bytes_of(info[3], "o"), a = bytes_of(info[4], "a"), b = bytes_of(info[5], "b");
+  const size_t n = elements(o, dt, env, "o");
+  need(a.size == o.size && b.size == o.size, env, "classify3: sizes do not match");
+  Napi::Array ms = info[6].As<Napi::Array>();
+  need(ms.Length() == 5, env, "classify3: five masks expected");
+  uint8_t* m[5];
+  for (uint32_t i = 0; i < 5; i++) {
+    const Bytes mb = bytes_of(ms.Get(i), "mask");
+    need(mb.size >= (n + 7) / 8, env, "classify3: mask too small");
+    m[i] = mb.data;
+  }
+  const ClassifyMasks masks = {m[0], m[1], m[2], m[3], m[4]};
+  auto counts = std::make_shared<ClassifyCounts>();
+  return Job::run(info, 3 * o.size,
+                  [=] { *counts = ops::classify3(k, threads, o.data, a.data, b.data, n, dt, masks); },
+                  [counts](Napi::Env e) {
+                    Napi::Array r = Napi::Array::New(e, 5);
+                    const uint64_t c[5] = {counts->changed_a, counts->changed_b, counts->same, counts->conflict,
+                                           counts->sign_conflict};
+                    for (uint32_t i = 0; i < 5; i++) r.Set(i, double(c[i]));
+                    return r;
+                  });
+}
+
+// diffStats(impl, threads, dtype, a, b) -> Promise<{sumA2, ...}>
+Napi::Value DiffStatsFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  const Bytes a = bytes_of(info[3], "a"), b = bytes_of(info[4], "b");
+  const size_t n = elements(a, dt, env, "a");
+  need(b.size == a.size, env, "diffStats: sizes do not match");
+  auto s = std::make_shared<DiffStats>();
+  return Job::run(info, 2 * a.size, [=] { *s = ops::diff_stats(k, threads, a.data, b.data, n, dt); },
+                  [s](Napi::Env e) {
+                    Napi::Object r = Napi::Object::New(e);
+                    r.Set("sumA2", s->sum_a2);
+                    r.Set("sumB2", s->sum_b2);
+                    r.Set("sumAB", s->sum_ab);
+                    r.Set("sumD2", s->sum_d2);
+                    r.Set("maxAbsDiff", s->max_abs_diff);
+                    r.Set("changed", double(s->changed));
+                    r.Set("signFlips", double(s->sign_flips));
+                    r.Set("nanA", double(s->nan_a));
+                    r.Set("nanB", double(s->nan_b));
+                    r.Set("infA", double(s->inf_a));
+                    r.Set("infB", double(s->inf_b));
+                    return r;
+                  });
+}
+
+void need_float(DType dt, const Napi::Env& env) {
+  need(dtype_is_float(dt), env, "this kernel needs a float dtype (F64, F32, F16, BF16)");
+}
+
+// toF32(impl, threads, dtype, src, dst) / fromF32(impl, threads, dtype, src, dst) -> Promise<void>
+Napi::Value ToF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  need_float(dt, env);
+  const Bytes src = bytes_of(info[3], "src"), dst = bytes_of(info[4], "dst");
+  const size_t n = elements(src, dt, env, "src");
+  need(dst.size == n * 4 && (reinterpret_cast<uintptr_t>(dst.data) & 3) == 0, env, "toF32: bad destination");
+  return Job::run(info, src.size, [=] { ops::to_f32(k, threads, src.data, n, dt, reinterpret_cast<float*>(dst.data)); },
+                  undefined_result);
+}
+
+Napi::Value FromF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  need_float(dt, env);
+  const Bytes src = bytes_of(info[3], "src"), dst = bytes_of(info[4], "dst");
+  const size_t n = src.size / 4;
+  need(src.size % 4 == 0 && (reinterpret_cast<uintptr_t>(src.data) & 3) == 0 && dst.size == n * dtype_size(dt), env,
+       "fromF32: bad source or destination");
+  return Job::run(info, src.size,
+                  [=] { ops::from_f32(k, threads, reinterpret_cast<const float*>(src.data), n, dt, dst.data); },
+                  undefined_result);
+}
+
+// select(impl, threads, dtype, a, b, mask, out) -> Promise<void>
+Napi::Value Select(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  const Bytes a = bytes_of(info[3], "a"), b = bytes_of(info[4], "b"), mask = bytes_of(info[5], "mask"),
+              out = bytes_of(info[6], "out");
+  const size_t n = elements(a, dt, env, "a");
+  need(b.size == a.size && out.size == a.size && mask.size >= (n + 7) / 8, env, "select: sizes do not match");
+  return Job::run(info, 2 * a.size, [=] { ops::select(k, threads, a.data, b.data, mask.data, n, dt, out.data); },
+                  undefined_result);
+}
+
+// Holds the model pointers of a merge for the life of the job.
+struct Models {
+  std::vector<const uint8_t*> ptrs;
+  std::vector<double> coeffs;
+  std::vector<uint64_t> keep, thresholds;
+};
+
+std::shared_ptr<Models> models_of(const Napi::Value& v, size_t size, const Napi::Env& env) {
+  need(v.IsArray(), env, "models must be an array of typed arrays");
+  Napi::Array arr = v.As<Napi::Array>();
+  need(arr.Length() >= 1, env, "at least one model is needed");
+  auto m = std::make_shared<Models>();
+  for (uint32_t i = 0; i < arr.Length(); i++) {
+    const Bytes b = bytes_of(arr.Get(i), "model");
+    need(b.size == size, env, "model sizes do not match");
+    m->ptrs.push_back(b.data);
+  }
+  return m;
+}
+
+// combine(impl, threads, dtype, mode, base|null, models[], coeffs: number[], seed: bigint, keepBelow, out)
+Napi::Value Combine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  need_float(dt, env);
+  const std::string mode_name = info[3].ToString().Utf8Value();
+  const CombineMode mode = mode_name == "linear" ? CombineMode::Linear
+                           : mode_name == "task" ? CombineMode::Task
+                           : mode_name == "dare" ? CombineMode::Dare
+                                                 : throw Napi::TypeError::New(env, "unknown combine mode " + mode_name);
+  const Bytes out = bytes_of(info[9], "out");
+  const size_t n = elements(out, dt, env, "out");
+  Bytes base;
+  if (mode != CombineMode::Linear) {
+    base = bytes_of(info[4], "base");
+    need(base.size == out.size, env, "combine: base size does not match");
+  }
+  auto models = models_of(info[5], out.size, env);
+  Napi::Array coeffs = info[6].As<Napi::Array>();
+  need(coeffs.Length() == models->ptrs.size(), env, "combine: one coefficient per model");
+  for (uint32_t i = 0; i < coeffs.Length(); i++) models->coeffs.push_back(coeffs.Get(i).ToNumber().DoubleValue());
+  bool lossless = true;
+  const uint64_t seed = info[7].IsBigInt() ? info[7].As<Napi::BigInt>().Uint64Value(&lossless) : 0;
+  const uint64_t keep_below = uint64_t(info[8].ToNumber().DoubleValue());
+  const CombineArgs args = {mode, dt, base.data, models->ptrs.data(), models->coeffs.data(),
+                            uint32_t(models->ptrs.size()), seed, keep_below};
+  return Job::run(info, out.size * (models->ptrs.size() + 2), [=] { ops::combine(k, threads, args, n, out.data); },
+                  [models](Napi::Env e) { return e.Undefined(); });
+}
+
+// ties(impl, threads, dtype, base, models[], keep: number[], lambda, out) -> Promise<void>
+Napi::Value Ties(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  need_float(dt, env);
+  const Bytes base = bytes_of(info[3], "base"), out = bytes_of(info[7], "out");
+  const size_t n = elements(base, dt, env, "base");
+  need(out.size == base.size, env, "ties: output size does not match");
+  auto models = models_of(info[4], base.size, env);
+  Napi::Array keep = info[5].As<Napi::Array>();
+  need(keep.Length() == models->ptrs.size(), env, "ties: one keep count per model");
+  for (uint32_t i = 0; i < keep.Length(); i++) models->keep.push_back(uint64_t(keep.Get(i).ToNumber().DoubleValue()));
+  models->thresholds.resize(models->ptrs.size());
+  const TiesArgs args = {dt, base.data, models->ptrs.data(), uint32_t(models->ptrs.size()), nullptr,
+                         info[6].ToNumber().DoubleValue(), 1};
+  return Job::run(info, base.size * (2 * models->ptrs.size() + 4),
+                  [=] { ops::ties(k, threads, args, models->keep.data(), models->thresholds.data(), n, out.data); },
+                  [models](Napi::Env e) { return e.Undefined(); });
+}
+
+// matvec(impl, threads, dtype, matrix, rows, cols, x: Float64Array, y: Float64Array, transpose) -> Promise<void>
+Napi::Value Matvec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const DType dt = dtype_of(info[2]);
+  need_float(dt, env);
+  const Bytes m = bytes_of(info[3], "matrix"), x = bytes_of(info[6], "x"), y = bytes_of(info[7], "y");
+  const size_t rows = size_t(info[4].ToNumber().DoubleValue()), cols = size_t(info[5].ToNumber().DoubleValue());
+  const bool transpose = info[8].ToBoolean().Value();
+  need(m.size == rows * cols * dtype_size(dt), env, "matvec: matrix size does not match rows x cols");
+  need(x.size == (transpose ? rows : cols) * 8 && y.size == (transpose ? cols : rows) * 8, env,
+       "matvec: vector sizes do not match");
+  need((reinterpret_cast<uintptr_t>(x.data) & 7) == 0 && (reinterpret_cast<uintptr_t>(y.data) & 7) == 0, env,
+       "matvec: vectors must be Float64Arrays");
+  return Job::run(info, m.size,
+                  [=] {
+                    ops::matvec(k, threads, m.data, rows, cols, dt, reinterpret_cast<const double*>(x.data),
+                                reinterpret_cast<double*>(y.data), transpose);
+                  },
+                  undefined_result);
+}
+
+// copy(threads, src, dst) -> Promise<void>: memcpy, the benchmark's bandwidth baseline.
+Napi::Value Copy(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const unsigned threads = threads_of(info[0]);
+  const Bytes src = bytes_of(info[1], "src"), dst = bytes_of(info[2], "dst");
+  need(src.size == dst.size, env, "copy: sizes do not match");
+  return Job::run(info, src.size, [=] { ops::copy(threads, src.data, src.size, dst.data); }, undefined_result);
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("implementations", Napi::Function::New(env, Implementations));
+  exports.Set("best", Napi::Function::New(env, Best));
+  exports.Set("changeMask", Napi::Function::New(env, ChangeMask));
+  exports.Set("classify3", Napi::Function::New(env, Classify3));
+  exports.Set("diffStats", Napi::Function::New(env, DiffStatsFn));
+  exports.Set("toF32", Napi::Function::New(env, ToF32));
+  exports.Set("fromF32", Napi::Function::New(env, FromF32));
+  exports.Set("select", Napi::Function::New(env, Select));
+  exports.Set("combine", Napi::Function::New(env, Combine));
+  exports.Set("ties", Napi::Function::New(env, Ties));
+  exports.Set("matvec", Napi::Function::New(env, Matvec));
+  exports.Set("copy", Napi::Function::New(env, Copy));
+#ifdef GT_WITH_CUDA
+  exports.Set("cuda", Napi::Boolean::New(env, true));
+#else
+  exports.Set("cuda", Napi::Boolean::New(env, false));
+#endif
+  return exports;
+}
+
+}  // namespace
+}  // namespace gt
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return gt::Init(env, exports); }
+
+NODE_API_MODULE(NODE_GYP_MODULE_NAME, InitModule)

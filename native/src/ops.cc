@@ -1,0 +1,212 @@
+#include "ops.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace gt {
+namespace ops {
+namespace {
+
+size_t block_count(size_t n, size_t per_block = kBlockElements) { return (n + per_block - 1) / per_block; }
+
+// Runs fn(block, worker) for every block; workers take blocks from a shared counter. Threads are
+// started per call: a call that is worth splitting moves at least a few MiB, next to which starting
+// a thread (tens of microseconds) is noise, and there is no pool to share between concurrent calls.
+void parallel_blocks(size_t blocks, unsigned threads, const std::function<void(size_t, unsigned)>& fn) {
+  const unsigned workers = unsigned(std::max<size_t>(1, std::min<size_t>(threads, blocks)));
+  if (workers == 1) {
+    for (size_t b = 0; b < blocks; b++) fn(b, 0);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::mutex failed_lock;
+  std::exception_ptr failed;
+  auto run = [&](unsigned worker) {
+    try {
+      for (size_t b; (b = next.fetch_add(1)) < blocks;) fn(b, worker);
+    } catch (...) {  // an exception escaping a std::thread would terminate the process
+      std::lock_guard<std::mutex> hold(failed_lock);
+      if (!failed) failed = std::current_exception();
+      next = blocks;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned w = 1; w < workers; w++) pool.emplace_back(run, w);
+  run(0);
+  for (std::thread& t : pool) t.join();
+  if (failed) std::rethrow_exception(failed);
+}
+
+struct Range {
+  size_t first, n;
+};
+
+Range block_range(size_t b, size_t n) {
+  const size_t first = b * kBlockElements;
+  return {first, std::min(kBlockElements, n - first)};
+}
+
+}  // namespace
+
+uint64_t change_mask(const KernelTable& k, unsigned threads, const uint8_t* a, const uint8_t* b, size_t n, DType dt,
+                     uint8_t* mask) {
+  const size_t w = dtype_size(dt), blocks = block_count(n);
+  std::vector<uint64_t> counts(blocks);
+  parallel_blocks(blocks, threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    counts[i] = k.change_mask(a + r.first * w, b + r.first * w, r.n, dt, mask + r.first / 8);
+  });
+  uint64_t total = 0;
+  for (uint64_t c : counts) total += c;
+  return total;
+}
+
+ClassifyCounts classify3(const KernelTable& k, unsigned threads, const uint8_t* o, const uint8_t* a, const uint8_t* b,
+                         size_t n, DType dt, const ClassifyMasks& masks) {
+  const size_t w = dtype_size(dt), blocks = block_count(n);
+  std::vector<ClassifyCounts> counts(blocks);
+  parallel_blocks(blocks, threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    const size_t m = r.first / 8;
+    const ClassifyMasks part = {masks.changed_a + m, masks.changed_b + m, masks.same + m, masks.conflict + m,
+                                masks.sign_conflict + m};
+    k.classify3(o + r.first * w, a + r.first * w, b + r.first * w, r.n, dt, part, counts[i]);
+  });
+  ClassifyCounts total;
+  for (const ClassifyCounts& c : counts) {
+    total.changed_a += c.changed_a;
+    total.changed_b += c.changed_b;
+    total.same += c.same;
+    total.conflict += c.conflict;
+    total.sign_conflict += c.sign_conflict;
+  }
+  return total;
+}
+
+DiffStats diff_stats(const KernelTable& k, unsigned threads, const uint8_t* a, const uint8_t* b, size_t n, DType dt) {
+  const size_t w = dtype_size(dt), blocks = block_count(n);
+  std::vector<DiffStats> parts(blocks);
+  parallel_blocks(blocks, threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.diff_stats(a + r.first * w, b + r.first * w, r.n, dt, parts[i]);
+  });
+  DiffStats total;
+  for (const DiffStats& s : parts) add_stats(total, s);
+  return total;
+}
+
+void to_f32(const KernelTable& k, unsigned threads, const uint8_t* src, size_t n, DType dt, float* dst) {
+  const size_t w = dtype_size(dt);
+  parallel_blocks(block_count(n), threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.to_f32(src + r.first * w, r.n, dt, dst + r.first);
+  });
+}
+
+void from_f32(const KernelTable& k, unsigned threads, const float* src, size_t n, DType dt, uint8_t* dst) {
+  const size_t w = dtype_size(dt);
+  parallel_blocks(block_count(n), threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.from_f32(src + r.first, r.n, dt, dst + r.first * w);
+  });
+}
+
+void select(const KernelTable& k, unsigned threads, const uint8_t* a, const uint8_t* b, const uint8_t* mask, size_t n,
+            DType dt, uint8_t* out) {
+  const size_t w = dtype_size(dt);
+  parallel_blocks(block_count(n), threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.select(a + r.first * w, b + r.first * w, mask + r.first / 8, r.n, dt, out + r.first * w);
+  });
+}
+
+void combine(const KernelTable& k, unsigned threads, const CombineArgs& args, size_t n, uint8_t* out) {
+  parallel_blocks(block_count(n), threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.combine(args, r.first, r.n, out);
+  });
+}
+
+void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t* keep, uint64_t* thresholds, size_t n,
+          uint8_t* out) {
+  const size_t blocks = block_count(n);
+  const unsigned workers = unsigned(std::max<size_t>(1, std::min<size_t>(threads, blocks)));
+  const unsigned key_bits = args.dtype == DType::F64 ? 64 : 32;
+  std::vector<uint64_t> hist(size_t(workers) << 16);
+  // The k-th largest magnitude by radix selection, 16 bits a pass: a histogram of the next 16 bits
+  // among the keys that share the prefix found so far, then the bin that holds rank k. Linear time,
+  // no copy of the tensor, exact (keys are compared as integers).
+  for (uint32_t i = 0; i < args.count; i++) {
+    if (keep[i] == 0) { thresholds[i] = UINT64_MAX; continue; }
+    if (keep[i] >= n) { thresholds[i] = 0; continue; }
+    uint64_t prefix = 0, rank = keep[i];
+    for (int shift = int(key_bits) - 16; shift >= 0; shift -= 16) {
+      std::fill(hist.begin(), hist.end(), 0);
+      parallel_blocks(blocks, workers, [&](size_t b, unsigned worker) {
+        const Range r = block_range(b, n);
+        k.ties_histogram(args, i, r.first, r.n, unsigned(shift), prefix, hist.data() + (size_t(worker) << 16));
+      });
+      for (unsigned w = 1; w < workers; w++)
+        for (size_t bin = 0; bin < 65536; bin++) hist[bin] += hist[(size_t(w) << 16) + bin];
+      size_t bin = 65535;
+      for (; bin > 0 && hist[bin] < rank; bin--) rank -= hist[bin];
+      prefix = (prefix << 16) | bin;
+    }
+    thresholds[i] = prefix;
+  }
+  args.thresholds = thresholds;
+  std::vector<uint64_t> positive(blocks), negative(blocks);
+  parallel_blocks(blocks, workers, [&](size_t b, unsigned) {
+    const Range r = block_range(b, n);
+    k.ties_signs(args, r.first, r.n, positive[b], negative[b]);
+  });
+  uint64_t pos = 0, neg = 0;
+  for (size_t b = 0; b < blocks; b++) pos += positive[b], neg += negative[b];
+  args.majority = pos >= neg ? 1 : -1;
+  parallel_blocks(blocks, workers, [&](size_t b, unsigned) {
+    const Range r = block_range(b, n);
+    k.ties_merge(args, r.first, r.n, out);
+  });
+}
+
+void matvec(const KernelTable& k, unsigned threads, const uint8_t* m, size_t rows, size_t cols, DType dt,
+            const double* x, double* y, bool transpose) {
+  const size_t w = dtype_size(dt);
+  size_t rows_per_block = std::max<size_t>(1, kBlockElements / std::max<size_t>(1, cols));
+  // Transposed blocks each keep a partial y of `cols` doubles: at most 64 of them.
+  if (transpose) rows_per_block = std::max(rows_per_block, (rows + 63) / 64);
+  const size_t blocks = block_count(rows, rows_per_block);
+  if (!transpose) {
+    parallel_blocks(blocks, threads, [&](size_t b, unsigned) {
+      const size_t r0 = b * rows_per_block, nr = std::min(rows_per_block, rows - r0);
+      k.matvec(m + r0 * cols * w, nr, cols, dt, x, y + r0, false);
+    });
+    return;
+  }
+  // Transposed: each block adds into its own partial y; partials are summed in block order.
+  std::vector<double> partial(blocks * cols, 0.0);
+  parallel_blocks(blocks, threads, [&](size_t b, unsigned) {
+    const size_t r0 = b * rows_per_block, nr = std::min(rows_per_block, rows - r0);
+    k.matvec(m + r0 * cols * w, nr, cols, dt, x + r0, partial.data() + b * cols, true);
+  });
+  for (size_t c = 0; c < cols; c++) y[c] = 0;
+  for (size_t b = 0; b < blocks; b++)
+    for (size_t c = 0; c < cols; c++) y[c] += partial[b * cols + c];
+}
+
+void copy(unsigned threads, const uint8_t* src, size_t bytes, uint8_t* dst) {
+  const size_t per = kBlockElements * 4;
+  parallel_blocks(block_count(bytes, per), threads, [&](size_t b, unsigned) {
+    const size_t first = b * per;
+    std::memcpy(dst + first, src + first, std::min(per, bytes - first));
+  });
+}
+
+}  // namespace ops
+}  // namespace gt

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+// Builds the native kernels addon (`npm run build:native`, run by `npm ci` through `prepare`).
+//
+//   1. cmake-js, from native/CMakeLists.txt, into build/cmake/Release/git_tensor.node;
+//   2. if that fails (no cmake, say), node-gyp from binding.gyp into build/Release/git_tensor.node;
+//   3. if both fail, one warning line and exit 0: git-tensor then runs its TypeScript kernels.
+// With GIT_TENSOR_CUDA=1 and nvcc on the machine, also the CUDA addon into build/cmake-cuda/Release.
+//
+// Everything is offline. The addon uses only Node-API, whose headers come from the node-api-headers
+// and node-addon-api packages; cmake-js would still fetch the full Node source headers unless the
+// project is marked as Node-API (package.json "binary": {"napi_versions": [...]}), so we set that
+// option on the build system ourselves. node-gyp always wants the Node headers: we point it at the
+// ones installed with node (npm's nodedir, or <prefix>/include/node) and skip it when there are none.
+
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const require = createRequire(path.join(root, 'package.json'));
+const started = Date.now();
+const seconds = () => ((Date.now() - started) / 1000).toFixed(1);
+const log = (msg) => process.stderr.write(`build-native: ${msg}\n`);
+
+async function cmakeJs({ out, target, cmakeOptions = {} }) {
+  const { BuildSystem } = require('cmake-js');
+  const system = new BuildSystem({
+    directory: path.join(root, 'native'),
+    out: path.join(root, out),
+    config: 'Release',
+    target,
+    parallel: os.availableParallelism?.() ?? os.cpus().length,
+    cMakeOptions: cmakeOptions,
+  });
+  // The documented switch is package.json "binary.napi_versions"; this is the option it sets.
+  system.options.isNodeApi = true;
+  await system.build();
+}
+
+function nodeHeadersDir() {
+  const candidates = [process.env.npm_config_nodedir, path.resolve(path.dirname(process.execPath), '..')];
+  return candidates.find((dir) => dir && existsSync(path.join(dir, 'include', 'node', 'node_api.h')));
+}
+
+function nodeGypScript() {
+  const candidates = [
+    process.env.npm_config_node_gyp,
+    path.resolve(path.dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js'),
+  ];
+  return candidates.find((file) => file && existsSync(file));
+}
+
+function nodeGyp() {
+  const nodedir = nodeHeadersDir();
+  const script = nodeGypScript();
+  if (!nodedir || !script) throw new Error(!script ? 'node-gyp not found' : 'no local Node headers for node-gyp');
+  for (const command of ['configure', 'build']) {
+    const r = spawnSync(process.execPath, [script, command, `--nodedir=${nodedir}`, `--jobs=${os.cpus().length}`], {
+      cwd: root,
+      stdio: 'inherit',
+      env: { ...process.env, npm_config_nodedir: nodedir },
+    });
+    if (r.status !== 0) throw new Error(`node-gyp ${command} failed`);
+  }
+}
+
+function findNvcc() {
+  const candidates = [process.env.CUDACXX, '/usr/local/cuda/bin/nvcc'];
+  const which = spawnSync('sh', ['-c', 'command -v nvcc'], { encoding: 'utf8' });
+  if (which.status === 0) candidates.unshift(which.stdout.trim());
+  return candidates.find((file) => file && existsSync(file));
+}
+
+async function main() {
+  let built = false;
+  try {
+    await cmakeJs({ out: 'build/cmake' });
+    built = true;
+    log(`cmake-js built build/cmake/Release/git_tensor.node in ${seconds()} s`);
+  } catch (err) {
+    log(`cmake-js failed (${err?.message ?? err}); trying node-gyp`);
+    try {
+      nodeGyp();
+      built = true;
+      log(`node-gyp built build/Release/git_tensor.node in ${seconds()} s`);
+    } catch (err2) {
+      console.warn(
+        `git-tensor: native kernels not built (${err2?.message ?? err2}); the slower JavaScript kernels will be used`,
+      );
+    }
+  }
+  if (built && process.env.GIT_TENSOR_CUDA === '1') {
+    const nvcc = findNvcc();
+    if (!nvcc) {
+      log('GIT_TENSOR_CUDA=1 but nvcc was not found: skipping the CUDA addon');
+    } else {
+      try {
+        await cmakeJs({
+          out: 'build/cmake-cuda',
+          target: 'git_tensor_cuda',
+          cmakeOptions: { GT_CUDA: 'ON', CMAKE_CUDA_COMPILER: nvcc },
+        });
+        log(`CUDA addon built (build/cmake-cuda/Release/git_tensor_cuda.node) at ${seconds()} s`);
+      } catch (err) {
+        log(`the CUDA addon did not build (${err?.message ?? err}); the CPU addon is used`);
+      }
+    }
+  }
+}
+
+await main();

@@ -1,0 +1,101 @@
+// Loads the native kernels addon (the only place in git-tensor that does) and decides which kernel
+// implementation runs: GIT_TENSOR_KERNELS=scalar|avx2|avx512|neon|cuda|js forces one, otherwise the
+// best one the addon supports on this machine. When the addon is missing or broken, the TypeScript
+// reference kernels run instead, after a one-line warning on stderr.
+
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import type { DType } from './types.js';
+
+/** The addon's exports (native/src/addon.cc). Every kernel takes (implementation, threads, dtype, ...). */
+export interface NativeAddon {
+  implementations(): { name: string; supported: boolean }[];
+  best(): string;
+  changeMask(impl: string, threads: number, dtype: DType, a: Uint8Array, b: Uint8Array, mask: Uint8Array): Promise<number>;
+  classify3(impl: string, threads: number, dtype: DType, o: Uint8Array, a: Uint8Array, b: Uint8Array, masks: Uint8Array[]): Promise<number[]>;
+  diffStats(impl: string, threads: number, dtype: DType, a: Uint8Array, b: Uint8Array): Promise<import('./types.js').DiffStats>;
+  toF32(impl: string, threads: number, dtype: DType, src: Uint8Array, dst: Uint8Array): Promise<void>;
+  fromF32(impl: string, threads: number, dtype: DType, src: Uint8Array, dst: Uint8Array): Promise<void>;
+  select(impl: string, threads: number, dtype: DType, a: Uint8Array, b: Uint8Array, mask: Uint8Array, out: Uint8Array): Promise<void>;
+  combine(impl: string, threads: number, dtype: DType, mode: string, base: Uint8Array | null, models: Uint8Array[],
+    coeffs: number[], seed: bigint, keepBelow: number, out: Uint8Array): Promise<void>;
+  ties(impl: string, threads: number, dtype: DType, base: Uint8Array, models: Uint8Array[], keep: number[], lambda: number,
+    out: Uint8Array): Promise<void>;
+  matvec(impl: string, threads: number, dtype: DType, matrix: Uint8Array, rows: number, cols: number, x: Float64Array,
+    y: Float64Array, transpose: boolean): Promise<void>;
+  copy(threads: number, src: Uint8Array, dst: Uint8Array): Promise<void>;
+  cuda: boolean;
+}
+
+export interface KernelBackend {
+  /** null when the TypeScript kernels run. */
+  addon: NativeAddon | null;
+  /** The implementation that runs by default: a native name, or 'js'. */
+  active: string;
+  /** Every implementation usable here, best first; 'js' is always last. */
+  supported: string[];
+  /** Where the addon was loaded from. */
+  addonPath: string | null;
+  /** The one-line warning printed when the choice fell back, if any. */
+  warning: string | null;
+}
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+/** Where scripts/build-native.mjs puts the addon: cmake-js first, then the node-gyp fallback. */
+export const ADDON_PATHS = ['build/cmake/Release/git_tensor.node', 'build/Release/git_tensor.node'].map((p) => path.join(root, p));
+
+/**
+ * The CUDA addon (GIT_TENSOR_CUDA=1 builds): the CPU kernels plus 'cuda'. Loaded only for
+ * GIT_TENSOR_KERNELS=cuda, since the GPU is opt-in and the file may be older than the CPU addon.
+ */
+export const CUDA_ADDON_PATH = path.join(root, 'build/cmake-cuda/Release/git_tensor_cuda.node');
+
+/** Decides the backend from the environment; prints nothing (see backend()). */
+export function loadBackend(env: NodeJS.ProcessEnv = process.env, addonPaths: readonly string[] = ADDON_PATHS): KernelBackend {
+  const wanted = (env.GIT_TENSOR_KERNELS ?? '').trim().toLowerCase();
+  const jsOnly: KernelBackend = { addon: null, active: 'js', supported: ['js'], addonPath: null, warning: null };
+  if (wanted === 'js') return jsOnly;
+  const paths = wanted === 'cuda' ? [CUDA_ADDON_PATH, ...addonPaths] : addonPaths;
+
+  let addon: NativeAddon | null = null;
+  let addonPath: string | null = null;
+  const errors: string[] = [];
+  const require = createRequire(import.meta.url);
+  for (const p of paths) {
+    if (!existsSync(p)) continue;
+    try {
+      addon = require(p) as NativeAddon;
+      addonPath = p;
+      break;
+    } catch (err) {
+      errors.push(`${path.relative(root, p)}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  if (!addon) {
+    const why = errors.length ? errors.join('; ') : 'not built (run `npm run build:native`)';
+    return { ...jsOnly, warning: `git-tensor: native kernels unavailable (${why}); using the slower JavaScript kernels` };
+  }
+  const supported = [...addon.implementations().filter((i) => i.supported).map((i) => i.name), 'js'];
+  const best = addon.best();
+  if (!wanted || wanted === 'auto') return { addon, active: best, supported, addonPath, warning: null };
+  if (supported.includes(wanted)) return { addon, active: wanted, supported, addonPath, warning: null };
+  return {
+    addon, active: best, supported, addonPath,
+    warning: `git-tensor: GIT_TENSOR_KERNELS=${wanted} is not available here (supported: ${supported.join(', ')}); using ${best}`,
+  };
+}
+
+let cached: KernelBackend | undefined;
+
+/** The process-wide backend, chosen on first use; its warning, if any, is printed once. */
+export function backend(): KernelBackend {
+  if (!cached) {
+    cached = loadBackend();
+    if (cached.warning) process.stderr.write(cached.warning + '\n');
+  }
+  return cached;
+}
