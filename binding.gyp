@@ -17,6 +17,7 @@
       'target_name': 'git_tensor',
       'sources': [
         'native/src/addon.cc',
+        'native/src/codec.cc',
         'native/src/dispatch.cc',
         'native/src/ops.cc',
         'native/kernels/scalar.cc',
@@ -25,6 +26,13 @@
       'dependencies': ['git_tensor_avx2', 'git_tensor_avx512'],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
+      'conditions': [
+        # zstd for store compression, when the system has it (Debian: libzstd-dev).
+        ['<!(test -f /usr/include/zstd.h && echo 1 || echo 0)==1', {
+          'defines': ['GT_WITH_ZSTD'],
+          'libraries': ['-lzstd'],
+        }],
+      ],
     },
     {
       'target_name': 'git_tensor_avx2',

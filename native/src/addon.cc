@@ -7,6 +7,7 @@
 // ones run as napi async work, which itself splits the tensor over `threads` threads (src/ops.cc).
 // The caller must not modify the buffers until the promise settles.
 
+#include "codec.h"
 #include <napi.h>
 
 #include <cstring>
@@ -382,6 +383,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ties", Napi::Function::New(env, Ties));
   exports.Set("matvec", Napi::Function::New(env, Matvec));
   exports.Set("copy", Napi::Function::New(env, Copy));
+  InitCodec(env, exports);
 #ifdef GT_WITH_CUDA
   exports.Set("cuda", Napi::Boolean::New(env, true));
 #else

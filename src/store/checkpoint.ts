@@ -3,7 +3,8 @@
 // Memory stays bounded: at most one chunk plus the header is held, whatever the file size.
 
 import { GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
-import { DType, dtypeBits, isDType } from '../format/dtype.js';
+import { DType, dtypeBits, dtypeKind, isDType } from '../format/dtype.js';
+import type { EncodeHint } from './encoding.js';
 import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
@@ -126,6 +127,8 @@ class ChunkedObjectBuilder {
     private readonly ctx: IngestContext,
     /** Bytes per element, for compression (1 for opaque data). */
     private readonly width = 1,
+    /** Elements are IEEE floats (compression groups their exponents). */
+    private readonly float = false,
     private readonly baseChunks?: BaseChunks,
   ) {
     this.buffer = ctx.slab.take(chunkBytes);
@@ -151,9 +154,8 @@ class ChunkedObjectBuilder {
     const base = this.baseChunks?.[this.chunks.length];
     const id = this.writer.putChunk(chunk, {
       width: this.width,
-      base: base && base.length === chunk.length
-        ? () => ({ id: base.id, bytes: this.writer.store.readChunk(base.id.toString('hex')), depth: base.depth })
-        : undefined,
+      float: this.float,
+      base: base && base.length === chunk.length ? () => this.deltaBase(base.id) : undefined,
     });
     this.chunks.push({ id, length: chunk.length });
     if (this.chunks.length === 1) {
@@ -168,6 +170,12 @@ class ChunkedObjectBuilder {
     }
     this.buffer = this.ctx.slab.take(this.chunkBytes);
     this.filled = 0;
+  }
+
+  private deltaBase(related: Buffer): EncodeHint['base'] {
+    const store = this.writer.store;
+    const base = store.deltaBaseFor(related);
+    return base && { id: base.id, depth: base.depth, bytes: store.readChunk(base.id.toString('hex')) };
   }
 
   /** Stores the object and returns its id: a single chunk is stored raw, more as a chunk list. */
@@ -387,7 +395,7 @@ function tensorBuilder(writer: ObjectWriter, ctx: IngestContext, dtype: DType, s
   const bits = dtypeBits(dtype);
   const sameLayout = related && related.dtype === dtype && related.shape.join() === shape.join();
   const base = sameLayout ? writer.store.chunksOf(related.id) : undefined;
-  return new ChunkedObjectBuilder(writer, tensorChunkBytes(bits, shape), ctx, bits % 8 === 0 ? bits / 8 : 1, base);
+  return new ChunkedObjectBuilder(writer, tensorChunkBytes(bits, shape), ctx, bits % 8 === 0 ? bits / 8 : 1, dtypeKind(dtype) === 'float' && bits >= 16, base);
 }
 
 /** Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it. */

@@ -3,8 +3,13 @@
 // never change an id (DESIGN.md principle 5), and a reader that meets an unknown one says so.
 //
 //   2 zstd              payload = zstd(bytes)
-//   3 planes+zstd       payload = width(u8) zstd(planes(bytes))
+//   3 planes+zstd       payload = width(u8) float(u8) zstd(planes(rotl1?(bytes)))
 //   4 delta+planes+zstd payload = base id(32) width(u8) zstd(planes(zigzag(bytes - base)))
+//
+// rotl1 (float = 1): each float's bits rotated left by one, moving the sign to the bottom so the top
+// byte holds exactly the exponent of F32 and BF16 (F16: exponent and 3 mantissa bits). Exponents of
+// trained weights take few distinct values, so that plane compresses to a fraction of a byte per
+// element, the idea behind exponent-aware coders such as DFloat11.
 //
 // planes(): for elements of `width` bytes, all first bytes, then all second bytes, ...: the sign and
 // exponent bytes of floats, nearly constant across a tensor, end up together where zstd finds them.
@@ -27,13 +32,16 @@ export const MAX_DELTA_DEPTH = 4;
 const MIN_SAVING = 0.03;
 
 export interface Codec {
-  compress(src: Uint8Array, level: number): Uint8Array;
+  /** null when compression is unavailable (chunks are then written raw). */
+  compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
 }
 
 export interface EncodeHint {
   /** Bytes per element: 1 leaves planes() a no-op. */
   width: number;
+  /** The elements are IEEE floats of `width` bytes (F16, BF16, F32, F64). */
+  float?: boolean;
   /** The related chunk to delta against, with its own chain depth. */
   base?: { id: Buffer; bytes: Uint8Array; depth: number };
 }
@@ -63,6 +71,31 @@ export function fromPlanes(src: Uint8Array, width: number): Uint8Array {
   for (let b = 0; b < width; b++) {
     const plane = b * n;
     for (let i = 0, j = b; i < n; i++, j += width) out[j] = src[plane + i]!;
+  }
+  return out;
+}
+
+/** Rotates each element of `width` bytes (2, 4, 8; little-endian) left by one bit, or right when `back`. */
+export function rotateSign(src: Uint8Array, width: number, back = false): Uint8Array {
+  const out = new Uint8Array(src.length);
+  const top = width - 1;
+  for (let off = 0; off < src.length; off += width) {
+    if (!back) {
+      // left: every byte takes its neighbour's top bit; the lowest takes the element's sign bit
+      let carry = src[off + top]! >>> 7;
+      for (let k = 0; k < width; k++) {
+        const b = src[off + k]!;
+        out[off + k] = ((b << 1) | carry) & 0xff;
+        carry = b >>> 7;
+      }
+    } else {
+      let carry = src[off]! & 1;
+      for (let k = top; k >= 0; k--) {
+        const b = src[off + k]!;
+        out[off + k] = (b >>> 1) | (carry << 7);
+        carry = b & 1;
+      }
+    }
   }
   return out;
 }
@@ -155,18 +188,21 @@ export function applyZigzagDelta(delta: Uint8Array, base: Uint8Array, width: num
  * too deep), else planes+zstd; raw (null) when compression would not save enough.
  */
 export function encodeChunk(bytes: Uint8Array, hint: EncodeHint, codec: Codec, level = 3): Encoded | null {
+  const compress = codec.compress;
+  if (!compress) return null;
   const width = [2, 4, 8].includes(hint.width) && bytes.length % hint.width === 0 ? hint.width : 1;
   const limit = bytes.length * (1 - MIN_SAVING);
   const base = hint.base;
   if (base && base.depth < MAX_DELTA_DEPTH && base.bytes.length === bytes.length) {
-    const z = codec.compress(toPlanes(zigzagDelta(bytes, base.bytes, width), width), level);
+    const z = compress(toPlanes(zigzagDelta(bytes, base.bytes, width), width), level);
     if (z.length + 33 <= limit) return { encoding: ChunkEncoding.deltaPlanesZstd, payload: concat([base.id, Uint8Array.of(width), z]), depth: base.depth + 1 };
   }
-  const z = codec.compress(toPlanes(bytes, width), level);
-  if (z.length + 1 > limit) return null;
+  const float = width > 1 && hint.float === true;
+  const z = compress(toPlanes(float ? rotateSign(bytes, width) : bytes, width), level);
+  if (z.length + 2 > limit) return null;
   return width === 1
     ? { encoding: ChunkEncoding.zstd, payload: z, depth: 0 }
-    : { encoding: ChunkEncoding.planesZstd, payload: concat([Uint8Array.of(width), z]), depth: 0 };
+    : { encoding: ChunkEncoding.planesZstd, payload: concat([Uint8Array.of(width, float ? 1 : 0), z]), depth: 0 };
 }
 
 /** Decodes a chunk; `readBase` returns a base chunk's decoded bytes (deltas only). */
@@ -174,8 +210,11 @@ export function decodeChunk(id: string, encoding: number, payload: Uint8Array, d
   switch (encoding) {
     case ChunkEncoding.zstd:
       return checkSize(id, codec.decompress(payload, decodedSize), decodedSize);
-    case ChunkEncoding.planesZstd:
-      return checkSize(id, fromPlanes(codec.decompress(payload.subarray(1), decodedSize), payload[0]!), decodedSize);
+    case ChunkEncoding.planesZstd: {
+      const [width, float] = [payload[0]!, payload[1]!];
+      const planes = fromPlanes(codec.decompress(payload.subarray(2), decodedSize), width);
+      return checkSize(id, float ? rotateSign(planes, width, true) : planes, decodedSize);
+    }
     case ChunkEncoding.deltaPlanesZstd: {
       const baseId = Buffer.from(payload.subarray(0, 32)).toString('hex');
       const width = payload[32]!;

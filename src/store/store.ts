@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptObjectError, GitTensorError } from '../errors/index.js';
-import { ChunkEncoding, Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunk } from './encoding.js';
+import { ChunkEncoding, Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunk, MAX_DELTA_DEPTH } from './encoding.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
@@ -20,9 +20,9 @@ export function sha256(data: Uint8Array): Buffer {
 }
 
 export interface StoreOptions {
-  /** zstd, when available: needed to read compressed chunks and to write them. */
+  /** zstd: needed to read compressed chunks, and to write them when it can compress. */
   codec?: Codec | null;
-  /** Compress new chunks (default true when a codec is given). */
+  /** Compress new chunks (default: whenever the codec can). */
   compress?: boolean;
 }
 
@@ -38,7 +38,7 @@ export class ObjectStore {
     this.packDir = join(dir, 'packs');
     this.tmpDir = join(dir, 'tmp');
     this.codec = opts.codec ?? null;
-    this.compress = this.codec !== null && opts.compress !== false;
+    this.compress = !!this.codec?.compress && opts.compress !== false;
   }
 
   /** Opens (creating if needed) the store rooted at `dir` (normally <git-common-dir>/tensor). */
@@ -159,6 +159,22 @@ export class ObjectStore {
     return refs;
   }
 
+  /**
+   * A delta base for a new version of chunk `id`: the chunk itself, or, when its delta chain is already
+   * as deep as allowed, the nearest ancestor on that chain with room. Fine-tunes of one base then all
+   * delta against the base instead of starting new chains.
+   */
+  deltaBaseFor(id: Buffer): { id: Buffer; depth: number } | undefined {
+    let cur = { id, loc: this.locate(id, false) };
+    while (cur.loc && cur.loc.depth >= MAX_DELTA_DEPTH) {
+      const parent = deltaBaseOf(cur.loc.encoding, cur.loc.pack.read(cur.loc, cur.loc.payloadLength, cur.id.toString('hex')));
+      if (!parent) break;
+      const pid = Buffer.from(parent, 'hex');
+      cur = { id: pid, loc: this.locate(pid, false) };
+    }
+    return cur.loc ? { id: cur.id, depth: cur.loc.depth } : undefined;
+  }
+
   /** The chunks of a stored object with their delta depth, for use as delta bases (a raw single-chunk object is its own chunk). */
   chunksOf(id: string): { id: Buffer; length: number; depth: number }[] | undefined {
     const loc = this.locate(id, false);
@@ -212,10 +228,10 @@ export class ObjectWriter {
    * Stores one chunk of a tensor or file, compressed when the store has a codec and it pays; `hint` gives
    * the element width and the related chunk to delta against. `base` is only read if the chunk is new.
    */
-  putChunk(data: Uint8Array, hint: { width: number; base?: () => EncodeHint['base'] }): Buffer {
+  putChunk(data: Uint8Array, hint: { width: number; float?: boolean; base?: () => EncodeHint['base'] }): Buffer {
     const id = sha256(data);
     if (this.aborted || this.has(id)) return id;
-    const encoded = this.store.compress ? encodeChunk(data, { width: hint.width, base: hint.base?.() }, this.store.codec!) : null;
+    const encoded = this.store.compress ? encodeChunk(data, { width: hint.width, float: hint.float, base: hint.base?.() }, this.store.codec!) : null;
     if (encoded) this.pack.append(id, encoded.encoding, data.length, encoded.payload, encoded.depth);
     else this.pack.append(id, Encoding.raw, data.length, data);
     this.bytesWritten += encoded ? encoded.payload.length : data.length;
