@@ -272,7 +272,11 @@ describe('describing what is committed', () => {
     expect(du.history.logicalBytes).toBeGreaterThanOrEqual(du.store.bytes);
     // Shared tensors are stored once: well under the two versions side by side.
     expect(du.store.bytes).toBeLessThan(v1.length * 1.5);
-    expect(du.head).toEqual([{ path: 'model.safetensors', logical: v2.length }]);
+    expect(du.head).toEqual([{ path: 'model.safetensors', logicalBytes: v2.length, storedBytes: expect.any(Number), ratio: expect.any(Number) }]);
+    // What HEAD's version needs from the store: all of its tensors, none of v1's replaced one.
+    expect(du.head[0].storedBytes).toBeGreaterThan(0);
+    expect(du.head[0].storedBytes).toBeLessThanOrEqual(du.store.bytes);
+    expect(du.encodings.reduce((s: number, e: { objects: number }) => s + e.objects, 0)).toBe(du.store.objects);
     expect(repo.gitTensor(['du']).stdout).toMatch(/2 checkpoint version/);
   });
 
