@@ -102,11 +102,25 @@ function build(args: string[]): Argv {
         const { fsck } = await import('../commands/fsck.js');
         return fsck({ all: !!argv.all });
       }))
+    .command('gc', 'merge packs, drop unreachable objects past a grace period, remove leftovers of killed commands',
+      (y) => y.option('prune', { type: 'string', describe: 'drop unreachable objects older than this (default 2.weeks.ago; "now")' }),
+      run(async (argv) => {
+        const { gc, parsePrune } = await import('../commands/gc.js');
+        return gc({ pruneSeconds: parsePrune(argv.prune) });
+      }))
     .command('doctor', 'versions, configuration and the active kernel implementation',
       (y) => y,
       run(async () => {
         const { doctor } = await import('../commands/doctor.js');
         return doctor({});
+      }))
+    .command('fetch [revs..]', 'download the tensor objects of revisions (default HEAD) from a remote',
+      (y) => y.positional('revs', { type: 'string', array: true, describe: 'revisions whose checkpoints to fetch' })
+        .option('all', { type: 'boolean', describe: 'every checkpoint version reachable from any ref' })
+        .option('remote', { type: 'string', describe: 'remote to fetch from (default: the branch\'s remote, else origin)' }),
+      run(async (argv) => {
+        const { fetch } = await import('../commands/fetch.js');
+        return fetch({ revs: (argv.revs as string[] | undefined) ?? [], all: !!argv.all, remote: argv.remote, quiet: !!argv.quiet });
       }))
     .command('conflicts', 'list unmerged checkpoints: per tensor, elements changed by each side and in conflict',
       (y) => y,
@@ -121,6 +135,45 @@ function build(args: string[]): Argv {
       run(async (argv) => {
         const { resolve } = await import('../commands/resolve.js');
         return resolve({ path: argv.path as string, tensor: argv.tensor, settings: strategyParams(argv) });
+      }))
+    .command('diff [revs..]', 'explain what changed in tracked checkpoints: HEAD vs working tree, <rev> vs working tree, or <rev> <rev> (-- <path>...)',
+      (y) => y.positional('revs', { type: 'string', array: true, describe: 'zero, one or two revisions (A..B and A...B too), then -- <path>...' })
+        .option('cached', { alias: 'staged', type: 'boolean', describe: 'compare with the index instead of the working tree' })
+        .option('top', { type: 'number', describe: 'tensor rows listed per checkpoint (default 20; 0 = all)' })
+        .option('html', { type: 'string', describe: 'also write a self-contained HTML report to this file' })
+        .option('tokenizer', { type: 'string', describe: 'tokenizer.json for the token view (default: the one beside the checkpoint)' }),
+      run(async (argv) => {
+        const { diff } = await import('../commands/diff.js');
+        return diff({
+          revs: (argv.revs as string[] | undefined) ?? [], paths: argv._.slice(1).map(String), cached: !!argv.cached,
+          top: argv.top as number | undefined, html: argv.html as string | undefined, tokenizer: argv.tokenizer as string | undefined,
+        });
+      }))
+    .command('log [path]', 'one line per commit that changed a tracked checkpoint, summarising the change',
+      (y) => y.positional('path', { type: 'string', describe: 'only this checkpoint (or folder)' })
+        .option('max-count', { alias: 'n', type: 'number', describe: 'look at this many commits at most' })
+        .option('rev', { type: 'string', describe: 'start from this revision (default HEAD)' }),
+      run(async (argv) => {
+        const { log } = await import('../commands/log.js');
+        return log({ path: argv.path as string | undefined, maxCount: argv.maxCount as number | undefined, rev: argv.rev as string | undefined });
+      }))
+    .command('diff-driver <path> [oldFile] [oldHex] [oldMode] [newFile] [newHex] [newMode] [rest..]', false,
+      (y) => ['path', 'oldFile', 'oldHex', 'oldMode', 'newFile', 'newHex', 'newMode'].reduce((a, k) => a.positional(k, { type: 'string' }), y)
+        .positional('rest', { type: 'string', array: true }),
+      run(async (argv) => {
+        const { diffDriver } = await import('../commands/diff-driver.js');
+        return diffDriver({
+          path: argv.path as string, oldFile: argv.oldFile as string | undefined, oldHex: argv.oldHex as string | undefined,
+          oldMode: argv.oldMode as string | undefined, newFile: argv.newFile as string | undefined, newHex: argv.newHex as string | undefined,
+          newMode: argv.newMode as string | undefined, rest: (argv.rest as string[] | undefined) ?? [],
+          emit: (line) => process.stdout.write(line + '\n'),
+        });
+      }))
+    .command('textconv <file>', false,
+      (y) => y.positional('file', { type: 'string' }),
+      run(async (argv) => {
+        const { textconv } = await import('../commands/diff-driver.js');
+        return textconv({ file: argv.file as string });
       }))
     .command('merge-driver <base> <ours> <theirs> <path>', false,
       (y) => y.positional('base', { type: 'string' }).positional('ours', { type: 'string' }).positional('theirs', { type: 'string' })

@@ -7,6 +7,7 @@ import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../f
 import { BlobReader } from '../git/blob-reader.js';
 import { Ingest, newIngestContext, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
+import { LazyFetcher } from './fetch.js';
 
 export interface FilterProcessOptions {
   input?: AsyncIterable<Buffer>;
@@ -14,7 +15,9 @@ export interface FilterProcessOptions {
 }
 
 export async function filterProcess(opts: FilterProcessOptions = {}): Promise<void> {
-  const { store } = openRepo();
+  const repo = openRepo();
+  const { store } = repo;
+  const lazy = new LazyFetcher(repo);
   const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
   const ingestContext = newIngestContext();
   const blobs = new BlobReader();
@@ -49,7 +52,11 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       // Not a pointer (committed before the file was tracked, or a conflict left by a text merge): git's
       // content goes to the working tree untouched, as git-lfs does, so nothing is ever hidden or lost.
       if (skipSmudge || blob.length > MAX_POINTER_BYTES || !looksLikePointer(blob)) return [blob];
-      const plan = planRestore(store, blob.toString('utf8'), req.pathname);
+      let plan = planRestore(store, blob.toString('utf8'), req.pathname);
+      // Objects not here yet (a lazy clone): download them from the remote, with the rest of this tree.
+      if (plan.missing.length && (await lazy.fetch(plan.missing, { file: req.pathname, treeish: req.meta.treeish }))) {
+        plan = planRestore(store, blob.toString('utf8'), req.pathname);
+      }
       if (plan.missing.length) throw new MissingObjectsError(plan.missing, { file: req.pathname });
       return restore(store, plan.pointer, req.pathname);
     },
@@ -59,5 +66,6 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   });
   ingestContext.hasher.close();
   blobs.close();
+  lazy.close();
   store.close();
 }

@@ -83,7 +83,7 @@ export async function gc(opts: GcOptions): Promise<Printable> {
     }
     after = name ? statSync(join(store.packDir, `pack-${name}.pack`)).size + statSync(join(store.packDir, `pack-${name}.idx`)).size : 0;
   }
-  for (const p of leftovers) rmSync(p, { force: true });
+  for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
   const data = { packsBefore: packs.length, packsAfter: keep.length ? 1 : 0, objects: keep.length, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: leftovers.length };
   const text = [

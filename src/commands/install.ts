@@ -13,6 +13,8 @@ export const GIT_CONFIG: ReadonlyArray<[string, string]> = [
   ['filter.tensor.required', 'true'],
   ['merge.tensor.name', 'git-tensor model-aware merge'],
   ['merge.tensor.driver', 'git-tensor merge-driver %O %A %B %P'],
+  ['diff.tensor.command', 'git-tensor diff-driver'],
+  ['diff.tensor.textconv', 'git-tensor textconv'],
 ];
 
 export interface InstallOptions {

@@ -264,7 +264,7 @@ describe('describing what is committed', () => {
     repo.commit(['model.safetensors'], 'v2');
 
     const du = JSON.parse(repo.gitTensor(['du', '--json']).stdout) as {
-      store: { bytes: number; objects: number }; history: { versions: number; logicalBytes: number }; head: { path: string; logical: number }[];
+      store: { bytes: number; objects: number }; history: { versions: number; logicalBytes: number }; head: { path: string; logicalBytes: number; storedBytes: number }[]; encodings: { objects: number }[];
     };
     expect(du.history.versions).toBe(2);
     expect(du.history.logicalBytes).toBe(v1.length + v2.length);
@@ -274,9 +274,9 @@ describe('describing what is committed', () => {
     expect(du.store.bytes).toBeLessThan(v1.length * 1.5);
     expect(du.head).toEqual([{ path: 'model.safetensors', logicalBytes: v2.length, storedBytes: expect.any(Number), ratio: expect.any(Number) }]);
     // What HEAD's version needs from the store: all of its tensors, none of v1's replaced one.
-    expect(du.head[0].storedBytes).toBeGreaterThan(0);
-    expect(du.head[0].storedBytes).toBeLessThanOrEqual(du.store.bytes);
-    expect(du.encodings.reduce((s: number, e: { objects: number }) => s + e.objects, 0)).toBe(du.store.objects);
+    expect(du.head[0]!.storedBytes).toBeGreaterThan(0);
+    expect(du.head[0]!.storedBytes).toBeLessThanOrEqual(du.store.bytes);
+    expect(du.encodings.reduce((s, e) => s + e.objects, 0)).toBe(du.store.objects);
     expect(repo.gitTensor(['du']).stdout).toMatch(/2 checkpoint version/);
   });
 

@@ -1,0 +1,413 @@
+// Owns git's two hooks into diff output for tracked checkpoints (configured by `git tensor install`):
+//
+// * `diff.tensor.command = git-tensor diff-driver`: git's external diff driver. git runs it for
+//   `git diff` (and for `git show`/`git log -p` with --ext-diff) as
+//     git-tensor diff-driver <path> <old-file> <old-hex> <old-mode> <new-file> <new-hex> <new-mode> [<new-path> <rename-info>]
+//   and prints whatever it prints (gitattributes(5), "Defining an external diff driver"). A side whose hex
+//   names a blob is read from its pointer (git cat-file) and the tensor store; a side whose hex is all
+//   zeros is the working-tree file itself, read tensor by tensor; /dev/null is an absent side. git has
+//   already written smudged copies of blob sides to temporary files before calling us (docs/diff.md);
+//   they are not read.
+//
+// * `diff.tensor.textconv = git-tensor textconv`: git runs external diff drivers only in `git diff`
+//   (builtin/diff.c sets allow_external; log.c and show do not), but it runs textconv in `git show` and
+//   `git log -p` too. textconv sees one version at a time, so each call prints a one-line header for its
+//   version, and a call that completes a pair also prints the table of the change: git calls textconv
+//   for the old side, then the new side, of each changed file, so a version is remembered per git
+//   process, and the next version is compared with it when some commit changes a path from the first
+//   to the second (checked with `git log --find-object`). Versions are identified without hashing whole
+//   files: candidates are the pointers in history with the file's name, header and size, narrowed by
+//   hashing the smallest tensors that tell them apart.
+
+import { createHash } from 'node:crypto';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir, userInfo } from 'node:os';
+import { basename, join } from 'node:path';
+import { Printable } from '../cli/output.js';
+import { renderText } from '../diff/report-text.js';
+import { GitTensorError } from '../errors/index.js';
+import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '../format/pointer.js';
+import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { git, gitRaw } from '../git/exec.js';
+import { readBlobs } from '../git/tree.js';
+import { isSafetensorsPath } from '../store/checkpoint.js';
+import { openRepo } from './context.js';
+import { DEFAULT_TOP, diffVersions, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
+
+const NULL_FILE = '/dev/null';
+const ZERO_HEX = /^0+$/;
+
+export interface DiffDriverOptions {
+  path: string;
+  oldFile?: string;
+  oldHex?: string;
+  oldMode?: string;
+  newFile?: string;
+  newHex?: string;
+  newMode?: string;
+  /** [new path, rename/copy info] when git detected a rename or copy. */
+  rest?: string[];
+  /** Prints a line at once (the header, before the tensors are read). */
+  emit?: (line: string) => void;
+  top?: number;
+}
+
+function versionOfSide(file: string, hex: string | undefined): Version | null {
+  if (file === NULL_FILE) return null;
+  if (hex && !ZERO_HEX.test(hex)) {
+    const blob = gitRaw(['cat-file', 'blob', hex]).stdout;
+    if (looksLikePointer(blob)) return { type: 'pointer', pointer: parsePointer(blob.toString('utf8'), file), blob: hex };
+    // Committed before it was tracked: git's temporary file holds the real bytes.
+    return { type: 'file', file };
+  }
+  return versionOfFile(file);
+}
+
+export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
+  const newPath = opts.rest?.[0] ?? opts.path;
+  if (opts.oldFile === undefined || opts.newFile === undefined) {
+    return { data: { path: opts.path, unmerged: true }, text: [`* Unmerged path ${opts.path} (see \`git tensor conflicts\`)`] };
+  }
+  const header = `diff --tensor a/${opts.path} b/${newPath}`;
+  opts.emit?.(header);
+  const lines = opts.emit ? [] : [header];
+  if (opts.oldMode && opts.newMode && opts.oldMode !== opts.newMode && opts.oldFile !== NULL_FILE && opts.newFile !== NULL_FILE) {
+    lines.push(`old mode ${opts.oldMode}`, `new mode ${opts.newMode}`);
+  }
+  // git's rename/copy lines ("similarity index 90%", "rename from ...", "rename to ...").
+  if (opts.rest?.[1]) lines.push(...opts.rest[1].split('\n').filter(Boolean));
+  try {
+    const { topLevel, store } = openRepo();
+    const oldV = versionOfSide(opts.oldFile, opts.oldHex);
+    const newV = versionOfSide(opts.newFile, opts.newHex);
+    const findTokenizer = () => (topLevel ? vocabularyInWorktree(topLevel, newPath) : null)
+      ?? vocabularyAt(`:${tokenizerPathFor(newPath)}`, store) ?? vocabularyAt(`HEAD:${tokenizerPathFor(newPath)}`, store);
+    const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer });
+    lines.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
+    return { data: d, text: lines };
+  } catch (err) {
+    // git stops the whole diff when a driver fails; report this file and let git go on with the others.
+    if (!(err instanceof GitTensorError)) throw err;
+    lines.push(`git-tensor: cannot compare ${newPath}: ${err.message}`);
+    if (err.hint) lines.push(`hint: ${err.hint}`);
+    return { data: { path: newPath, error: err.code }, text: lines };
+  }
+}
+
+// ---- textconv ------------------------------------------------------------------------------------
+
+export interface TextconvOptions {
+  file: string;
+  top?: number;
+}
+
+interface Identified {
+  /** Blob id of the pointer this version was smudged from (null when unknown). */
+  oid: string | null;
+  pointer: Pointer | null;
+  size: number;
+  tensors: number;
+}
+
+interface PendingVersion {
+  oid: string;
+  name: string;
+  time: number;
+}
+
+const PENDING_MAX_AGE_MS = 10 * 60 * 1000;
+
+/** git keeps the file name in its temporary files: <tmp>/git-blob-XXXXXX/<name>. */
+const GIT_TEMP_BLOB = /(^|[\\/])git-blob-[A-Za-z0-9]{6}[\\/][^\\/]+$/;
+
+export async function textconv(opts: TextconvOptions): Promise<Printable> {
+  const name = basename(opts.file);
+  const me = identify(opts.file, name);
+  // The header names the version, so two versions never print the same text (git would show nothing).
+  const what = me.pointer?.kind === 'opaque' || (!me.pointer && !isSafetensorsPath(name)) ? 'file' : 'checkpoint';
+  const version = me.oid ? me.oid.slice(0, 10) : `~${fingerprint(opts.file, me.size)}`;
+  const headerLine = `git-tensor ${what} ${version}: ${what === 'checkpoint' ? `${me.tensors} tensors, ` : ''}${bytesText(me.size)}`;
+  const text = [headerLine];
+  const state = pendingStore();
+  const taken = state.take();
+  // git converts both sides of a pair back to back; an old leftover (pid reuse) is ignored.
+  const pending = taken && Date.now() - taken.time < PENDING_MAX_AGE_MS ? taken : null;
+  if (!me.oid || !me.pointer) return { data: { header: headerLine }, text };
+
+  // The pair is checked against history, not by name: a rename pairs too, a stale version does not.
+  const pair = pending && pending.oid !== me.oid ? findChange(pending.oid, me.oid, name) : null;
+  if (!pair) {
+    state.put({ oid: me.oid, name, time: Date.now() });
+    return { data: { header: headerLine }, text };
+  }
+  try {
+    const { store } = openRepo();
+    const oldBlob = gitRaw(['cat-file', 'blob', pending!.oid]).stdout;
+    const oldV: Version = { type: 'pointer', pointer: parsePointer(oldBlob.toString('utf8'), pair.path), blob: pending!.oid };
+    const newV: Version = { type: 'pointer', pointer: me.pointer, blob: me.oid };
+    const findTokenizer = () => vocabularyAt(`${pair.commit}:${tokenizerPathFor(pair.path)}`, store);
+    const d = await diffVersions(pair.path, oldV, newV, { store, findTokenizer });
+    text.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
+    return { data: d, text };
+  } catch (err) {
+    if (!(err instanceof GitTensorError)) throw err;
+    text.push(`git-tensor: cannot compare: ${err.message}`);
+    return { data: { header: headerLine, error: err.code }, text };
+  }
+}
+
+/**
+ * A cheap content fingerprint for a version that is not in history (a working-tree file): the size
+ * and 256 evenly spread 4 KiB samples. Versions that differ only outside the samples look alike.
+ */
+function fingerprint(file: string, size: number): string {
+  const hash = createHash('sha256').update(String(size));
+  const fd = openSync(file, 'r');
+  try {
+    const buf = Buffer.alloc(4096);
+    const samples = Math.min(256, Math.ceil(size / buf.length));
+    for (let k = 0; k < samples; k++) {
+      const at = samples === 1 ? 0 : Math.floor(((size - buf.length) * k) / (samples - 1));
+      const n = readSync(fd, buf, 0, buf.length, Math.max(0, at));
+      hash.update(buf.subarray(0, n));
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex').slice(0, 10);
+}
+
+function bytesText(n: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = n, u = 0;
+  while (v >= 1024 && u < units.length - 1) {
+    v /= 1024;
+    u++;
+  }
+  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+/** Which pointer a textconv input stands for. */
+function identify(file: string, name: string): Identified {
+  const size = statSync(file).size;
+  const head = Buffer.alloc(Math.min(size, 64));
+  const fd = openSync(file, 'r');
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  if (looksLikePointer(head)) {
+    // Left as a pointer (GIT_TENSOR_SKIP_SMUDGE): the text is the blob.
+    const text = readFileSync(file);
+    const pointer = parsePointer(text.toString('utf8'), name);
+    const oid = git(['hash-object', '-t', 'blob', '--stdin'], { input: text });
+    return { oid, pointer, size: pointer.size, tensors: pointer.kind === 'safetensors' ? pointer.tensors.length : 0 };
+  }
+  if (!isSafetensorsPath(name)) return { oid: null, pointer: null, size, tensors: 0 };
+  const header = readFileHeader(file, name, size);
+  const unknown = { oid: null, pointer: null, size, tensors: header?.tensors.length ?? 0 };
+  // Only git's temporary copies of blobs are versions from history; a working-tree file may be anything.
+  if (!header || !GIT_TEMP_BLOB.test(file)) return unknown;
+  const found = matchPointer(file, name, size, header);
+  return found ? { oid: found.oid, pointer: found.pointer, size, tensors: header.tensors.length } : unknown;
+}
+
+type FileHeader = ReturnType<typeof parseHeader> & { dataStart: number };
+
+function readFileHeader(file: string, name: string, size: number): FileHeader | null {
+  const fd = openSync(file, 'r');
+  try {
+    const prefix = Buffer.alloc(8);
+    readSync(fd, prefix, 0, 8, 0);
+    const n = readHeaderLength(prefix.subarray(0, Math.min(8, size)), name, size);
+    const bytes = Buffer.alloc(n);
+    readSync(fd, bytes, 0, n, 8);
+    return { ...parseHeader(bytes, { file: name, fileSize: size }), dataStart: 8 + n };
+  } catch (err) {
+    if (err instanceof GitTensorError) return null;
+    throw err;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * The pointer in history that this checkpoint file was smudged from: pointers of files with the same
+ * name, header and size, narrowed down by hashing the smallest tensors whose ids tell them apart.
+ */
+function matchPointer(file: string, name: string, size: number, header: FileHeader): { oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> } | null {
+  const headerId = createHash('sha256').update(header.headerBytes).digest('hex');
+  // The pointer's length follows from the header alone (ids are fixed-width): only blobs of exactly that
+  // size can be candidates, so a repository's other blobs are never read.
+  const expected = Buffer.byteLength(serializePointer({
+    kind: 'safetensors', size, header: { id: headerId, length: header.headerLength },
+    metadata: header.metadata === null ? null : Object.entries(header.metadata),
+    tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: headerId })),
+  }));
+  const listing = gitRaw(['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(objecttype) %(objectsize)'], { okCodes: [128] });
+  if (listing.status !== 0) return null;
+  const oids: string[] = [];
+  for (const line of listing.stdout.toString('utf8').split('\n')) {
+    const [oid, type, bytes] = line.split(' ');
+    if (type === 'blob' && Number(bytes) === expected) oids.push(oid!);
+  }
+  const blobs = readBlobsSync(oids);
+  let candidates: { oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> }[] = [];
+  for (const [oid, blob] of blobs) {
+    if (!looksLikePointer(blob)) continue;
+    try {
+      const p = parsePointer(blob.toString('utf8'), name);
+      if (p.kind === 'safetensors' && p.size === size && p.header.id === headerId && p.tensors.length === header.tensors.length) candidates.push({ oid, pointer: p });
+    } catch (err) {
+      if (!(err instanceof GitTensorError)) throw err;
+    }
+  }
+  // Two pointers with the same tensor ids are the same pointer: keep one.
+  candidates = [...new Map(candidates.map((c) => [c.pointer.tensors.map((t) => t.id).join(), c])).values()];
+  const fd = openSync(file, 'r');
+  try {
+    const hashed = new Set<number>();
+    // Always check at least one tensor, so a file that matches no pointer is not taken for the only candidate.
+    while (candidates.length > 1 || (candidates.length === 1 && hashed.size === 0)) {
+      let pick = -1;
+      for (let k = 0; k < header.tensors.length; k++) {
+        if (hashed.has(k)) continue;
+        const ids = new Set(candidates.map((c) => c.pointer.tensors[k]!.id));
+        if (candidates.length > 1 && ids.size < 2) continue;
+        const t = header.tensors[k]!;
+        if (pick < 0 || t.end - t.begin < header.tensors[pick]!.end - header.tensors[pick]!.begin) pick = k;
+      }
+      if (pick < 0) break;
+      hashed.add(pick);
+      const t = header.tensors[pick]!;
+      const id = hashRange(fd, header.dataStart + t.begin, t.end - t.begin);
+      candidates = candidates.filter((c) => c.pointer.tensors[pick]!.id === id);
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return candidates.length === 1 ? candidates[0]! : null;
+}
+
+function hashRange(fd: number, at: number, length: number): string {
+  const hash = createHash('sha256');
+  const buf = Buffer.allocUnsafe(Math.min(length, 8 << 20) || 1);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, 0, Math.min(buf.length, length - done), at + done);
+    if (n === 0) break;
+    hash.update(buf.subarray(0, n));
+    done += n;
+  }
+  return hash.digest('hex');
+}
+
+function readBlobsSync(oids: string[]): Map<string, Buffer> {
+  const out = new Map<string, Buffer>();
+  if (!oids.length) return out;
+  const all = gitRaw(['cat-file', '--batch'], { input: oids.join('\n') + '\n' }).stdout;
+  let at = 0;
+  for (const oid of oids) {
+    const nl = all.indexOf(10, at);
+    const head = all.toString('utf8', at, nl).split(' ');
+    at = nl + 1;
+    if (head[1] === 'missing') continue;
+    const size = Number(head[2]);
+    out.set(oid, all.subarray(at, at + size));
+    at += size + 1;
+  }
+  return out;
+}
+
+/**
+ * A commit that changes some path from blob `from` to blob `to` (renames included), if any; a path
+ * whose file name is `name` is preferred (the same blob may live at several paths).
+ */
+function findChange(from: string, to: string, name: string): { commit: string; path: string } | null {
+  const r = gitRaw(['log', '--all', '-m', '--no-abbrev', '--raw', '--format=commit %H', `--find-object=${to}`], { okCodes: [128] });
+  if (r.status !== 0) return null;
+  let commit = '';
+  let found: { commit: string; path: string } | null = null;
+  for (const line of r.stdout.toString('utf8').split('\n')) {
+    if (line.startsWith('commit ')) {
+      commit = line.slice(7).trim();
+      continue;
+    }
+    // :100644 100644 <from> <to> M<tab>path   (R/C lines carry two paths)
+    const m = /^:\d+ \d+ ([0-9a-f]+) ([0-9a-f]+) [A-Z]\d*\t(?:[^\t]*\t)?(.*)$/.exec(line);
+    if (!m || m[1] !== from || m[2] !== to) continue;
+    if (basename(m[3]!) === name) return { commit, path: m[3]! };
+    found ??= { commit, path: m[3]! };
+  }
+  return found;
+}
+
+/** The version a git process's previous textconv call saw, kept in a small file per git process. */
+function pendingStore(): { take(): PendingVersion | null; put(v: PendingVersion): void } {
+  const owner = gitProcess();
+  const dir = join(tmpdir(), `git-tensor-textconv-${safeUser()}`);
+  const file = join(dir, `${owner}.json`);
+  return {
+    take() {
+      if (!existsSync(file)) return null;
+      try {
+        const v = JSON.parse(readFileSync(file, 'utf8')) as PendingVersion;
+        rmSync(file, { force: true });
+        return v;
+      } catch {
+        return null;
+      }
+    },
+    put(v) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeFileSync(file, JSON.stringify(v), { mode: 0o600 });
+      sweep(dir);
+    },
+  };
+}
+
+function safeUser(): string {
+  try {
+    return String(userInfo().uid >= 0 ? userInfo().uid : userInfo().username);
+  } catch {
+    return 'user';
+  }
+}
+
+/** Leftovers of git processes killed mid-log (e.g. `git log -p | head`) are removed after a day. */
+function sweep(dir: string): void {
+  const cutoff = Date.now() - 24 * 3600 * 1000;
+  for (const f of readdirSync(dir)) {
+    try {
+      if (statSync(join(dir, f)).mtimeMs < cutoff) rmSync(join(dir, f), { force: true });
+    } catch {
+      // another textconv removed it first
+    }
+  }
+}
+
+/** "<pid>-<start time>" of the git process that runs us (through a shell, or `env` from the shebang). */
+function gitProcess(): string {
+  let pid = process.ppid;
+  for (let depth = 0; depth < 4; depth++) {
+    const stat = procStat(pid);
+    if (!stat) break;
+    if (stat.comm === 'git' || !['sh', 'bash', 'dash', 'env', 'zsh', 'busybox'].includes(stat.comm)) return `${pid}-${stat.start}`;
+    pid = stat.ppid;
+  }
+  return `${process.ppid}-0`;
+}
+
+function procStat(pid: number): { comm: string; ppid: number; start: string } | null {
+  try {
+    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const close = s.lastIndexOf(')');
+    const comm = s.slice(s.indexOf('(') + 1, close);
+    const fields = s.slice(close + 2).split(' ');
+    // fields[0] is the state (field 3 of stat); ppid is field 4, starttime field 22.
+    return { comm, ppid: Number(fields[1]), start: fields[19] ?? '0' };
+  } catch {
+    return null;
+  }
+}

@@ -1,0 +1,367 @@
+// Owns `git tensor diff [<rev> [<rev>]] [-- <path>...]` and the I/O every diff shares (the diff driver,
+// textconv and `git tensor log` use it too): checkpoint versions as CheckpointSources read from the
+// tensor store (pointer sides) or straight from a checkpoint file's tensor slices (working-tree sides),
+// tokenizer discovery, and the text/JSON/HTML reports. Nothing is smudged or stored.
+//
+// Sides, as `git diff` users expect: no revision = HEAD vs the working tree; one = that revision vs the
+// working tree; two (or A..B, A...B) = between them; --cached = the revision (default HEAD) vs the index.
+
+import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
+import { join, posix } from 'node:path';
+import { Printable } from '../cli/output.js';
+import { analyzeCheckpoint, type CheckpointSource, type TensorEntry } from '../diff/analyze.js';
+import { renderHtml } from '../diff/report-html.js';
+import { renderJson } from '../diff/report-json.js';
+import { renderText } from '../diff/report-text.js';
+import { hasTokenMatrixName, parseTokenizer, type Vocabulary } from '../diff/tokens.js';
+import type { CheckpointDiff } from '../diff/types.js';
+import { GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
+import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
+import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { git, gitRaw } from '../git/exec.js';
+import { readBlobs, trackedPaths } from '../git/tree.js';
+import { isSafetensorsPath } from '../store/checkpoint.js';
+import type { ObjectStore } from '../store/store.js';
+import { openRepo } from './context.js';
+import { pointersAt } from './pointers.js';
+
+/** Tensor rows a text report lists by default (`--top 0` lists all). */
+export const DEFAULT_TOP = 20;
+
+// ---- sides ---------------------------------------------------------------------------------------
+
+/** One version of a tracked file: a parsed pointer (tensors in the store) or a checkpoint on disk. */
+export type Version =
+  | { type: 'pointer'; pointer: Pointer; blob?: string }
+  | { type: 'file'; file: string };
+
+/** A safetensors pointer as a source: tensors come from the store (verified on read). */
+export function pointerSource(p: Extract<Pointer, { kind: 'safetensors' }>, store: ObjectStore, path: string, blob?: string): CheckpointSource {
+  return {
+    size: p.size,
+    id: blob ? blob.slice(0, 10) : p.header.id.slice(0, 10),
+    metadata: p.metadata,
+    tensors: p.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: t.id })),
+    read: (t) => store.read(t.id!, { file: path, tensor: t.name }),
+  };
+}
+
+/** A checkpoint file as a source: the header is parsed and each tensor is read from its byte range. */
+export function fileSource(file: string, path: string): CheckpointSource {
+  const fd = openSync(file, 'r');
+  try {
+    const size = fstatSync(fd).size;
+    const prefix = Buffer.alloc(8);
+    readSync(fd, prefix, 0, 8, 0);
+    const headerLength = readHeaderLength(prefix.subarray(0, Math.min(8, size)), path, size);
+    const headerBytes = Buffer.alloc(headerLength);
+    readSync(fd, headerBytes, 0, headerLength, 8);
+    const header = parseHeader(headerBytes, { file: path, fileSize: size });
+    const ranges = new Map(header.tensors.map((t) => [t.name, t]));
+    const dataStart = 8 + headerLength;
+    return {
+      size,
+      metadata: header.metadata === null ? null : Object.entries(header.metadata),
+      tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+      read: (t: TensorEntry) => {
+        const r = ranges.get(t.name)!;
+        const out = Buffer.allocUnsafe(r.end - r.begin);
+        const f = openSync(file, 'r');
+        try {
+          let got = 0;
+          while (got < out.length) {
+            const n = readSync(f, out, got, out.length - got, dataStart + r.begin + got);
+            if (n === 0) throw new GitTensorError('E_DIFF_FILE_CHANGED', `${path} changed while it was being read`, { data: { file: path }, hint: 'Run the diff again.' });
+            got += n;
+          }
+        } finally {
+          closeSync(f);
+        }
+        return out;
+      },
+    };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Reads a file on disk as a Version: a pointer text (left by GIT_TENSOR_SKIP_SMUDGE) or the checkpoint itself. */
+export function versionOfFile(file: string): Version {
+  const fd = openSync(file, 'r');
+  try {
+    const head = Buffer.alloc(32);
+    const n = readSync(fd, head, 0, 32, 0);
+    if (looksLikePointer(head.subarray(0, n))) return { type: 'pointer', pointer: parsePointer(readFileSync(file, 'utf8'), file) };
+  } finally {
+    closeSync(fd);
+  }
+  return { type: 'file', file };
+}
+
+interface DiffPairOptions {
+  store: ObjectStore;
+  vocabulary?: Vocabulary | null;
+  /** Finds a tokenizer for this path when `vocabulary` is undefined and a token matrix is present. */
+  findTokenizer?: () => Vocabulary | null;
+  histogram?: boolean;
+  topTokens?: number;
+}
+
+/** Compares two versions (null = absent) of the file at `path`. */
+export async function diffVersions(path: string, oldV: Version | null, newV: Version | null, opts: DiffPairOptions): Promise<CheckpointDiff> {
+  const isOpaque = (v: Version | null) => v !== null && (v.type === 'pointer' ? v.pointer.kind === 'opaque' : !isSafetensorsPath(path));
+  if (isOpaque(oldV) || isOpaque(newV)) return opaqueDiff(path, oldV, newV);
+  const oldS = oldV && sourceOf(oldV, opts.store, path);
+  const newS = newV && sourceOf(newV, opts.store, path);
+  checkObjects(path, oldS, newS, opts.store);
+  let vocabulary = opts.vocabulary;
+  const notes: string[] = [];
+  if (vocabulary === undefined) {
+    // The tokenizer is looked for only when a tensor could be a token matrix.
+    const candidates = [...(newS?.tensors ?? []), ...(oldS?.tensors ?? [])].some((t) => t.shape.length === 2 && hasTokenMatrixName(t.name));
+    vocabulary = null;
+    if (candidates && opts.findTokenizer) {
+      try {
+        vocabulary = opts.findTokenizer();
+      } catch (err) {
+        if (!(err instanceof GitTensorError)) throw err;
+        notes.push(`token view skipped: ${err.message}`);
+      }
+    }
+  }
+  const d = await analyzeCheckpoint(path, oldS, newS, { vocabulary, histogram: opts.histogram, topTokens: opts.topTokens });
+  if (vocabulary && d.tokens.length === 0) {
+    notes.push(`${vocabulary.source} has ${vocabulary.size} tokens; no embedding/output matrix with that many rows changed`);
+  }
+  d.notes.push(...notes);
+  return d;
+}
+
+function sourceOf(v: Version, store: ObjectStore, path: string): CheckpointSource {
+  if (v.type === 'file') return fileSource(v.file, path);
+  return pointerSource(v.pointer as Extract<Pointer, { kind: 'safetensors' }>, store, path, v.blob);
+}
+
+/** Fails up front, naming what to fetch, when objects the comparison must read are not in the store. */
+function checkObjects(path: string, o: CheckpointSource | null, n: CheckpointSource | null, store: ObjectStore): void {
+  const need: string[] = [];
+  const other = (side: CheckpointSource | null) => new Map((side?.tensors ?? []).map((t) => [t.name, t]));
+  const oMap = other(o), nMap = other(n);
+  for (const [side, map] of [[o, nMap], [n, oMap]] as const) {
+    for (const t of side?.tensors ?? []) {
+      const peer = map.get(t.name);
+      if (t.id && peer && peer.id !== t.id) need.push(t.id);
+    }
+  }
+  const missing = store.missing(need);
+  if (missing.length) throw new MissingObjectsError(missing, { file: path });
+}
+
+function opaqueDiff(path: string, oldV: Version | null, newV: Version | null): CheckpointDiff {
+  const info = (v: Version | null) => {
+    if (!v) return null;
+    if (v.type === 'pointer') return { size: v.pointer.size, tensors: 0, id: v.pointer.kind === 'opaque' ? v.pointer.id.slice(0, 10) : undefined };
+    return { size: fstatSize(v.file), tensors: 0 };
+  };
+  return {
+    path, status: !oldV ? 'added' : !newV ? 'deleted' : 'modified', kind: 'opaque', old: info(oldV), new: info(newV),
+    tensors: [], modules: [], tokens: [], totals: { normDelta: 0, normOld: 0, relChange: null }, metadata: [], notes: [],
+  };
+}
+
+function fstatSize(file: string): number {
+  const fd = openSync(file, 'r');
+  try {
+    return fstatSync(fd).size;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+// ---- tokenizers ----------------------------------------------------------------------------------
+
+/** Parses a tokenizer.json given on the command line. */
+export function vocabularyFromFile(file: string): Vocabulary {
+  if (!existsSync(file)) throw new UsageError(`--tokenizer ${file}: no such file`, 'Give the path of a Hugging Face tokenizer.json.');
+  return parseTokenizer(readFileSync(file, 'utf8'), file);
+}
+
+/** `<dir>/tokenizer.json` beside a checkpoint path (posix, repository-relative). */
+export function tokenizerPathFor(path: string): string {
+  const dir = posix.dirname(path);
+  return dir === '.' ? 'tokenizer.json' : `${dir}/tokenizer.json`;
+}
+
+/** Reads tokenizer.json from a tree (`rev:path`) or the index (`:path`); a pointer is read from the store. */
+export function vocabularyAt(spec: string, store: ObjectStore, cwd?: string): Vocabulary | null {
+  const r = gitRaw(['cat-file', 'blob', spec], { cwd, okCodes: [128] });
+  if (r.status !== 0) return null;
+  let bytes = r.stdout;
+  if (looksLikePointer(bytes)) {
+    const p = parsePointer(bytes.toString('utf8'), spec);
+    if (p.kind !== 'opaque' || store.missing([p.id]).length) return null;
+    bytes = store.read(p.id, { file: spec });
+  }
+  return parseTokenizer(bytes.toString('utf8'), spec);
+}
+
+export function vocabularyInWorktree(topLevel: string, path: string): Vocabulary | null {
+  const file = join(topLevel, tokenizerPathFor(path));
+  if (!existsSync(file)) return null;
+  const v = versionOfFile(file);
+  if (v.type === 'pointer') return null;
+  return parseTokenizer(readFileSync(file, 'utf8'), tokenizerPathFor(path));
+}
+
+// ---- `git tensor diff` ---------------------------------------------------------------------------
+
+export interface DiffOptions {
+  revs: string[];
+  paths: string[];
+  cached?: boolean;
+  top?: number;
+  html?: string;
+  tokenizer?: string;
+  /** Only the JSON data is wanted (skips building text). */
+  json?: boolean;
+}
+
+type SideSpec = { kind: 'rev'; rev: string } | { kind: 'index' } | { kind: 'worktree' };
+
+function sideName(s: SideSpec): string {
+  return s.kind === 'rev' ? s.rev : s.kind;
+}
+
+/** Resolves the command line's revisions the way `git diff` reads them. */
+export function resolveSides(revs: string[], cached: boolean, cwd?: string): [SideSpec, SideSpec] {
+  const list = revs.flatMap((r) => {
+    const three = /^(.*)\.\.\.(.*)$/.exec(r);
+    if (three) {
+      const a = three[1] || 'HEAD', b = three[2] || 'HEAD';
+      return [git(['merge-base', a, b], { cwd }), b];
+    }
+    const two = /^(.*)\.\.(.*)$/.exec(r);
+    if (two) return [two[1] || 'HEAD', two[2] || 'HEAD'];
+    return [r];
+  });
+  if (list.length > 2) throw new UsageError(`at most two revisions, got ${list.length}`, 'Use `git tensor diff <rev> <rev> -- <path>`.');
+  if (cached && list.length > 1) throw new UsageError('--cached compares one revision with the index', 'Use `git tensor diff --cached [<rev>]`.');
+  if (list.length === 2) return [{ kind: 'rev', rev: list[0]! }, { kind: 'rev', rev: list[1]! }];
+  const old: SideSpec = { kind: 'rev', rev: list[0] ?? 'HEAD' };
+  return [old, cached ? { kind: 'index' } : { kind: 'worktree' }];
+}
+
+function hasCommit(rev: string, cwd?: string): boolean {
+  return gitRaw(['rev-parse', '--verify', '--quiet', `${rev}^{tree}`], { cwd, okCodes: [1, 128] }).status === 0;
+}
+
+/** Tracked files of a side, as versions keyed by repository-relative path. */
+async function versionsOf(side: SideSpec, paths: string[], topLevel: string, candidates: Set<string>): Promise<Map<string, Version>> {
+  const out = new Map<string, Version>();
+  if (side.kind === 'rev') {
+    // A repository without commits compares with nothing, as `git diff` does before the first commit.
+    if (side.rev === 'HEAD' && !hasCommit('HEAD', topLevel)) return out;
+    for (const f of await pointersAt(side.rev, paths, topLevel)) out.set(f.path, { type: 'pointer', pointer: f.pointer, blob: f.oid });
+    return out;
+  }
+  const staged = indexEntries(paths, topLevel);
+  if (side.kind === 'index') {
+    const blobs = await readBlobs([...staged.values()], topLevel);
+    for (const [path, oid] of staged) {
+      const blob = blobs.get(oid);
+      if (blob && looksLikePointer(blob)) out.set(path, { type: 'pointer', pointer: parsePointer(blob.toString('utf8'), path), blob: oid });
+    }
+    return out;
+  }
+  for (const path of new Set([...staged.keys(), ...candidates])) {
+    const file = join(topLevel, path);
+    if (existsSync(file)) out.set(path, versionOfFile(file));
+  }
+  return out;
+}
+
+/** Index entries (stage 0) that git-tensor tracks, path -> blob id. */
+function indexEntries(paths: string[], cwd: string): Map<string, string> {
+  const out = gitRaw(['ls-files', '-s', '-z', '--', ...paths], { cwd }).stdout.toString('utf8');
+  const entries = new Map<string, string>();
+  for (const rec of out.split('\0').filter(Boolean)) {
+    const tab = rec.indexOf('\t');
+    const [, oid, stage] = rec.slice(0, tab).split(' ');
+    if (stage === '0') entries.set(rec.slice(tab + 1), oid!);
+  }
+  const tracked = trackedPaths([...entries.keys()], cwd);
+  for (const p of [...entries.keys()]) if (!tracked.has(p)) entries.delete(p);
+  return entries;
+}
+
+/** Paths whose working-tree file may differ from `rev` (stat information only: nothing is cleaned). */
+function possiblyChanged(rev: string | null, paths: string[], cwd: string): Set<string> | null {
+  if (rev === null) return null;
+  const r = gitRaw(['diff-index', '--name-only', '-z', '--no-renames', rev, '--', ...paths], { cwd, okCodes: [128] });
+  if (r.status !== 0) return null;
+  return new Set(r.stdout.toString('utf8').split('\0').filter(Boolean));
+}
+
+/** Repository-relative paths from paths relative to the current directory. */
+function toTopLevelPaths(paths: string[], cwd: string): string[] {
+  if (!paths.length) return [];
+  const prefix = git(['rev-parse', '--show-prefix'], { cwd });
+  return paths.map((p) => {
+    const joined = posix.normalize(posix.join(prefix, p.replace(/\\/g, '/')));
+    return joined === '.' ? '' : joined.replace(/\/$/, '');
+  }).filter((p) => p !== '' || paths.length === 1);
+}
+
+export async function diff(opts: DiffOptions): Promise<Printable> {
+  const ctx = openRepo();
+  const { topLevel, store } = ctx;
+  if (!topLevel) throw new UsageError('git tensor diff needs a working tree', 'Run it inside a checkout, or give two revisions.');
+  // As in git, arguments before `--` that are not revisions but name files are paths.
+  const revs: string[] = [], named: string[] = [];
+  for (const r of opts.revs) {
+    if (named.length || (!r.includes('..') && !hasCommit(r) && existsSync(r))) named.push(r);
+    else revs.push(r);
+  }
+  const [oldSpec, newSpec] = resolveSides(revs, !!opts.cached, topLevel);
+  const paths = toTopLevelPaths([...named, ...opts.paths], process.cwd()).filter(Boolean);
+  const oldVersions = await versionsOf(oldSpec, paths, topLevel, new Set());
+  const newVersions = await versionsOf(newSpec, paths, topLevel, new Set(oldVersions.keys()));
+  // Working-tree files that git sees as unchanged (by stat) are skipped without reading them.
+  const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, paths, topLevel) : null;
+
+  const vocabulary = opts.tokenizer ? vocabularyFromFile(opts.tokenizer) : undefined;
+  const files: CheckpointDiff[] = [];
+  const allPaths = [...new Set([...oldVersions.keys(), ...newVersions.keys()])].sort();
+  for (const path of allPaths) {
+    const o = oldVersions.get(path) ?? null;
+    const n = newVersions.get(path) ?? null;
+    if (o && n && sameVersion(o, n)) continue;
+    if (dirty && o && n && !dirty.has(path)) continue;
+    const findTokenizer = () => {
+      const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
+      if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+      return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+    };
+    const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html });
+    if (d.status === 'modified' && d.kind === 'safetensors' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length) continue;
+    files.push(d);
+  }
+
+  const data = renderJson({ old: sideName(oldSpec), new: sideName(newSpec), files });
+  const text: string[] = [];
+  const top = opts.top ?? DEFAULT_TOP;
+  for (const f of files) text.push(...renderText(f, { top }), '');
+  if (!files.length) text.push(`no checkpoint changes between ${sideName(oldSpec)} and ${sideName(newSpec)}`);
+  else text.pop();
+  if (opts.html) {
+    writeFileSync(opts.html, renderHtml({ old: sideName(oldSpec), new: sideName(newSpec), files, top }));
+    text.push('', `wrote ${opts.html}`);
+  }
+  return { data, text };
+}
+
+function sameVersion(a: Version, b: Version): boolean {
+  if (a.type !== 'pointer' || b.type !== 'pointer') return false;
+  if (a.blob && b.blob) return a.blob === b.blob;
+  return JSON.stringify(a.pointer) === JSON.stringify(b.pointer);
+}

@@ -1,0 +1,99 @@
+// Owns finding the store objects a set of commits or a tree needs: the pointer blobs among them (any blob
+// that parses as a pointer, whatever the attributes say, as `git tensor fsck --all` does) and the ids those
+// pointers list. Blobs are read in bounded batches, so a repository with large ordinary files does not
+// have to fit in memory.
+
+import { GitTensorError } from '../errors/index.js';
+import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
+import { gitRaw } from '../git/exec.js';
+import { readBlobs } from '../git/tree.js';
+
+export interface BlobRef {
+  oid: string;
+  size: number;
+}
+
+const BATCH_BYTES = 64 << 20;
+
+/** Object ids a pointer needs (header and tensors, or the opaque object). */
+export function idsOfPointer(p: Pointer): string[] {
+  return p.kind === 'opaque' ? [p.id] : [p.header.id, ...p.tensors.map((t) => t.id)];
+}
+
+/** The ids listed by every pointer among `blobs`; non-pointers and unparsable pointers are skipped. */
+export async function idsInBlobs(blobs: readonly BlobRef[], cwd?: string): Promise<string[]> {
+  const ids = new Set<string>();
+  let batch: string[] = [];
+  let bytes = 0;
+  const flush = async (): Promise<void> => {
+    const read = await readBlobs(batch, cwd);
+    for (const blob of read.values()) {
+      if (!looksLikePointer(blob)) continue;
+      try {
+        for (const id of idsOfPointer(parsePointer(blob.toString('utf8')))) ids.add(id);
+      } catch (err) {
+        if (!(err instanceof GitTensorError)) throw err;
+      }
+    }
+    batch = [];
+    bytes = 0;
+  };
+  for (const b of blobs) {
+    if (b.size > MAX_POINTER_BYTES) continue;
+    if (bytes + b.size > BATCH_BYTES && batch.length) await flush();
+    batch.push(b.oid);
+    bytes += b.size;
+  }
+  if (batch.length) await flush();
+  return [...ids];
+}
+
+/** Sizes of the given objects, by `git cat-file --batch-check`; objects git lacks are left out. */
+export function blobSizes(oids: readonly string[], cwd?: string): BlobRef[] {
+  if (!oids.length) return [];
+  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype) %(objectsize)'], { cwd, input: oids.join('\n') + '\n' });
+  return out.stdout.toString('utf8').split('\n').flatMap((line) => {
+    const [oid, type, size] = line.split(' ');
+    return type === 'blob' ? [{ oid: oid!, size: Number(size) }] : [];
+  });
+}
+
+/** Those of `oids` the local object database has (e.g. remote ref tips we already fetched). */
+export function existingObjects(oids: readonly string[], cwd?: string): string[] {
+  if (!oids.length) return [];
+  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype)'], { cwd, input: oids.join('\n') + '\n' });
+  return out.stdout.toString('utf8').split('\n').flatMap((line) => {
+    const [oid, type] = line.split(' ');
+    return type && type !== 'missing' ? [oid!] : [];
+  });
+}
+
+/**
+ * Small blobs reachable from `include` but not from `exclude` (commits the remote already has): the
+ * candidates for pointers introduced by the commits being pushed.
+ */
+export function blobsInRange(include: readonly string[], exclude: readonly string[], cwd?: string): BlobRef[] {
+  if (!include.length) return [];
+  const have = existingObjects(exclude, cwd);
+  const args = ['rev-list', '--objects', '--no-object-names', `--filter=combine:blob:limit=${MAX_POINTER_BYTES}+object:type=blob`, '--stdin'];
+  const input = [...include, ...have.map((h) => `^${h}`)].join('\n') + '\n';
+  const oids = gitRaw(args, { cwd, input }).stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
+  return blobSizes(oids, cwd);
+}
+
+/** Small blobs of a tree (every file of a commit), for prefetching what a checkout will need. */
+export function blobsInTree(treeish: string, cwd?: string): BlobRef[] {
+  const out = gitRaw(['ls-tree', '-r', '-l', '-z', '--full-tree', treeish], { cwd }).stdout.toString('utf8');
+  return out.split('\0').filter(Boolean).flatMap((rec) => {
+    const tab = rec.indexOf('\t');
+    const [, type, oid, size] = rec.slice(0, tab).split(/ +/);
+    return type === 'blob' && Number(size) <= MAX_POINTER_BYTES ? [{ oid: oid!, size: Number(size) }] : [];
+  });
+}
+
+/** Small blobs reachable from any ref (every version of every checkpoint), for `git tensor fetch --all`. */
+export function blobsInAllRefs(cwd?: string): BlobRef[] {
+  const r = gitRaw(['rev-list', '--objects', '--all', '--no-object-names', `--filter=combine:blob:limit=${MAX_POINTER_BYTES}+object:type=blob`], { cwd, okCodes: [128] });
+  if (r.status !== 0) return [];
+  return blobSizes(r.stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l)), cwd);
+}

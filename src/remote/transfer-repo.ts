@@ -1,0 +1,200 @@
+// Owns the scratch git repositories that tensor packs travel through. A pack is uploaded as a blob and
+// downloaded as a blob; keeping those blobs out of the user's repository means the model's bytes are never
+// stored twice on the user's disk (once in the tensor store, once in .git/objects).
+//
+// A transfer repository is a bare repository under <store>/tmp whose config includes the user's
+// repository config, so the host sees the same credentials, proxies, `http.*` and `url.*.insteadOf`
+// settings as a plain `git push`. Hooks are switched off, auto-gc too, and packs larger than 1 MiB are
+// streamed rather than read into memory (core.bigFileThreshold). It is deleted when the transfer ends;
+// one left by a killed process is removed by the next transfer.
+
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { GitRunOptions, GitRunResult, NetworkOptions, runGit, runNetworkGit, transferEnv } from './git-run.js';
+import { GitTensorError } from '../errors/index.js';
+
+const PREFIX = 'transfer-';
+
+export interface TransferRepoOptions {
+  /** Parent folder (normally <store>/tmp). */
+  parent: string;
+  /** The user's repository config file, included so the host sees the same settings as plain git. */
+  userConfig?: string;
+  /** Environment of the caller (credentials, proxies, GIT_SSH_COMMAND, GIT_CONFIG_PARAMETERS). */
+  baseEnv: NodeJS.ProcessEnv;
+}
+
+export class TransferRepo {
+  private constructor(readonly dir: string, private readonly env: NodeJS.ProcessEnv) {}
+
+  static async create(opts: TransferRepoOptions): Promise<TransferRepo> {
+    removeAbandoned(opts.parent);
+    const dir = join(opts.parent, `${PREFIX}${process.pid}-${randomBytes(4).toString('hex')}.git`);
+    mkdirSync(opts.parent, { recursive: true });
+    const env = transferEnv(opts.baseEnv, dir);
+    const init = await runGit(['init', '--bare', '-q', dir], { env: transferEnv(opts.baseEnv) });
+    if (init.status !== 0) throw new GitTensorError('E_GIT', `cannot create a transfer repository in ${opts.parent}: ${init.stderr}`);
+    const hooks = join(dir, 'no-hooks');
+    mkdirSync(hooks);
+    // The include comes first so the settings after it win over the user's (a bare repository, no hooks).
+    writeFileSync(join(dir, 'config'), [
+      ...(opts.userConfig ? ['[include]', `\tpath = ${quoteConfig(opts.userConfig)}`] : []),
+      '[core]', '\trepositoryformatversion = 0', '\tbare = true', `\thooksPath = ${quoteConfig(hooks)}`,
+      // Stream big blobs, store packs without zlib (tensor packs are compressed already, or do not compress),
+      // and map packs in small windows: resident memory stays small whatever the pack size.
+      '\tbigFileThreshold = 1m', '\tcompression = 0', '\tpackedGitWindowSize = 1m', '\tpackedGitLimit = 32m',
+      '\tlogAllRefUpdates = false',
+      '[gc]', '\tauto = 0',
+      '[maintenance]', '\tauto = false',
+      '[fetch]', '\tunpackLimit = 1', '\twriteCommitGraph = false',
+      '[transfer]', '\tunpackLimit = 1',
+      '[pack]', '\twindow = 0',
+      '',
+    ].join('\n'));
+    return new TransferRepo(dir, env);
+  }
+
+  run(args: string[], opts: Partial<GitRunOptions> = {}): Promise<GitRunResult> {
+    return runGit(args, { ...opts, env: { ...this.env, ...(opts.env ?? {}) } });
+  }
+
+  async plumb(args: string[], opts: Partial<GitRunOptions> = {}): Promise<string> {
+    const r = await this.run(args, opts);
+    if (r.status !== 0) throw new GitTensorError('E_GIT', `git ${args.join(' ')} failed in ${this.dir}: ${r.stderr}`);
+    return r.stdout.toString('utf8').trim();
+  }
+
+  network(what: string, url: string, args: string[], opts: Partial<GitRunOptions> & NetworkOptions = {}): Promise<GitRunResult> {
+    return runNetworkGit(what, url, args, { ...opts, env: { ...this.env, ...(opts.env ?? {}) } });
+  }
+
+  /**
+   * Creates one root commit per entry with git fast-import, in a single process: each commit's tree holds
+   * the given files as blobs, streamed from disk (blobs above core.bigFileThreshold are never held whole
+   * in memory by fast-import either). Commits get a fixed identity and date, so identical content gives
+   * identical commits. Each commit is written to its ref in this repository.
+   */
+  async importCommits(commits: { ref: string; message: string; files: { name: string; path: string }[] }[]): Promise<void> {
+    const child = spawn('git', ['fast-import', '--quiet', '--done', '--big-file-threshold=1m'], {
+      env: this.env,
+      stdio: ['pipe', 'ignore', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => (stderr += d));
+    const exited = new Promise<number>((resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (code) => resolve(code ?? -1));
+    });
+    const write = async (data: string | Buffer): Promise<void> => {
+      if (!child.stdin.write(data)) await once(child.stdin, 'drain');
+    };
+    const marks = new Map<string, number>();
+    try {
+      for (const c of commits) {
+        for (const f of c.files) {
+          if (marks.has(f.path)) continue;
+          const mark = marks.size + 1;
+          marks.set(f.path, mark);
+          await write(`blob\nmark :${mark}\ndata ${statSync(f.path).size}\n`);
+          for await (const chunk of createReadStream(f.path, { highWaterMark: 1 << 20 })) await write(chunk as Buffer);
+          await write('\n');
+        }
+        const msg = Buffer.from(c.message);
+        await write(`commit ${c.ref}\ncommitter git-tensor <git-tensor@localhost> 0 +0000\ndata ${msg.length}\n`);
+        await write(msg);
+        await write([...c.files].sort((a, b) => (a.name < b.name ? -1 : 1)).map((f) => `M 100644 :${marks.get(f.path)} ${f.name}\n`).join('') + '\n');
+      }
+      await write('done\n');
+      child.stdin.end();
+    } catch (err) {
+      child.stdin.destroy();
+      await exited.catch(() => undefined);
+      throw new GitTensorError('E_GIT', `git fast-import failed in ${this.dir}: ${stderr || (err as Error).message}`);
+    }
+    const code = await exited;
+    if (code !== 0) throw new GitTensorError('E_GIT', `git fast-import failed in ${this.dir}: ${stderr}`);
+  }
+
+  /** Reads small blobs (pack indexes) through one `git cat-file --batch`. Missing ones are undefined. */
+  async readSmallBlobs(revs: string[]): Promise<(Buffer | undefined)[]> {
+    if (!revs.length) return [];
+    const r = await this.run(['cat-file', '--batch'], { input: revs.join('\n') + '\n' });
+    if (r.status !== 0) throw new GitTensorError('E_GIT', `git cat-file --batch failed in ${this.dir}: ${r.stderr}`);
+    const out: (Buffer | undefined)[] = [];
+    const all = r.stdout;
+    let at = 0;
+    for (let k = 0; k < revs.length; k++) {
+      const nl = all.indexOf(10, at);
+      const head = all.toString('utf8', at, nl).split(' ');
+      at = nl + 1;
+      if (head[1] === 'missing' || head.length < 3) {
+        out.push(undefined);
+        continue;
+      }
+      const size = Number(head[2]);
+      out.push(all.subarray(at, at + size));
+      at += size + 1;
+    }
+    return out;
+  }
+
+  /** Writes `<rev>` (a blob) to `path`, streaming. */
+  async catBlob(rev: string, path: string): Promise<void> {
+    const r = await this.run(['cat-file', 'blob', rev], { stdoutFile: path });
+    if (r.status !== 0) throw new GitTensorError('E_GIT', `cannot read ${rev} from the transfer repository: ${r.stderr}`);
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+function quoteConfig(path: string): string {
+  return `"${path.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+}
+
+/** Removes transfer repositories whose process is gone (a push or fetch that was killed). */
+function removeAbandoned(parent: string): void {
+  let names: string[];
+  try {
+    names = readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const m = /^transfer-(\d+)-[0-9a-f]+\.git$/.exec(name);
+    if (!m) continue;
+    const path = join(parent, name);
+    let old = false;
+    try {
+      old = Date.now() - statSync(path).mtimeMs > ABANDONED_AFTER_MS;
+    } catch {
+      continue;
+    }
+    if (isAlive(Number(m[1])) && !old) continue;
+    rmSync(path, { recursive: true, force: true });
+  }
+}
+
+/** A transfer repository holds one group of packs (<= 512 MiB); one untouched this long is abandoned whatever its pid says. */
+const ABANDONED_AFTER_MS = 6 * 3600_000;
+
+function isAlive(pid: number): boolean {
+  if (pid === process.pid) return true;
+  try {
+    process.kill(pid, 0);
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A killed process whose parent died too can linger as a zombie where nothing reaps orphans.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return true;
+  }
+}

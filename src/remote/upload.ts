@@ -1,0 +1,157 @@
+// Owns uploading store objects to a git host as tensor packs (docs/remote.md, "Push").
+//
+// The objects are cut into packs of at most `tensor.packSizeLimit` bytes, copied from the local packs
+// without re-encoding. Each pack becomes two root commits in a scratch repository (pack+idx, idx alone),
+// and up to PACKS_PER_PUSH packs go to the host in one atomic `git push` of their never-before-used refs.
+// Only one group of packs exists on disk at a time; a pack's bytes are streamed by git, never held here.
+// A push killed half-way leaves whole packs on the host (each with its index) and nothing else: running
+// it again uploads only what is still missing.
+
+import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { GitTensorError } from '../errors/index.js';
+import { LocatedObject, ObjectSource, planPacks, plannedPackBytes, writePackOf } from '../store/transfer.js';
+import { BYTES_PER_PUSH, PACKS_PER_PUSH, TransferContext } from './context.js';
+import { RemoteTransferError } from './errors.js';
+import { Progress } from './progress.js';
+import { idxRef, packRef } from './remote-index.js';
+import { TransferRepo } from './transfer-repo.js';
+
+export interface UploadResult {
+  objects: number;
+  packs: number;
+  /** Bytes of tensor packs uploaded (what the store holds, before git's own compression). */
+  bytes: number;
+}
+
+/** Groups packs for one push each: at most `maxPacks` packs and about `maxBytes` bytes. */
+export function groupForTransfer<T>(items: readonly T[], sizeOf: (t: T) => number, maxPacks: number, maxBytes: number): T[][] {
+  const groups: T[][] = [];
+  let group: T[] = [];
+  let bytes = 0;
+  for (const item of items) {
+    const size = sizeOf(item);
+    if (group.length && (group.length >= maxPacks || bytes + size > maxBytes)) {
+      groups.push(group);
+      group = [];
+      bytes = 0;
+    }
+    group.push(item);
+    bytes += size;
+  }
+  if (group.length) groups.push(group);
+  return groups;
+}
+
+export async function uploadObjects(ctx: TransferContext, objects: readonly LocatedObject[], limit: number): Promise<UploadResult> {
+  const packs = planPacks(objects, limit);
+  const result: UploadResult = { objects: objects.length, packs: packs.length, bytes: 0 };
+  if (!packs.length) return result;
+  const total = packs.reduce((s, p) => s + plannedPackBytes(p), 0);
+  const progress = new Progress('Uploading tensor packs', packs.length, { enabled: ctx.progress && ctx.verbosity > 0 });
+  progress.update(0, 0);
+  let done = 0;
+  let bytesDone = 0;
+  for (const group of groupForTransfer(packs, plannedPackBytes, PACKS_PER_PUSH, BYTES_PER_PUSH)) {
+    const repo = await TransferRepo.create({ parent: ctx.store.tmpDir, userConfig: ctx.userConfig, baseEnv: ctx.env });
+    try {
+      const staging = join(repo.dir, 'staging');
+      mkdirSync(join(staging, 'tmp'), { recursive: true });
+      let groupBytes = 0;
+      const commits: { ref: string; message: string; files: { name: string; path: string }[] }[] = [];
+      for (const pack of group) {
+        const name = writePackOf(pack, staging, join(staging, 'tmp'), new ObjectSource(ctx.store));
+        if (name === null) continue;
+        const packPath = join(staging, `pack-${name}.pack`);
+        const idxPath = join(staging, `pack-${name}.idx`);
+        const packBytes = statSync(packPath).size;
+        groupBytes += packBytes;
+        const idx = { name: 'idx', path: idxPath };
+        // The pack ref before its index: a host that applies refs one by one never shows an index whose
+        // pack is not there (with --atomic, both appear together anyway).
+        commits.push({ ref: packRef(name), message: `git-tensor pack ${name}\n\n${pack.length} objects, ${packBytes} bytes\n`, files: [idx, { name: 'pack', path: packPath }] });
+        commits.push({ ref: idxRef(name), message: `git-tensor pack index ${name}\n`, files: [idx] });
+      }
+      await repo.importCommits(commits);
+
+      // The packs now live in the scratch repository's objects; the staged copies are no longer needed.
+      rmSync(staging, { recursive: true, force: true });
+      const refspecs = commits.map((c) => `${c.ref}:${c.ref}`);
+      const base = bytesDone;
+      await pushRefs(ctx, repo, refspecs, (b) => progress.update(done, Math.min(base + b, total)));
+      done += group.length;
+      bytesDone += groupBytes;
+      result.bytes += groupBytes;
+      progress.update(done, bytesDone);
+    } finally {
+      repo.dispose();
+    }
+  }
+  progress.finish();
+  return result;
+}
+
+/** Pushes content-named refs; atomically when the host can, refs already there with the same commit are fine. */
+async function pushRefs(ctx: TransferContext, repo: TransferRepo, refspecs: string[], onBytes: (bytes: number) => void): Promise<void> {
+  const args = (atomic: boolean) => ['push', '--porcelain', '--no-verify', '--progress', ...(atomic ? ['--atomic'] : []), ctx.url, ...refspecs];
+  let r;
+  try {
+    r = await repo.network('uploading tensor packs to', ctx.url, args(true), { onBytes, retry: ctx.retry, accept: answeredPush });
+  } catch (err) {
+    if (!(err instanceof RemoteTransferError) || !/does not support --atomic/i.test(err.message)) throw err;
+    r = await repo.network('uploading tensor packs to', ctx.url, args(false), { onBytes, retry: ctx.retry, accept: answeredPush });
+  }
+  const statuses = parsePushPorcelain(r.stdout.toString('utf8'));
+  const failed = statuses.filter((s) => !s.ok);
+  if (r.status !== 0 && !statuses.length) {
+    throw new RemoteTransferError('uploading tensor packs to', ctx.url, r.stderr.split('\n').slice(-3).join(' / ') || `git push exited ${r.status}`, false);
+  }
+  if (failed.length) {
+    const f = failed[0]!;
+    throw new GitTensorError('E_REMOTE_REJECTED', `the host refused ${f.dst}: ${f.reason}`, {
+      data: { ref: f.dst, reason: f.reason },
+      hint: 'The host must accept new refs under refs/tensor/ (check branch protection or push rules for that namespace).',
+    });
+  }
+}
+
+/** A push that exited 1 because the host answered (refused refs), not because the transfer broke. */
+export function answeredPush(r: { stdout: Buffer }): boolean {
+  const statuses = parsePushPorcelain(r.stdout.toString('utf8'));
+  return statuses.length > 0 && statuses.every((s) => s.ok || !/remote failure|unpacker error|failed to|hung up|disconnect/i.test(s.reason));
+}
+
+export interface PushStatus {
+  dst: string;
+  ok: boolean;
+  /** For failures: the reason in git's helper vocabulary where one applies ("non-fast forward", "fetch first"...). */
+  reason: string;
+  forced: boolean;
+  upToDate: boolean;
+}
+
+const HELPER_REASONS: Record<string, string> = {
+  'non-fast-forward': 'non-fast forward',
+  'fetch first': 'fetch first',
+  'already exists': 'already exists',
+  'stale info': 'stale info',
+  'needs force': 'needs force',
+};
+
+/** Parses `git push --porcelain` output: `<flag>\t<src>:<dst>\t<summary> (<reason>)` per ref. */
+export function parsePushPorcelain(text: string): PushStatus[] {
+  const out: PushStatus[] = [];
+  for (const line of text.split('\n')) {
+    const parts = line.split('\t');
+    if (parts.length < 3 || parts[0]!.length !== 1) continue;
+    const flag = parts[0]!;
+    const refs = parts[1]!;
+    const summary = parts.slice(2).join('\t');
+    const dst = refs.slice(refs.lastIndexOf(':') + 1);
+    const reasonMatch = /\(([^)]*)\)\s*$/.exec(summary);
+    const reason = reasonMatch ? reasonMatch[1]! : summary.replace(/^\[|\]$/g, '');
+    if (flag === '!') out.push({ dst, ok: false, reason: HELPER_REASONS[reason] ?? reason, forced: false, upToDate: false });
+    else out.push({ dst, ok: true, reason: '', forced: flag === '+', upToDate: flag === '=' });
+  }
+  return out;
+}
