@@ -7,6 +7,9 @@
 #ifdef GT_WITH_ZSTD
 #include <zstd.h>
 
+#include <string>
+#include <vector>
+
 namespace gt {
 namespace {
 
@@ -33,11 +36,14 @@ Napi::Value Compress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const View src = view_of(info[0]);
   const int level = info[1].As<Napi::Number>().Int32Value();
-  const size_t bound = ZSTD_compressBound(src.size);
-  auto out = Napi::Buffer<uint8_t>::New(env, bound);
-  const size_t n = ZSTD_compress(out.Data(), bound, src.data, src.size, level);
+  // One reusable context and scratch buffer per thread: `git add` compresses thousands of chunks, and a
+  // fresh context and a bound-sized buffer for each would dominate the cost of a small chunk.
+  thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  thread_local std::vector<uint8_t> scratch;
+  scratch.resize(ZSTD_compressBound(src.size));
+  const size_t n = ZSTD_compressCCtx(cctx, scratch.data(), scratch.size(), src.data, src.size, level);
   if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd compress: ") + ZSTD_getErrorName(n));
-  return Napi::Buffer<uint8_t>::Copy(env, out.Data(), n);
+  return Napi::Buffer<uint8_t>::Copy(env, scratch.data(), n);
 }
 
 // decompress(src: Uint8Array, size: number) -> Buffer of exactly `size` bytes, or an error.
@@ -45,8 +51,9 @@ Napi::Value Decompress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const View src = view_of(info[0]);
   const size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
+  thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
   auto out = Napi::Buffer<uint8_t>::New(env, size);
-  const size_t n = ZSTD_decompress(out.Data(), size, src.data, src.size);
+  const size_t n = ZSTD_decompressDCtx(dctx, out.Data(), size, src.data, src.size);
   if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd decompress: ") + ZSTD_getErrorName(n));
   if (n != size) throw Napi::Error::New(env, "zstd decompress: wrong decoded size");
   return out;

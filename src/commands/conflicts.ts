@@ -5,7 +5,6 @@ import { Printable, table } from '../cli/output.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
 import { readBlobs, unmergedEntries, UnmergedEntry } from '../git/tree.js';
-import { newIngestContext } from '../store/checkpoint.js';
 import { openRepo, RepoContext } from './context.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
 import { choiceRules, loadChoices } from './resolve-state.js';
@@ -40,12 +39,10 @@ export async function stagePointers(entry: UnmergedEntry): Promise<StagePointers
 /** Runs the merge without keeping anything: the analysis `conflicts` shows and `resolve` starts from. */
 export async function analyse(repo: RepoContext, path: string, sides: StagePointers, rules: MergeRule[], override: StrategyParams, only?: (t: string) => boolean): Promise<MergeOutcome> {
   const writer = repo.store.beginWrite();
-  const ctx = newIngestContext();
   try {
-    return await mergeCheckpoint(repo.store, writer, ctx, { path, ...sides, rules, override, only });
+    return await mergeCheckpoint(repo.store, writer, { path, ...sides, rules, override, only });
   } finally {
     writer.abort();
-    ctx.hasher.close();
   }
 }
 

@@ -5,7 +5,7 @@ import { formatError, MissingObjectsError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
 import { BlobReader } from '../git/blob-reader.js';
-import { Ingest, newIngestContext, planRestore, restore } from '../store/checkpoint.js';
+import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from './fetch.js';
 
@@ -19,7 +19,6 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   const { store } = repo;
   const lazy = new LazyFetcher(repo);
   const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
-  const ingestContext = newIngestContext();
   const blobs = new BlobReader();
   /** The version git has in its index for a path: the natural delta base of the one being added. */
   const previousVersion = async (path: string): Promise<Pointer | undefined> => {
@@ -35,7 +34,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
     async clean(req, content) {
       const writer = store.beginWrite();
       try {
-        const ingest = new Ingest(writer, req.pathname, ingestContext, await previousVersion(req.pathname));
+        const ingest = new Ingest(writer, req.pathname, await previousVersion(req.pathname));
         for await (const bytes of content) ingest.push(bytes);
         const pointer = await ingest.finish();
         writer.commit();
@@ -64,7 +63,6 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       process.stderr.write(formatError(err) + '\n');
     },
   });
-  ingestContext.hasher.close();
   blobs.close();
   lazy.close();
   store.close();

@@ -7,7 +7,6 @@ import { Printable } from '../cli/output.js';
 import { ExitCode, GitTensorError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
-import { newIngestContext } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
 
@@ -39,11 +38,10 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
     return { data: { path: opts.path, clean: false }, text: [`git-tensor: ${opts.path}: both sides changed this opaque file; pick one with \`git checkout --ours|--theirs -- ${opts.path}\``], exitCode: ExitCode.failure, stream: 'stderr' };
   }
   const { topLevel, store } = openRepo();
-  const ctx = newIngestContext();
   const writer = store.beginWrite();
   let outcome: MergeOutcome;
   try {
-    outcome = await mergeCheckpoint(store, writer, ctx, {
+    outcome = await mergeCheckpoint(store, writer, {
       path: opts.path,
       base: base as Extract<Pointer, { kind: 'safetensors' }> | null,
       ours,
@@ -55,8 +53,6 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
   } catch (err) {
     writer.abort();
     throw err;
-  } finally {
-    ctx.hasher.close();
   }
   writeFileSync(opts.ours, outcome.pointer);
   return { data: outcome, text: summarize(opts.path, outcome), exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };

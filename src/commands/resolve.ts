@@ -12,7 +12,7 @@ import { unmergedEntries } from '../git/tree.js';
 import { mergeCheckpoint } from '../merge/checkpoint-merge.js';
 import { globToRegExp, makeStrategy, paramsFromStrings } from '../merge/strategy.js';
 import { tempPathFor } from '../store/atomic.js';
-import { newIngestContext, restore } from '../store/checkpoint.js';
+import { restore } from '../store/checkpoint.js';
 import { stagePointers } from './conflicts.js';
 import { openRepo } from './context.js';
 import { choiceRules, clearChoices, loadChoices, saveChoices } from './resolve-state.js';
@@ -47,17 +47,14 @@ export async function resolve(opts: ResolveOptions): Promise<Printable> {
   const chosen = choiceRules(choices);
 
   const writer = repo.store.beginWrite();
-  const ctx = newIngestContext();
   let outcome;
   try {
-    outcome = await mergeCheckpoint(repo.store, writer, ctx, { path, ...sides, rules: [...loadMergeRules(repo.topLevel), ...chosen] });
+    outcome = await mergeCheckpoint(repo.store, writer, { path, ...sides, rules: [...loadMergeRules(repo.topLevel), ...chosen] });
     if (outcome.clean) writer.commit();
     else writer.abort();
   } catch (err) {
     writer.abort();
     throw err;
-  } finally {
-    ctx.hasher.close();
   }
   const text = summarize(path, outcome);
   if (!outcome.clean) {

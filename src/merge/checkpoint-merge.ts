@@ -6,7 +6,7 @@ import { MissingObjectsError } from '../errors/index.js';
 import type { DType } from '../format/dtype.js';
 import { parseHeader, serializeHeader, tensorByteLength } from '../format/safetensors.js';
 import { Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
-import { IngestContext, storeBlob, storeTensor } from '../store/checkpoint.js';
+import { storeBlob, storeTensor } from '../store/checkpoint.js';
 import { ObjectStore, ObjectWriter } from '../store/store.js';
 import { ElementCounts, mergeElements } from './elementwise.js';
 import { planMetadata, planTensors, Side, TensorPlan } from './plan.js';
@@ -46,7 +46,7 @@ export interface MergeOutcome {
   metadataConflicts: { key: string; base?: string; ours?: string; theirs?: string }[];
 }
 
-export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, ctx: IngestContext, input: MergeInput): Promise<MergeOutcome> {
+export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, input: MergeInput): Promise<MergeOutcome> {
   const plans = planTensors({ base: input.base?.tensors ?? null, ours: input.ours.tensors, theirs: input.theirs.tensors });
   const needed = plans.flatMap((p) => (p.action === 'elementwise' ? [p.base.id, p.ours.id, p.theirs.id] : []));
   const missing = store.missing(needed);
@@ -58,7 +58,7 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
   const result: PointerTensor[] = [];
   const reports: TensorReport[] = [];
   for (const plan of plans) {
-    const { tensor, report } = await mergeTensor(store, writer, ctx, plan, strategyOf(plan.name), input.path);
+    const { tensor, report } = await mergeTensor(store, writer, plan, strategyOf(plan.name), input.path);
     if (tensor) result.push(tensor);
     reports.push(report);
   }
@@ -74,7 +74,7 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
 
 const pick = (plan: TensorPlan, side: Side): PointerTensor | undefined => (plan.action === 'elementwise' || plan.action === 'conflict' ? plan[side] : undefined);
 
-async function mergeTensor(store: ObjectStore, writer: ObjectWriter, ctx: IngestContext, plan: TensorPlan, strategy: Strategy, path: string): Promise<{ tensor?: PointerTensor; report: TensorReport }> {
+async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: TensorPlan, strategy: Strategy, path: string): Promise<{ tensor?: PointerTensor; report: TensorReport }> {
   const name = plan.name;
   switch (plan.action) {
     case 'take':
@@ -97,7 +97,7 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, ctx: Ingest
       if (merged.data === null) {
         return { tensor: ours, report: { name, outcome: 'conflict', counts: merged.counts, strategy: strategy.name, reason: `${merged.counts.conflict} element(s) changed differently on both sides` } };
       }
-      const id = await storeTensor(writer, ctx, ours.dtype as DType, ours.shape, merged.data, ours);
+      const id = storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours);
       const outcome: TensorOutcome = merged.counts.conflict === 0 ? 'union' : 'resolved';
       return { tensor: { ...ours, id }, report: { name, outcome, counts: merged.counts, strategy: outcome === 'resolved' ? strategy.name : undefined } };
     }

@@ -8,7 +8,7 @@ import type { EncodeHint } from './encoding.js';
 import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
-import { BackgroundHasher, SharedSlab } from './hasher.js';
+import { createHash, Hash } from 'node:crypto';
 import { ChunkRef, ObjectStore, ObjectWriter } from './store.js';
 
 /** Files with this suffix must parse as safetensors; any other tracked file is stored opaquely. */
@@ -35,7 +35,6 @@ export class Ingest {
   constructor(
     private readonly writer: ObjectWriter,
     private readonly file: string,
-    private readonly ctx: IngestContext = newIngestContext(),
     private readonly previous?: Pointer,
   ) {}
 
@@ -57,9 +56,9 @@ export class Ingest {
     if (looksLikePointer(head)) this.sink = new PointerPassThrough(this.file);
     else if (head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) this.sink = new PointerPassThrough(this.file);
     else if (isSafetensorsPath(this.file)) {
-      this.sink = new SafetensorsSink(this.writer, this.file, this.ctx, this.previous?.kind === 'safetensors' ? this.previous.tensors : []);
+      this.sink = new SafetensorsSink(this.writer, this.file, this.previous?.kind === 'safetensors' ? this.previous.tensors : []);
     }
-    else this.sink = new OpaqueSink(this.writer, this.ctx);
+    else this.sink = new OpaqueSink(this.writer);
     this.sniff = [];
     this.sink.push(head);
   }
@@ -95,28 +94,12 @@ class PointerPassThrough implements Sink {
   }
 }
 
-/** What ingest shares across the files of one process: shared-memory chunk buffers and the hash worker. */
-export interface IngestContext {
-  slab: SharedSlab;
-  hasher: BackgroundHasher;
-}
-
-export function newIngestContext(): IngestContext {
-  return { slab: new SharedSlab(), hasher: new BackgroundHasher() };
-}
-
-/**
- * Cuts a byte stream into chunks and stores them; the whole is stored as a chunk list. Chunk ids are
- * hashed here; the object's own id is hashed on the worker from the same buffers, started only once a
- * second chunk shows the object is not a single chunk (whose id is its chunk's id).
- */
 /** The previous version's chunks of the same tensor (same dtype and shape, so cut at the same offsets). */
 type BaseChunks = { id: Buffer; length: number; depth: number }[];
 
 class ChunkedObjectBuilder {
   private readonly chunks: ChunkRef[] = [];
-  private first: Buffer | undefined;
-  private hashId: number | undefined;
+  private readonly hash: Hash = createHash('sha256');
   private buffer: Buffer;
   private filled = 0;
   size = 0;
@@ -124,18 +107,18 @@ class ChunkedObjectBuilder {
   constructor(
     private readonly writer: ObjectWriter,
     private readonly chunkBytes: number,
-    private readonly ctx: IngestContext,
     /** Bytes per element, for compression (1 for opaque data). */
     private readonly width = 1,
     /** Elements are IEEE floats (compression groups their exponents). */
     private readonly float = false,
     private readonly baseChunks?: BaseChunks,
   ) {
-    this.buffer = ctx.slab.take(chunkBytes);
+    this.buffer = Buffer.allocUnsafe(chunkBytes);
   }
 
   /** Appends bytes; cuts a chunk each time `chunkBytes` have gathered. */
   push(bytes: Uint8Array): void {
+    this.hash.update(bytes);
     this.size += bytes.length;
     let at = 0;
     while (at < bytes.length) {
@@ -158,17 +141,7 @@ class ChunkedObjectBuilder {
       base: base && base.length === chunk.length ? () => this.deltaBase(base.id) : undefined,
     });
     this.chunks.push({ id, length: chunk.length });
-    if (this.chunks.length === 1) {
-      this.first = chunk;
-    } else {
-      if (this.hashId === undefined) {
-        this.hashId = this.ctx.hasher.begin();
-        this.ctx.hasher.update(this.hashId, this.first!);
-        this.first = undefined;
-      }
-      this.ctx.hasher.update(this.hashId, chunk);
-    }
-    this.buffer = this.ctx.slab.take(this.chunkBytes);
+    this.buffer = Buffer.allocUnsafe(this.chunkBytes);
     this.filled = 0;
   }
 
@@ -178,13 +151,12 @@ class ChunkedObjectBuilder {
     return base && { id: base.id, depth: base.depth, bytes: store.readChunk(base.id.toString('hex')) };
   }
 
-  /** Stores the object and returns its id: a single chunk is stored raw, more as a chunk list. */
-  async finish(): Promise<string> {
+  /** Stores the object and returns its id: a single chunk is its own object, more make a chunk list. */
+  finish(): string {
     this.cut();
-    if (this.chunks.length === 0) return this.writer.putBlob(Buffer.alloc(0)).toString('hex');
-    if (this.chunks.length === 1) return this.chunks[0]!.id.toString('hex');
-    const id = await this.ctx.hasher.digest(this.hashId!);
-    this.writer.putChunkList(id, this.size, this.chunks);
+    const id = this.hash.digest();
+    if (this.chunks.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
+    else if (this.chunks.length > 1) this.writer.putChunkList(id, this.size, this.chunks);
     return id.toString('hex');
   }
 }
@@ -195,8 +167,8 @@ class OpaqueSink implements Sink {
   private readonly object: ChunkedObjectBuilder;
   private streamPos = 0;
 
-  constructor(writer: ObjectWriter, ctx: IngestContext) {
-    this.object = new ChunkedObjectBuilder(writer, CDC_MAX, ctx);
+  constructor(writer: ObjectWriter) {
+    this.object = new ChunkedObjectBuilder(writer, CDC_MAX);
   }
 
   push(bytes: Buffer): void {
@@ -213,7 +185,7 @@ class OpaqueSink implements Sink {
 
   async finish(): Promise<string> {
     const size = this.object.size;
-    return serializePointer({ kind: 'opaque', size, id: await this.object.finish() });
+    return serializePointer({ kind: 'opaque', size, id: this.object.finish() });
   }
 }
 
@@ -227,11 +199,11 @@ class SafetensorsSink implements Sink {
   private tensorIndex = 0;
   private tensorRemaining = 0;
   private object: ChunkedObjectBuilder | undefined;
-  private readonly ids: Promise<string>[] = [];
+  private readonly ids: string[] = [];
 
   private readonly previous: Map<string, PointerTensor>;
 
-  constructor(private readonly writer: ObjectWriter, private readonly file: string, private readonly ctx: IngestContext, previous: PointerTensor[]) {
+  constructor(private readonly writer: ObjectWriter, private readonly file: string, previous: PointerTensor[]) {
     this.previous = new Map(previous.map((t) => [t.name, t]));
   }
 
@@ -265,7 +237,7 @@ class SafetensorsSink implements Sink {
       throw new SafetensorsError('E_ST_TRUNCATED_DATA',
         `file ends inside the data of tensor \`${t.name}\` (${this.tensorRemaining} of its bytes missing)`, { file: this.file, tensor: t.name });
     }
-    const ids = await Promise.all(this.ids);
+    const ids = this.ids;
     const tensors: PointerTensor[] = h.tensors.map((t, k) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: ids[k]! }));
     return serializePointer({
       kind: 'safetensors',
@@ -298,7 +270,7 @@ class SafetensorsSink implements Sink {
     while (this.tensorIndex < tensors.length) {
       const t = tensors[this.tensorIndex]!;
       this.tensorRemaining = t.end - t.begin;
-      this.object = tensorBuilder(this.writer, this.ctx, t.dtype, t.shape, this.previous.get(t.name));
+      this.object = tensorBuilder(this.writer, t.dtype, t.shape, this.previous.get(t.name));
       if (this.tensorRemaining > 0) return;
       this.ids.push(this.object.finish());
       this.tensorIndex++;
@@ -391,16 +363,16 @@ export function verifyPointer(store: ObjectStore, pointer: Pointer, file: string
 }
 
 /** A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout. */
-function tensorBuilder(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], related?: PointerTensor): ChunkedObjectBuilder {
+function tensorBuilder(writer: ObjectWriter, dtype: DType, shape: number[], related?: PointerTensor): ChunkedObjectBuilder {
   const bits = dtypeBits(dtype);
   const sameLayout = related && related.dtype === dtype && related.shape.join() === shape.join();
   const base = sameLayout ? writer.store.chunksOf(related.id) : undefined;
-  return new ChunkedObjectBuilder(writer, tensorChunkBytes(bits, shape), ctx, bits % 8 === 0 ? bits / 8 : 1, dtypeKind(dtype) === 'float' && bits >= 16, base);
+  return new ChunkedObjectBuilder(writer, tensorChunkBytes(bits, shape), bits % 8 === 0 ? bits / 8 : 1, dtypeKind(dtype) === 'float' && bits >= 16, base);
 }
 
 /** Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it. */
-export async function storeTensor(writer: ObjectWriter, ctx: IngestContext, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor): Promise<string> {
-  const builder = tensorBuilder(writer, ctx, dtype, shape, related);
+export function storeTensor(writer: ObjectWriter, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor): string {
+  const builder = tensorBuilder(writer, dtype, shape, related);
   builder.push(data);
   return builder.finish();
 }

@@ -3,19 +3,16 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
-import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PointerError, SafetensorsError } from '../../../src/errors/index.js';
 import { DTYPES, dtypeBits, type DType } from '../../../src/format/dtype.js';
 import { parsePointer, serializePointer, type Pointer } from '../../../src/format/pointer.js';
 import { parseSafetensors, serializeSafetensors, type TensorInput } from '../../../src/format/safetensors.js';
-import { Ingest, newIngestContext, planRestore, restore } from '../../../src/store/checkpoint.js';
+import { Ingest, planRestore, restore } from '../../../src/store/checkpoint.js';
 import { CDC_MAX, CDC_MIN, tensorChunkBytes } from '../../../src/store/chunking.js';
-import { BackgroundHasher, SharedSlab } from '../../../src/store/hasher.js';
 import { Encoding } from '../../../src/store/pack.js';
 import { ObjectStore, type ObjectWriter } from '../../../src/store/store.js';
 
-const ctx = newIngestContext();
-afterAll(() => ctx.hasher.close());
 
 /** Deterministic pseudo-random bytes (AES-CTR keystream of the seed). */
 function noise(seed: string | number, n: number): Buffer {
@@ -46,7 +43,7 @@ const tmpFiles = () => readdirSync(join(root, 'tmp'));
  * 2000 pieces the rest comes in 256 KiB pieces, so tiny sizes over a big file stay fast.
  */
 async function ingest(writer: ObjectWriter, name: string, file: Buffer, sizes: readonly number[] = [file.length || 1]): Promise<string> {
-  const ing = new Ingest(writer, name, ctx);
+  const ing = new Ingest(writer, name);
   let at = 0;
   let k = 0;
   while (at < file.length) {
@@ -75,11 +72,6 @@ function smudge(text: string, name: string, from: ObjectStore = store): Buffer {
   const plan = planRestore(from, text, name);
   expect(plan.missing).toEqual([]);
   return Buffer.concat([...restore(from, plan.pointer, name)]);
-}
-
-/** Waits until every digest already requested from the shared hasher has come back. */
-async function hasherIdle(): Promise<void> {
-  await ctx.hasher.digest(ctx.hasher.begin());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -265,8 +257,8 @@ describe('safetensors: refused files leave nothing behind', () => {
     expect(err).toBeInstanceOf(SafetensorsError);
     expect(err).toMatchObject({ code, data: { file: 'model.safetensors' } });
     w.abort();
-    await hasherIdle(); // digests of tensors read before the failure arrive after the abort
-    w.commit();
+    w.commit(); // a writer used after abort must not bring anything back
+
     expect(packFiles()).toEqual(before);
     expect(tmpFiles()).toEqual([]);
   });
@@ -379,38 +371,5 @@ describe('restore checks before it writes', () => {
     const edited = parsePointer(text.replace('tensor "w"', 'tensor "v"'));
     const it = restore(store, edited, 'm.safetensors');
     expect(() => it.next()).toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH' }));
-  });
-});
-
-// ---------------------------------------------------------------------------------------------------
-
-describe('BackgroundHasher', () => {
-  it('computes SHA-256 of data fed from shared memory, several hashes interleaved', async () => {
-    const hasher = new BackgroundHasher();
-    const slab = new SharedSlab(1 << 20);
-    try {
-      const inputs = [noise('h1', 3_000_000), noise('h2', 10), Buffer.alloc(0)];
-      const ids = inputs.map(() => hasher.begin());
-      // Feed in 100 KB pieces, round robin.
-      for (let at = 0; at < 3_000_000; at += 100_000) {
-        inputs.forEach((input, k) => {
-          const piece = input.subarray(at, at + 100_000);
-          if (!piece.length) return;
-          const shared = slab.take(piece.length);
-          piece.copy(shared);
-          hasher.update(ids[k]!, shared);
-        });
-      }
-      const digests = await Promise.all(ids.map((id) => hasher.digest(id)));
-      expect(digests.map((d) => d.toString('hex'))).toEqual(inputs.map(sha));
-    } finally {
-      hasher.close();
-    }
-  });
-
-  it('refuses a buffer that is not in shared memory (the worker could not read it)', () => {
-    const hasher = new BackgroundHasher();
-    expect(() => hasher.update(hasher.begin(), Buffer.from('x'))).toThrow(TypeError);
-    hasher.close();
   });
 });

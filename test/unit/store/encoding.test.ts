@@ -32,7 +32,15 @@ describe('transforms are exact inverses', () => {
       const x = a.slice(0, n);
       const y = b.slice(0, n);
       expect(fromPlanes(toPlanes(x, width), width)).toEqual(x);
-      if (width > 1) expect(rotateSign(rotateSign(x, width), width, true)).toEqual(x);
+      expect(fromPlanes(toPlanes(x, width, true), width, true)).toEqual(x);
+      if (width > 1) {
+        expect(rotateSign(rotateSign(x, width), width, true)).toEqual(x);
+        // the word-at-a-time fast paths agree with the byte-wise definition, aligned or not
+        expect(toPlanes(x, width, true)).toEqual(toPlanes(rotateSign(x, width), width));
+        const unaligned = new Uint8Array(n + 1);
+        unaligned.set(x, 1);
+        expect(toPlanes(unaligned.subarray(1), width, true)).toEqual(toPlanes(x, width, true));
+      }
       expect(applyZigzagDelta(zigzagDelta(x, y, width), y, width)).toEqual(x);
     }), { seed: 42, numRuns: 300 });
   });
