@@ -139,15 +139,8 @@ export class PackFile {
   }
 }
 
-interface PendingRecord {
-  id: Buffer;
-  payloadOffset: number;
-  payloadLength: number;
-  decodedSize: number;
-  encoding: number;
-  depth: number;
-  crc: number;
-}
+/** An index record being written: a location in the pack under construction. */
+type PendingRecord = { id: Buffer } & Omit<ObjectLocation, 'pack'>;
 
 /**
  * Appends objects to a temp pack; `commit()` makes them durable and visible, `abort()` forgets them.
