@@ -1,0 +1,91 @@
+// A user tidies the store with `git tensor gc`: many packs become one, every version still checks out,
+// objects nothing can reach any more are dropped only past the grace period, and leftovers of killed
+// commands are removed.
+
+import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { modifyRows, replaceTensors, tinyModel, toSafetensors } from '../helpers/models.js';
+import { makeRepo } from '../helpers/repo.js';
+
+const base = tinyModel({ seed: 'gc', layers: 2, hidden: 32 });
+const v1 = toSafetensors(base, { format: 'pt' });
+const v2 = toSafetensors(modifyRows(base, 'model.layers.0.mlp.up_proj.weight', [1, 2]), { format: 'pt' });
+const scratch = toSafetensors(replaceTensors(base, ['lm_head.weight', 'model.embed_tokens.weight'], 'scratch'), { format: 'pt' });
+
+describe('git tensor gc', () => {
+  it('merges packs into one and every version still checks out exactly', () => {
+    const repo = makeRepo();
+    repo.write('model.safetensors', v1);
+    repo.commit(['model.safetensors'], 'v1');
+    repo.write('model.safetensors', v2);
+    repo.commit(['model.safetensors'], 'v2');
+    expect(repo.packFiles().filter((f) => f.endsWith('.pack')).length).toBeGreaterThan(1);
+
+    const r = repo.gitTensor(['gc', '--json']);
+    const report = JSON.parse(r.stdout);
+    expect(report.packsAfter).toBe(1);
+    expect(report.dropped).toBe(0);
+    expect(repo.packFiles().filter((f) => f.endsWith('.pack'))).toHaveLength(1);
+    expect(repo.gitTensor(['fsck']).status).toBe(0);
+
+    repo.git(['checkout', '-q', 'HEAD~1', '--', 'model.safetensors']);
+    expect(repo.read('model.safetensors').equals(v1)).toBe(true);
+    repo.git(['checkout', '-q', 'HEAD', '--', 'model.safetensors']);
+    expect(repo.read('model.safetensors').equals(v2)).toBe(true);
+  });
+
+  it('drops objects of an abandoned version only with --prune=now, never what a ref, reflog or the index needs', () => {
+    const repo = makeRepo();
+    repo.write('model.safetensors', v1);
+    repo.commit(['model.safetensors'], 'v1');
+    repo.git(['switch', '-q', '-c', 'experiment']);
+    repo.write('model.safetensors', scratch);
+    repo.commit(['model.safetensors'], 'scratch');
+    repo.git(['switch', '-q', 'main']);
+
+    // Still reachable through the branch, then through the reflog: nothing may go.
+    expect(JSON.parse(repo.gitTensor(['gc', '--prune=now', '--json']).stdout).dropped).toBe(0);
+    repo.git(['branch', '-q', '-D', 'experiment']);
+    expect(JSON.parse(repo.gitTensor(['gc', '--prune=now', '--json']).stdout).dropped).toBe(0);
+
+    // Forgotten everywhere: the recent pack keeps it under the default grace period, --prune=now drops it.
+    repo.git(['reflog', 'expire', '--expire=now', '--all']);
+    expect(JSON.parse(repo.gitTensor(['gc', '--json']).stdout).dropped).toBe(0);
+    const pruned = JSON.parse(repo.gitTensor(['gc', '--prune=now', '--json']).stdout);
+    expect(pruned.dropped).toBeGreaterThan(0);
+    expect(pruned.bytesAfter).toBeLessThan(pruned.bytesBefore);
+    expect(repo.gitTensor(['fsck']).status).toBe(0);
+    repo.remove('model.safetensors');
+    repo.git(['checkout', '-q', '--', 'model.safetensors']);
+    expect(repo.read('model.safetensors').equals(v1)).toBe(true);
+  });
+
+  it('removes files left by killed commands once they are old, and keeps fresh ones', () => {
+    const repo = makeRepo();
+    repo.write('model.safetensors', v1);
+    repo.commit(['model.safetensors'], 'v1');
+    const tmp = join(repo.storeDir, 'tmp');
+    const old = join(tmp, '.pack.1234.deadbeef.tmp');
+    const fresh = join(tmp, '.pack.5678.cafebabe.tmp');
+    const oldDir = join(tmp, 'transfer-old.git');
+    writeFileSync(old, 'partial');
+    writeFileSync(fresh, 'partial');
+    mkdirSync(oldDir);
+    const twoHoursAgo = new Date(Date.now() - 2 * 3600 * 1000);
+    utimesSync(old, twoHoursAgo, twoHoursAgo);
+    utimesSync(oldDir, twoHoursAgo, twoHoursAgo);
+
+    const report = JSON.parse(repo.gitTensor(['gc', '--json']).stdout);
+    expect(report.leftoversRemoved).toBe(2);
+    expect(repo.exists(old.slice(repo.dir.length + 1))).toBe(false);
+    expect(repo.exists(fresh.slice(repo.dir.length + 1))).toBe(true);
+  });
+
+  it('refuses a malformed --prune value with a usage error', () => {
+    const repo = makeRepo();
+    const r = repo.gitTensor(['gc', '--prune=yesterday'], { allowFail: true });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/--prune takes "now" or a time like 2\.weeks\.ago/);
+  });
+});
