@@ -17,16 +17,7 @@ export function print(result: Printable, opts: { json: boolean; quiet: boolean }
   else if (!opts.quiet && result.text.length) (result.stream === 'stderr' ? process.stderr : process.stdout).write(result.text.join('\n') + '\n');
 }
 
-export function formatBytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
+export { formatBytes } from '../format/units.js';
 
 /** Left-aligned columns, right-aligning those named in `right`. */
 export function table(rows: string[][], right: number[] = []): string[] {

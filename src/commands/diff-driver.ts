@@ -33,6 +33,7 @@ import { readBlobs } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { DEFAULT_TOP, diffVersions, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
+import { formatBytes } from '../format/units.js';
 
 const NULL_FILE = '/dev/null';
 const ZERO_HEX = /^0+$/;
@@ -126,7 +127,7 @@ export async function textconv(opts: TextconvOptions): Promise<Printable> {
   // The header names the version, so two versions never print the same text (git would show nothing).
   const what = me.pointer?.kind === 'opaque' || (!me.pointer && !isSafetensorsPath(name)) ? 'file' : 'checkpoint';
   const version = me.oid ? me.oid.slice(0, 10) : `~${fingerprint(opts.file, me.size)}`;
-  const headerLine = `git-tensor ${what} ${version}: ${what === 'checkpoint' ? `${me.tensors} tensors, ` : ''}${bytesText(me.size)}`;
+  const headerLine = `git-tensor ${what} ${version}: ${what === 'checkpoint' ? `${me.tensors} tensors, ` : ''}${formatBytes(me.size)}`;
   const text = [headerLine];
   const state = pendingStore();
   const taken = state.take();
@@ -175,16 +176,6 @@ function fingerprint(file: string, size: number): string {
     closeSync(fd);
   }
   return hash.digest('hex').slice(0, 10);
-}
-
-function bytesText(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n, u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
 }
 
 /** Which pointer a textconv input stands for. */

@@ -2,6 +2,7 @@
 // driver), `git show`/`git log -p` (through textconv) and `git tensor diff` print. Pure: data in, lines out.
 
 import type { CheckpointDiff, TensorDiff } from './types.js';
+import { formatBytes } from '../format/units.js';
 
 export interface TextOptions {
   /** Tensor rows listed (the rest are counted); 0 = all. */
@@ -37,23 +38,13 @@ export function shapeText(shape: readonly number[]): string {
   return `[${shape.join(',')}]`;
 }
 
-function bytes(n: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n, u = 0;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return u === 0 ? `${n} B` : `${v.toFixed(1)} ${units[u]}`;
-}
-
 /** The one-line summary of a checkpoint change (also used by `git tensor log`). */
 export function summaryLine(d: CheckpointDiff): string {
-  if (d.kind === 'opaque') return `${d.path}: opaque file ${d.status}${d.old && d.new ? `, ${bytes(d.old.size)} -> ${bytes(d.new.size)}` : ''}`;
+  if (d.kind === 'opaque') return `${d.path}: opaque file ${d.status}${d.old && d.new ? `, ${formatBytes(d.old.size)} -> ${formatBytes(d.new.size)}` : ''}`;
   const c = counts(d);
   const total = d.new?.tensors ?? d.old?.tensors ?? 0;
-  if (d.status === 'added') return `${d.path}: new checkpoint, ${total} tensors, ${bytes(d.new!.size)}`;
-  if (d.status === 'deleted') return `${d.path}: deleted checkpoint (${d.old!.tensors} tensors, ${bytes(d.old!.size)})`;
+  if (d.status === 'added') return `${d.path}: new checkpoint, ${total} tensors, ${formatBytes(d.new!.size)}`;
+  if (d.status === 'deleted') return `${d.path}: deleted checkpoint (${d.old!.tensors} tensors, ${formatBytes(d.old!.size)})`;
   const changedText = `${c.changed + c.structural}/${total} tensors changed`;
   const extra = [c.added && `${c.added} added`, c.removed && `${c.removed} removed`, c.reshaped && `${c.reshaped} reshaped/retyped`].filter(Boolean);
   const rel = d.totals.relChange !== null && c.changed > 0 ? `, ||Δ||/||W|| ${sci(d.totals.relChange)}` : '';
