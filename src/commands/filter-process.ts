@@ -36,7 +36,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       try {
         const ingest = new Ingest(writer, req.pathname, await previousVersion(req.pathname));
         for await (const bytes of content) ingest.push(bytes);
-        const pointer = await ingest.finish();
+        const pointer = ingest.finish();
         writer.commit();
         return Buffer.from(pointer, 'utf8');
       } catch (err) {

@@ -45,7 +45,7 @@ export class Ingest {
     if (this.sniffBytes >= PREFIX_SNIFF_BYTES) this.choose();
   }
 
-  finish(): Promise<string> {
+  finish(): string {
     if (!this.sink) this.choose();
     return this.sink!.finish();
   }
@@ -66,7 +66,7 @@ export class Ingest {
 
 interface Sink {
   push(bytes: Buffer): void;
-  finish(): Promise<string>;
+  finish(): string;
 }
 
 /** A pointer given to clean (e.g. `git add` of a file left as a pointer) is checked and kept as is. */
@@ -83,7 +83,7 @@ class PointerPassThrough implements Sink {
     this.parts.push(bytes);
   }
 
-  async finish(): Promise<string> {
+  finish(): string {
     const text = Buffer.concat(this.parts).toString('utf8');
     if (hasConflictMarkers(text) && !looksLikePointer(Buffer.from(text))) {
       throw new PointerError('E_POINTER_CONFLICT', `${this.file} contains git conflict markers, not a checkpoint`, { file: this.file },
@@ -183,7 +183,7 @@ class OpaqueSink implements Sink {
     this.streamPos += bytes.length;
   }
 
-  async finish(): Promise<string> {
+  finish(): string {
     const size = this.object.size;
     return serializePointer({ kind: 'opaque', size, id: this.object.finish() });
   }
@@ -223,7 +223,7 @@ class SafetensorsSink implements Sink {
     }
   }
 
-  async finish(): Promise<string> {
+  finish(): string {
     if (this.phase === 'prefix') {
       readHeaderLength(Buffer.concat(this.pending), this.file); // throws: file shorter than its 8-byte prefix
     }
