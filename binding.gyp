@@ -17,8 +17,10 @@
       'target_name': 'git_tensor',
       'sources': [
         'native/src/addon.cc',
+        'native/src/chunks.cc',
         'native/src/codec.cc',
         'native/src/dispatch.cc',
+        'native/src/io.cc',
         'native/src/ops.cc',
         'native/kernels/scalar.cc',
         'native/kernels/neon.cc',

@@ -7,7 +7,9 @@
 // ones run as napi async work, which itself splits the tensor over `threads` threads (src/ops.cc).
 // The caller must not modify the buffers until the promise settles.
 
+#include "chunks.h"
 #include "codec.h"
+#include "io.h"
 #include <napi.h>
 
 #include <cstring>
@@ -17,12 +19,11 @@
 #include <vector>
 
 #include "dispatch.h"
+#include "job.h"
 #include "ops.h"
 
 namespace gt {
 namespace {
-
-constexpr size_t kInlineBytes = 256 * 1024;
 
 struct Bytes {
   uint8_t* data = nullptr;
@@ -78,53 +79,6 @@ size_t elements(const Bytes& b, DType dt, const Napi::Env& env, const char* what
 void need(bool ok, const Napi::Env& env, const std::string& message) {
   if (!ok) throw Napi::RangeError::New(env, message);
 }
-
-// One operation: `work` runs on a pool thread (or inline), `result` builds the JS value on the JS
-// thread. The typed arrays in `keep` are referenced until then so that GC cannot free them.
-class Job : public Napi::AsyncWorker {
- public:
-  Job(Napi::Env env, std::function<void()> work, std::function<Napi::Value(Napi::Env)> result)
-      : Napi::AsyncWorker(env, "git-tensor-kernel"), deferred_(Napi::Promise::Deferred::New(env)),
-        work_(std::move(work)), result_(std::move(result)) {}
-
-  static Napi::Value run(const Napi::CallbackInfo& info, size_t bytes, std::function<void()> work,
-                         std::function<Napi::Value(Napi::Env)> result) {
-    Napi::Env env = info.Env();
-    if (bytes < kInlineBytes) {
-      Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-      try {
-        work();
-        d.Resolve(result(env));
-      } catch (const std::exception& e) {
-        d.Reject(Napi::Error::New(env, e.what()).Value());
-      }
-      return d.Promise();
-    }
-    Job* job = new Job(env, std::move(work), std::move(result));
-    for (size_t i = 0; i < info.Length(); i++)
-      if (info[i].IsObject()) job->keep_.push_back(Napi::Persistent(info[i].As<Napi::Object>()));
-    Napi::Promise p = job->deferred_.Promise();
-    job->Queue();
-    return p;
-  }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (const std::exception& e) {
-      SetError(e.what());
-    }
-  }
-  void OnOK() override { deferred_.Resolve(result_(Env())); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::function<void()> work_;
-  std::function<Napi::Value(Napi::Env)> result_;
-  std::vector<Napi::ObjectReference> keep_;
-};
 
 Napi::Value undefined_result(Napi::Env env) { return env.Undefined(); }
 
@@ -383,7 +337,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ties", Napi::Function::New(env, Ties));
   exports.Set("matvec", Napi::Function::New(env, Matvec));
   exports.Set("copy", Napi::Function::New(env, Copy));
+  InitChunks(env, exports);
   InitCodec(env, exports);
+  InitIo(env, exports);
 #ifdef GT_WITH_CUDA
   exports.Set("cuda", Napi::Boolean::New(env, true));
 #else

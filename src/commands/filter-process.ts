@@ -8,6 +8,7 @@ import { BlobReader } from '../git/blob-reader.js';
 import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from './fetch.js';
+import { widenPipes } from '../kernels/io.js';
 
 export interface FilterProcessOptions {
   input?: AsyncIterable<Buffer>;
@@ -30,13 +31,14 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       return undefined; // a damaged index entry only costs the delta
     }
   };
+  if (!opts.input) widenPipes([0, 1]);
   await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
       const writer = store.beginWrite();
       try {
         const ingest = new Ingest(writer, req.pathname, await previousVersion(req.pathname));
-        for await (const bytes of content) ingest.push(bytes);
-        const pointer = ingest.finish();
+        for await (const bytes of content) await ingest.push(bytes);
+        const pointer = await ingest.finish();
         writer.commit();
         return Buffer.from(pointer, 'utf8');
       } catch (err) {

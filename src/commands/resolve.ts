@@ -62,7 +62,7 @@ export async function resolve(opts: ResolveOptions): Promise<Printable> {
     text.push(`${path} is still unmerged; the choices so far are kept for the next \`git tensor resolve ${path} ...\`.`);
     return { data: outcome, text, exitCode: ExitCode.failure };
   }
-  writeWorkingFile(repo, join(repo.topLevel, path), outcome.pointer, path);
+  await writeWorkingFile(repo, join(repo.topLevel, path), outcome.pointer, path);
   git(['add', '--', path], { cwd: repo.topLevel });
   clearChoices(repo.commonDir, path);
   text.push(`resolved ${path} and staged it; finish with \`git commit\` (or \`git merge --continue\`).`);
@@ -70,11 +70,11 @@ export async function resolve(opts: ResolveOptions): Promise<Printable> {
 }
 
 /** Writes the checkpoint a pointer stands for, atomically, so a failure leaves the old file in place. */
-function writeWorkingFile(repo: ReturnType<typeof openRepo>, target: string, pointerText: string, path: string): void {
+async function writeWorkingFile(repo: ReturnType<typeof openRepo>, target: string, pointerText: string, path: string): Promise<void> {
   const tmp = tempPathFor(target);
   const fd = openSync(tmp, 'wx', 0o644);
   try {
-    for (const piece of restore(repo.store, parsePointer(pointerText, path), path)) {
+    for await (const piece of restore(repo.store, parsePointer(pointerText, path), path)) {
       let off = 0;
       while (off < piece.length) off += writeSync(fd, piece, off, piece.length - off);
     }

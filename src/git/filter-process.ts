@@ -29,7 +29,7 @@ export interface FilterHandlers {
    * Consumes what git stored, returns the working-tree content as pieces. Checks that can fail should run
    * before the first piece is produced: once content flows, a failure can only abort the whole file.
    */
-  smudge(req: FilterRequest, content: AsyncIterable<Buffer>): Promise<Iterable<Uint8Array>>;
+  smudge(req: FilterRequest, content: AsyncIterable<Buffer>): Promise<Iterable<Uint8Array> | AsyncIterable<Uint8Array>>;
   /** Told about each failed file (the adapter already answered git with status=error). */
   onError(req: FilterRequest, err: unknown): void;
 }
@@ -90,7 +90,7 @@ export async function serveFilterProcess(input: AsyncIterable<Buffer>, output: W
         await content.drain();
         writer.list(['status=success']);
         try {
-          for (const piece of pieces) await writer.content(piece);
+          for await (const piece of pieces) await writer.content(piece);
         } catch (err) {
           writer.flush();
           writer.list(['status=error']);

@@ -89,6 +89,28 @@ export function loadBackend(env: NodeJS.ProcessEnv = process.env, addonPaths: re
   };
 }
 
+let plain: Record<string, unknown> | null | undefined;
+
+/**
+ * The CPU addon's exports for what is not a kernel (the store codec, pipe sizing), whatever
+ * GIT_TENSOR_KERNELS chose; null when it is missing or broken (the kernels loader reports why).
+ */
+export function cpuAddon(): Record<string, unknown> | null {
+  if (plain !== undefined) return plain;
+  plain = null;
+  const require = createRequire(import.meta.url);
+  for (const p of ADDON_PATHS) {
+    if (!existsSync(p)) continue;
+    try {
+      plain = require(p) as Record<string, unknown>;
+      break;
+    } catch {
+      // try the next build
+    }
+  }
+  return plain;
+}
+
 let cached: KernelBackend | undefined;
 
 /** The process-wide backend, chosen on first use; its warning, if any, is printed once. */

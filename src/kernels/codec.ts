@@ -2,15 +2,16 @@
 // otherwise a pure-JavaScript zstd decoder (fzstd), so a repository written elsewhere with compression
 // can always be read. Only compression needs the native library.
 
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import { decompress as jsDecompress } from 'fzstd';
-import { ADDON_PATHS } from './addon.js';
+import { cpuAddon } from './addon.js';
 
 export interface Codec {
   /** null when this build cannot compress (no libzstd): new chunks are then stored raw. */
   compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
+  /** Planes + zstd fused (src/store/encoding.ts defines the transform); absent without the addon. */
+  compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
+  decompressPlanes?(src: Uint8Array, decodedSize: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array;
   /** e.g. "zstd 1.5.4 (native)" or "zstd (JavaScript decoder only)". */
   description: string;
 }
@@ -18,6 +19,8 @@ export interface Codec {
 interface NativeZstd {
   compress(src: Uint8Array, level: number): Buffer;
   decompress(src: Uint8Array, size: number): Buffer;
+  compressPlanes(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Buffer;
+  decompressPlanes(src: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null): Buffer;
   version: string;
 }
 
@@ -25,19 +28,17 @@ let cached: Codec | undefined;
 
 export function storeCodec(): Codec {
   if (cached) return cached;
-  const require = createRequire(import.meta.url);
   // The codec is independent of the kernel choice (GIT_TENSOR_KERNELS=js still compresses natively).
-  for (const p of ADDON_PATHS) {
-    if (!existsSync(p)) continue;
-    try {
-      const zstd = (require(p) as { zstd?: NativeZstd }).zstd;
-      if (zstd) {
-        cached = { compress: (src, level) => zstd.compress(src, level), decompress: (src, size) => zstd.decompress(src, size), description: `zstd ${zstd.version} (native)` };
-        return cached;
-      }
-    } catch {
-      // A broken addon: the kernels loader reports it; fall through to the decoder.
-    }
+  const zstd = cpuAddon()?.zstd as NativeZstd | undefined;
+  if (zstd) {
+    cached = {
+      compress: (src, level) => zstd.compress(src, level),
+      decompress: (src, size) => zstd.decompress(src, size),
+      compressPlanes: (src, width, rotate, base, level) => zstd.compressPlanes(src, width, rotate, base, level),
+      decompressPlanes: (src, size, width, rotate, base) => zstd.decompressPlanes(src, size, width, rotate, base),
+      description: `zstd ${zstd.version} (native)`,
+    };
+    return cached;
   }
   cached = {
     compress: null,

@@ -97,7 +97,7 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
       if (merged.data === null) {
         return { tensor: ours, report: { name, outcome: 'conflict', counts: merged.counts, strategy: strategy.name, reason: `${merged.counts.conflict} element(s) changed differently on both sides` } };
       }
-      const id = storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours);
+      const id = await storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours);
       const outcome: TensorOutcome = merged.counts.conflict === 0 ? 'union' : 'resolved';
       return { tensor: { ...ours, id }, report: { name, outcome, counts: merged.counts, strategy: outcome === 'resolved' ? strategy.name : undefined } };
     }

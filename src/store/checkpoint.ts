@@ -27,6 +27,7 @@ export class Ingest {
   private sniff: Buffer[] = [];
   private sniffBytes = 0;
   private sink: Sink | undefined;
+  private readonly inFlight = new InFlight();
 
   /**
    * `previous` is the version git has for this path now (its index entry), when there is one: its
@@ -38,14 +39,18 @@ export class Ingest {
     private readonly previous?: Pointer,
   ) {}
 
-  push(bytes: Buffer): void {
-    if (this.sink) return this.sink.push(bytes);
+  /** Takes the next bytes; waits while the store is behind (a few batches of chunks in flight). */
+  async push(bytes: Buffer): Promise<void> {
+    if (this.sink) {
+      this.sink.push(bytes);
+      return this.inFlight.settle();
+    }
     this.sniff.push(bytes);
     this.sniffBytes += bytes.length;
     if (this.sniffBytes >= PREFIX_SNIFF_BYTES) this.choose();
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     if (!this.sink) this.choose();
     return this.sink!.finish();
   }
@@ -56,9 +61,9 @@ export class Ingest {
     if (looksLikePointer(head)) this.sink = new PointerPassThrough(this.file);
     else if (head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) this.sink = new PointerPassThrough(this.file);
     else if (isSafetensorsPath(this.file)) {
-      this.sink = new SafetensorsSink(this.writer, this.file, this.previous?.kind === 'safetensors' ? this.previous.tensors : []);
+      this.sink = new SafetensorsSink(this.writer, this.inFlight, this.file, this.previous?.kind === 'safetensors' ? this.previous.tensors : []);
     }
-    else this.sink = new OpaqueSink(this.writer);
+    else this.sink = new OpaqueSink(this.writer, this.inFlight);
     this.sniff = [];
     this.sink.push(head);
   }
@@ -66,7 +71,21 @@ export class Ingest {
 
 interface Sink {
   push(bytes: Buffer): void;
-  finish(): string;
+  finish(): Promise<string>;
+}
+
+/** Bounds the batches of chunks being stored across all objects of one file. */
+class InFlight {
+  private readonly queue: Promise<unknown>[] = [];
+
+  add(work: Promise<unknown>): void {
+    work.catch(() => undefined); // awaited by settle() or its owner; this only keeps Node from calling it unhandled
+    this.queue.push(work);
+  }
+
+  async settle(max = BATCHES_IN_FLIGHT): Promise<void> {
+    while (this.queue.length > max) await this.queue.shift();
+  }
 }
 
 /** A pointer given to clean (e.g. `git add` of a file left as a pointer) is checked and kept as is. */
@@ -83,7 +102,7 @@ class PointerPassThrough implements Sink {
     this.parts.push(bytes);
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     const text = Buffer.concat(this.parts).toString('utf8');
     if (hasConflictMarkers(text) && !looksLikePointer(Buffer.from(text))) {
       throw new PointerError('E_POINTER_CONFLICT', `${this.file} contains git conflict markers, not a checkpoint`, { file: this.file },
@@ -97,67 +116,105 @@ class PointerPassThrough implements Sink {
 /** The previous version's chunks of the same tensor (same dtype and shape, so cut at the same offsets). */
 type BaseChunks = { id: Buffer; length: number; depth: number }[];
 
+/** Chunks are hashed and compressed in batches of about this many bytes, a few batches in flight. */
+const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCHES_IN_FLIGHT = 2;
+
+/**
+ * Cuts one object (a tensor, or an opaque file) into chunks and stores them. Chunks gather into batches
+ * that ObjectWriter.putChunks hashes and compresses off the JS thread while this thread hashes the whole
+ * object and reads on; the file's InFlight bounds the batches in flight, so memory stays a few batches
+ * whatever the file's size.
+ */
 class ChunkedObjectBuilder {
-  private readonly chunks: ChunkRef[] = [];
   private readonly hash: Hash = createHash('sha256');
-  private buffer: Buffer;
+  private readonly batches: Promise<Buffer[]>[] = [];
+  private batch: Buffer;
   private filled = 0;
+  /** Where the chunk being filled starts in `batch`, and the lengths of the chunks before it. */
+  private chunkStart = 0;
+  private lengths: number[] = [];
+  private chunkCount = 0;
+  private lengthsAll: number[] = [];
   size = 0;
 
   constructor(
     private readonly writer: ObjectWriter,
+    private readonly inFlight: InFlight,
     private readonly chunkBytes: number,
     /** Bytes per element, for compression (1 for opaque data). */
     private readonly width = 1,
     /** Elements are IEEE floats (compression groups their exponents). */
     private readonly float = false,
     private readonly baseChunks?: BaseChunks,
+    /** The object's size when known: a small tensor gets a batch buffer its own size. */
+    private readonly expectedBytes = Infinity,
   ) {
-    this.buffer = Buffer.allocUnsafe(chunkBytes);
+    this.batch = this.newBatch();
   }
 
-  /** Appends bytes; cuts a chunk each time `chunkBytes` have gathered. */
+  /** Appends bytes; a chunk ends each time `chunkBytes` have gathered. Settle `inFlight` between pushes. */
   push(bytes: Uint8Array): void {
     this.hash.update(bytes);
     this.size += bytes.length;
     let at = 0;
     while (at < bytes.length) {
-      const k = Math.min(bytes.length - at, this.chunkBytes - this.filled);
-      this.buffer.set(bytes.subarray(at, at + k), this.filled);
+      const k = Math.min(bytes.length - at, this.chunkBytes - (this.filled - this.chunkStart));
+      this.batch.set(bytes.subarray(at, at + k), this.filled);
       this.filled += k;
       at += k;
-      if (this.filled === this.chunkBytes) this.cut();
+      if (this.filled - this.chunkStart === this.chunkBytes) this.cut();
     }
   }
 
   /** Ends the current chunk early (content-defined boundaries). */
   cut(): void {
-    if (this.filled === 0) return;
-    const chunk = this.buffer.subarray(0, this.filled);
-    const base = this.baseChunks?.[this.chunks.length];
-    const id = this.writer.putChunk(chunk, {
-      width: this.width,
-      float: this.float,
-      base: base && base.length === chunk.length ? () => this.deltaBase(base.id) : undefined,
-    });
-    this.chunks.push({ id, length: chunk.length });
-    this.buffer = Buffer.allocUnsafe(this.chunkBytes);
+    if (this.filled === this.chunkStart) return;
+    this.lengths.push(this.filled - this.chunkStart);
+    this.chunkStart = this.filled;
+    if (this.batch.length - this.filled < this.chunkBytes) this.submit();
+  }
+
+  /** Stores the object and returns its id: a single chunk is its own object, more make a chunk list. */
+  async finish(): Promise<string> {
+    this.cut();
+    this.submit();
+    const ids = (await Promise.all(this.batches)).flat();
+    const id = this.hash.digest();
+    if (ids.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
+    else if (ids.length > 1) this.writer.putChunkList(id, this.size, ids.map((c, k) => ({ id: c, length: this.lengthsAll[k]! })));
+    return id.toString('hex');
+  }
+
+  private submit(): void {
+    if (this.lengths.length === 0) return;
+    const first = this.chunkCount;
+    const lengths = this.lengths;
+    const base = (k: number): EncodeHint['base'] => {
+      const related = this.baseChunks?.[first + k];
+      return related && related.length === lengths[k] ? this.deltaBase(related.id) : undefined;
+    };
+    const stored = this.writer.putChunks(this.batch.subarray(0, this.filled), lengths, { width: this.width, float: this.float, base });
+    this.inFlight.add(stored);
+    this.batches.push(stored);
+    this.lengthsAll.push(...lengths);
+    this.chunkCount += lengths.length;
+    this.lengths = [];
+    this.batch = this.newBatch();
     this.filled = 0;
+    this.chunkStart = 0;
+  }
+
+  private newBatch(): Buffer {
+    const chunks = Math.max(1, Math.floor(BATCH_BYTES / this.chunkBytes));
+    const left = Math.ceil(Math.max(1, this.expectedBytes - this.chunkCount * this.chunkBytes) / this.chunkBytes);
+    return Buffer.allocUnsafe(Math.min(chunks, left) * this.chunkBytes);
   }
 
   private deltaBase(related: Buffer): EncodeHint['base'] {
     const store = this.writer.store;
     const base = store.deltaBaseFor(related);
     return base && { id: base.id, depth: base.depth, bytes: store.readChunk(base.id.toString('hex')) };
-  }
-
-  /** Stores the object and returns its id: a single chunk is its own object, more make a chunk list. */
-  finish(): string {
-    this.cut();
-    const id = this.hash.digest();
-    if (this.chunks.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
-    else if (this.chunks.length > 1) this.writer.putChunkList(id, this.size, this.chunks);
-    return id.toString('hex');
   }
 }
 
@@ -167,8 +224,8 @@ class OpaqueSink implements Sink {
   private readonly object: ChunkedObjectBuilder;
   private streamPos = 0;
 
-  constructor(writer: ObjectWriter) {
-    this.object = new ChunkedObjectBuilder(writer, CDC_MAX);
+  constructor(writer: ObjectWriter, inFlight: InFlight) {
+    this.object = new ChunkedObjectBuilder(writer, inFlight, CDC_MAX);
   }
 
   push(bytes: Buffer): void {
@@ -183,9 +240,9 @@ class OpaqueSink implements Sink {
     this.streamPos += bytes.length;
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     const size = this.object.size;
-    return serializePointer({ kind: 'opaque', size, id: this.object.finish() });
+    return serializePointer({ kind: 'opaque', size, id: await this.object.finish() });
   }
 }
 
@@ -199,11 +256,11 @@ class SafetensorsSink implements Sink {
   private tensorIndex = 0;
   private tensorRemaining = 0;
   private object: ChunkedObjectBuilder | undefined;
-  private readonly ids: string[] = [];
+  private readonly ids: Promise<string>[] = [];
 
   private readonly previous: Map<string, PointerTensor>;
 
-  constructor(private readonly writer: ObjectWriter, private readonly file: string, previous: PointerTensor[]) {
+  constructor(private readonly writer: ObjectWriter, private readonly inFlight: InFlight, private readonly file: string, previous: PointerTensor[]) {
     this.previous = new Map(previous.map((t) => [t.name, t]));
   }
 
@@ -223,7 +280,7 @@ class SafetensorsSink implements Sink {
     }
   }
 
-  finish(): string {
+  async finish(): Promise<string> {
     if (this.phase === 'prefix') {
       readHeaderLength(Buffer.concat(this.pending), this.file); // throws: file shorter than its 8-byte prefix
     }
@@ -237,7 +294,7 @@ class SafetensorsSink implements Sink {
       throw new SafetensorsError('E_ST_TRUNCATED_DATA',
         `file ends inside the data of tensor \`${t.name}\` (${this.tensorRemaining} of its bytes missing)`, { file: this.file, tensor: t.name });
     }
-    const ids = this.ids;
+    const ids = await Promise.all(this.ids);
     const tensors: PointerTensor[] = h.tensors.map((t, k) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: ids[k]! }));
     return serializePointer({
       kind: 'safetensors',
@@ -270,12 +327,18 @@ class SafetensorsSink implements Sink {
     while (this.tensorIndex < tensors.length) {
       const t = tensors[this.tensorIndex]!;
       this.tensorRemaining = t.end - t.begin;
-      this.object = tensorBuilder(this.writer, t.dtype, t.shape, this.previous.get(t.name));
+      this.object = tensorBuilder(this.writer, this.inFlight, t.dtype, t.shape, t.end - t.begin, this.previous.get(t.name));
       if (this.tensorRemaining > 0) return;
-      this.ids.push(this.object.finish());
+      this.finishTensor();
       this.tensorIndex++;
     }
     this.object = undefined;
+  }
+
+  private finishTensor(): void {
+    const id = this.object!.finish();
+    this.inFlight.add(id);
+    this.ids.push(id);
   }
 
   private pushData(bytes: Buffer, at: number): number {
@@ -288,7 +351,7 @@ class SafetensorsSink implements Sink {
     this.object.push(bytes.subarray(at, at + k));
     this.tensorRemaining -= k;
     if (this.tensorRemaining === 0) {
-      this.ids.push(this.object.finish());
+      this.finishTensor();
       this.tensorIndex++;
       this.startTensor();
     }
@@ -308,10 +371,10 @@ export function planRestore(store: ObjectStore, pointerText: string, file: strin
   return { pointer, missing: store.missing(ids) };
 }
 
-/** Yields the exact bytes of the file the pointer stands for, verifying every object on the way. */
-export function* restore(store: ObjectStore, pointer: Pointer, file: string): Generator<Buffer> {
+/** Yields the exact bytes of the file the pointer stands for, verifying every chunk on the way. */
+export async function* restore(store: ObjectStore, pointer: Pointer, file: string): AsyncGenerator<Buffer> {
   if (pointer.kind === 'opaque') {
-    yield* store.stream(pointer.id, { file });
+    yield* store.streamChunks(pointer.id, { file });
     return;
   }
   const headerBytes = store.read(pointer.header.id, { file });
@@ -322,7 +385,7 @@ export function* restore(store: ObjectStore, pointer: Pointer, file: string): Ge
   yield prefix;
   yield headerBytes;
   for (let k = 0; k < header.tensors.length; k++) {
-    yield* store.stream(pointer.tensors[k]!.id, { file, tensor: header.tensors[k]!.name });
+    yield* store.streamChunks(pointer.tensors[k]!.id, { file, tensor: header.tensors[k]!.name });
   }
 }
 
@@ -363,17 +426,22 @@ export function verifyPointer(store: ObjectStore, pointer: Pointer, file: string
 }
 
 /** A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout. */
-function tensorBuilder(writer: ObjectWriter, dtype: DType, shape: number[], related?: PointerTensor): ChunkedObjectBuilder {
+function tensorBuilder(writer: ObjectWriter, inFlight: InFlight, dtype: DType, shape: number[], bytes: number, related?: PointerTensor): ChunkedObjectBuilder {
   const bits = dtypeBits(dtype);
   const sameLayout = related && related.dtype === dtype && related.shape.join() === shape.join();
   const base = sameLayout ? writer.store.chunksOf(related.id) : undefined;
-  return new ChunkedObjectBuilder(writer, tensorChunkBytes(bits, shape), bits % 8 === 0 ? bits / 8 : 1, dtypeKind(dtype) === 'float' && bits >= 16, base);
+  return new ChunkedObjectBuilder(writer, inFlight, tensorChunkBytes(bits, shape), bits % 8 === 0 ? bits / 8 : 1,
+    dtypeKind(dtype) === 'float' && bits >= 16, base, bytes);
 }
 
 /** Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it. */
-export function storeTensor(writer: ObjectWriter, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor): string {
-  const builder = tensorBuilder(writer, dtype, shape, related);
-  builder.push(data);
+export async function storeTensor(writer: ObjectWriter, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor): Promise<string> {
+  const inFlight = new InFlight();
+  const builder = tensorBuilder(writer, inFlight, dtype, shape, data.length, related);
+  for (let at = 0; at < data.length; at += BATCH_BYTES) {
+    builder.push(data.subarray(at, at + BATCH_BYTES));
+    await inFlight.settle();
+  }
   return builder.finish();
 }
 

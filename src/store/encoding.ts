@@ -28,6 +28,12 @@ export const ChunkEncoding = {
 /** Delta chains stop here: a chunk whose base is this deep is stored without a delta, so reads stay short. */
 export const MAX_DELTA_DEPTH = 4;
 
+/**
+ * zstd level for new chunks. On byte planes of trained weights level 1 compresses better than 3 (the
+ * exponent plane is short repeats that level 3's longer matches miss) and about twice as fast.
+ */
+export const ZSTD_LEVEL = 1;
+
 /** Compression is kept only if it saves at least this fraction (else raw: no decode cost for nothing). */
 const MIN_SAVING = 0.03;
 
@@ -35,6 +41,13 @@ export interface Codec {
   /** null when compression is unavailable (chunks are then written raw). */
   compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
+  /**
+   * compress(toPlanes(base ? zigzagDelta(src, base) : rotl1?(src))) in one native call; when absent,
+   * the TypeScript transforms below run around compress().
+   */
+  compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
+  /** The inverse of compressPlanes. */
+  decompressPlanes?(src: Uint8Array, decodedSize: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array;
 }
 
 export interface EncodeHint {
@@ -236,47 +249,132 @@ export function applyZigzagDelta(delta: Uint8Array, base: Uint8Array, width: num
  * Picks the encoding for one chunk: a delta against `hint.base` when there is one (and its chain is not
  * too deep), else planes+zstd; raw (null) when compression would not save enough.
  */
-export function encodeChunk(bytes: Uint8Array, hint: EncodeHint, codec: Codec, level = 3): Encoded | null {
+export function encodeChunk(bytes: Uint8Array, hint: EncodeHint, codec: Codec, level = ZSTD_LEVEL): Encoded | null {
   const compress = codec.compress;
   if (!compress) return null;
-  const width = [2, 4, 8].includes(hint.width) && bytes.length % hint.width === 0 ? hint.width : 1;
-  const limit = bytes.length * (1 - MIN_SAVING);
-  const base = hint.base;
-  if (base && base.depth < MAX_DELTA_DEPTH && base.bytes.length === bytes.length) {
-    const z = compress(toPlanes(zigzagDelta(bytes, base.bytes, width), width), level);
-    if (z.length + 33 <= limit) return { encoding: ChunkEncoding.deltaPlanesZstd, payload: concat([base.id, Uint8Array.of(width), z]), depth: base.depth + 1 };
+  const plan = planEncoding(bytes, hint);
+  if (plan.delta) {
+    const z = compressPlanes(codec, compress, bytes, plan.width, false, plan.delta.bytes, level);
+    const encoded = deltaEncoded(plan, bytes.length, z);
+    if (encoded) return encoded;
   }
-  const float = width > 1 && hint.float === true;
-  const z = compress(toPlanes(bytes, width, float), level);
-  if (z.length + 2 > limit) return null;
-  return width === 1
-    ? { encoding: ChunkEncoding.zstd, payload: z, depth: 0 }
-    : { encoding: ChunkEncoding.planesZstd, payload: concat([Uint8Array.of(width, float ? 1 : 0), z]), depth: 0 };
+  return plainEncoded(plan, bytes.length, compressPlanes(codec, compress, bytes, plan.width, plan.float, null, level));
 }
 
-/** Decodes a chunk; `readBase` returns a base chunk's decoded bytes (deltas only). */
-export function decodeChunk(id: string, encoding: number, payload: Uint8Array, decodedSize: number, codec: Codec, readBase: (id: string) => Uint8Array): Uint8Array {
+/** Compresses many chunks in one call, [bytes, width, rotate, base] each (the addon's chunk batches). */
+export type CompressBatch = (items: [Uint8Array, number, boolean, Uint8Array | null][], level: number) => Promise<Buffer[]>;
+
+/**
+ * encodeChunk for many chunks of one tensor, with the same choices and payloads; `batch` does the
+ * compression off the JS thread. A delta that does not pay is retried as plain planes in a second batch.
+ */
+export async function encodeChunks(items: { bytes: Uint8Array; base?: EncodeHint['base'] }[], hint: Omit<EncodeHint, 'base'>, codec: Codec,
+  batch: CompressBatch | undefined, level = ZSTD_LEVEL): Promise<(Encoded | null)[]> {
+  if (!codec.compress) return items.map(() => null);
+  if (!batch) return items.map((it) => encodeChunk(it.bytes, { ...hint, base: it.base }, codec, level));
+  const plans = items.map((it) => planEncoding(it.bytes, { ...hint, base: it.base }));
+  const first = await batch(items.map((it, k) => {
+    const p = plans[k]!;
+    return p.delta ? [it.bytes, p.width, false, p.delta.bytes] : [it.bytes, p.width, p.float, null];
+  }), level);
+  const out = items.map((it, k) => (plans[k]!.delta ? deltaEncoded(plans[k]!, it.bytes.length, first[k]!) : plainEncoded(plans[k]!, it.bytes.length, first[k]!)));
+  const retry = items.flatMap((_, k) => (plans[k]!.delta && !out[k] ? [k] : []));
+  if (retry.length) {
+    const second = await batch(retry.map((k) => [items[k]!.bytes, plans[k]!.width, plans[k]!.float, null]), level);
+    retry.forEach((k, j) => (out[k] = plainEncoded(plans[k]!, items[k]!.bytes.length, second[j]!)));
+  }
+  return out;
+}
+
+interface EncodingPlan {
+  /** 1 when the chunk is not a whole number of 2-, 4- or 8-byte elements. */
+  width: number;
+  /** Rotate the sign out of the exponent byte (floats of 2+ bytes). */
+  float: boolean;
+  /** The base to try a delta against, when its chain has room and its size matches. */
+  delta?: NonNullable<EncodeHint['base']>;
+}
+
+function planEncoding(bytes: Uint8Array, hint: EncodeHint): EncodingPlan {
+  const width = [2, 4, 8].includes(hint.width) && bytes.length % hint.width === 0 ? hint.width : 1;
+  const base = hint.base;
+  const delta = base && base.depth < MAX_DELTA_DEPTH && base.bytes.length === bytes.length ? base : undefined;
+  return { width, float: width > 1 && hint.float === true, delta };
+}
+
+const savesEnough = (stored: number, size: number) => stored <= size * (1 - MIN_SAVING);
+
+function deltaEncoded(plan: EncodingPlan, size: number, z: Uint8Array): Encoded | null {
+  const base = plan.delta!;
+  if (!savesEnough(z.length + 33, size)) return null;
+  return { encoding: ChunkEncoding.deltaPlanesZstd, payload: concat([base.id, Uint8Array.of(plan.width), z]), depth: base.depth + 1 };
+}
+
+/** Width 1 is plain zstd: planes of 1-byte elements are the bytes themselves. */
+function plainEncoded(plan: EncodingPlan, size: number, z: Uint8Array): Encoded | null {
+  if (!savesEnough(z.length + 2, size)) return null;
+  return plan.width === 1
+    ? { encoding: ChunkEncoding.zstd, payload: z, depth: 0 }
+    : { encoding: ChunkEncoding.planesZstd, payload: concat([Uint8Array.of(plan.width, plan.float ? 1 : 0), z]), depth: 0 };
+}
+
+/** How a chunk payload is laid out for decoding: the zstd frame (or raw bytes) and its transform. */
+export interface PayloadLayout {
+  body: Uint8Array;
+  compressed: boolean;
+  width: number;
+  rotate: boolean;
+  /** The delta base's id (hex), for encoding 4. */
+  baseId?: string;
+}
+
+/** Reads a payload's small header (docs/store.md) without decoding it; `decodedSize` checks the width. */
+export function payloadLayout(id: string, encoding: number, payload: Uint8Array, decodedSize: number): PayloadLayout {
   switch (encoding) {
+    case 0:
+      return { body: payload, compressed: false, width: 1, rotate: false };
     case ChunkEncoding.zstd:
-      return checkSize(id, codec.decompress(payload, decodedSize), decodedSize);
-    case ChunkEncoding.planesZstd: {
-      const [width, float] = [payload[0]!, payload[1]!];
-      return checkSize(id, fromPlanes(codec.decompress(payload.subarray(2), decodedSize), width, float === 1), decodedSize);
-    }
-    case ChunkEncoding.deltaPlanesZstd: {
-      const baseId = Buffer.from(payload.subarray(0, 32)).toString('hex');
-      const width = payload[32]!;
-      const delta = fromPlanes(codec.decompress(payload.subarray(33), decodedSize), width);
-      return checkSize(id, applyZigzagDelta(delta, readBase(baseId), width), decodedSize);
-    }
+      return { body: payload, compressed: true, width: 1, rotate: false };
+    case ChunkEncoding.planesZstd:
+      checkWidth(id, payload[0]!, decodedSize);
+      return { body: payload.subarray(2), compressed: true, width: payload[0]!, rotate: payload[1] === 1 };
+    case ChunkEncoding.deltaPlanesZstd:
+      checkWidth(id, payload[32]!, decodedSize);
+      return { body: payload.subarray(33), compressed: true, width: payload[32]!, rotate: false, baseId: Buffer.from(payload.subarray(0, 32)).toString('hex') };
     default:
       throw new CorruptObjectError(id, `unknown encoding ${encoding} (written by a newer git-tensor?)`);
   }
 }
 
+/** Decodes a chunk; `readBase` returns a base chunk's decoded bytes (deltas only). */
+export function decodeChunk(id: string, encoding: number, payload: Uint8Array, decodedSize: number, codec: Codec, readBase: (id: string) => Uint8Array): Uint8Array {
+  const layout = payloadLayout(id, encoding, payload, decodedSize);
+  if (!layout.compressed) return checkSize(id, payload, decodedSize);
+  if (layout.width === 1 && !layout.baseId) return checkSize(id, codec.decompress(layout.body, decodedSize), decodedSize);
+  const base = layout.baseId ? readBase(layout.baseId) : null;
+  if (base && base.length !== decodedSize) throw new CorruptObjectError(id, `delta base ${layout.baseId!.slice(0, 16)} holds ${base.length} bytes, the chunk ${decodedSize}`);
+  return checkSize(id, decompressPlanes(codec, layout.body, decodedSize, layout.width, layout.rotate, base), decodedSize);
+}
+
 /** The id a delta-encoded payload depends on. */
 export function deltaBaseOf(encoding: number, payload: Uint8Array): string | undefined {
   return encoding === ChunkEncoding.deltaPlanesZstd ? Buffer.from(payload.subarray(0, 32)).toString('hex') : undefined;
+}
+
+function compressPlanes(codec: Codec, compress: NonNullable<Codec['compress']>, bytes: Uint8Array, width: number, rotate: boolean,
+  base: Uint8Array | null, level: number): Uint8Array {
+  if (codec.compressPlanes) return codec.compressPlanes(bytes, width, rotate, base, level);
+  return compress(toPlanes(base ? zigzagDelta(bytes, base, width) : bytes, width, rotate && !base), level);
+}
+
+function decompressPlanes(codec: Codec, z: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array {
+  if (codec.decompressPlanes) return codec.decompressPlanes(z, size, width, rotate, base);
+  const planes = fromPlanes(codec.decompress(z, size), width, rotate && !base);
+  return base ? applyZigzagDelta(planes, base, width) : planes;
+}
+
+function checkWidth(id: string, width: number, size: number): void {
+  if (![1, 2, 4, 8].includes(width) || size % width !== 0) throw new CorruptObjectError(id, `element width ${width} does not divide the chunk's ${size} bytes`);
 }
 
 function checkSize(id: string, out: Uint8Array, expected: number): Uint8Array {

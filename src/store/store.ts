@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptObjectError, GitTensorError } from '../errors/index.js';
-import { ChunkEncoding, Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunk, MAX_DELTA_DEPTH } from './encoding.js';
+import { ChunkEncoding, Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
+import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
@@ -129,6 +130,58 @@ export class ObjectStore {
     if (got !== id) throw new CorruptObjectError(id, `content hashes to ${got.slice(0, 16)}`, data);
   }
 
+  /**
+   * stream() for checkout: decodes a few MiB of chunks per addon call off the JS thread, two calls in
+   * flight, and checks every chunk against its own id (SHA-256) there. The chunk list naming the chunks
+   * is covered by its CRC-32, and was verified against the object's id when it was written. Falls back
+   * to stream() without the addon.
+   */
+  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}): AsyncGenerator<Buffer> {
+    const decode = chunkBatches()?.decode;
+    const loc = this.locate(id);
+    if (!loc) throw new MissingObject(id, data);
+    if (!decode || (!this.codec && loc.encoding !== Encoding.raw && loc.encoding !== Encoding.chunkList)) {
+      yield* this.stream(id, data);
+      return;
+    }
+    const pieces = loc.encoding === Encoding.chunkList ? this.chunkRefs(id, loc) : [{ id: Buffer.from(id, 'hex'), length: loc.decodedSize }];
+    const total = pieces.reduce((n, p) => n + p.length, 0);
+    if (total !== loc.decodedSize) throw new CorruptObjectError(id, `chunks hold ${total} bytes, the object ${loc.decodedSize}`, data);
+    const windows: Promise<Buffer>[] = [];
+    let next = 0;
+    const submit = (): void => {
+      const items: DecodeItem[] = [];
+      let bytes = 0;
+      while (next < pieces.length && (items.length === 0 || bytes + pieces[next]!.length <= DECODE_WINDOW_BYTES)) {
+        const piece = pieces[next++]!;
+        items.push(this.decodeItem(piece.id, piece.length, data));
+        bytes += piece.length;
+      }
+      const out = Buffer.allocUnsafe(bytes);
+      const done = decode(items, out).then(() => out, (err: Error) => {
+        throw new CorruptObjectError(id, err.message, data);
+      });
+      done.catch(() => undefined); // awaited in order below; this only keeps Node from calling it unhandled
+      windows.push(done);
+    };
+    while (next < pieces.length || windows.length) {
+      while (next < pieces.length && windows.length < DECODE_WINDOWS_IN_FLIGHT) submit();
+      yield await windows.shift()!;
+    }
+  }
+
+  /** What the addon needs to decode one chunk: its payload's layout, and a delta's base decoded here. */
+  private decodeItem(chunkId: Buffer, length: number, data: { file?: string; tensor?: string }): DecodeItem {
+    const hex = chunkId.toString('hex');
+    const loc = this.locate(chunkId);
+    if (!loc) throw new MissingObject(hex, data);
+    if (loc.encoding === Encoding.chunkList) throw new CorruptObjectError(hex, 'a chunk list where a chunk was expected', data);
+    if (loc.decodedSize !== length) throw new CorruptObjectError(hex, `chunk holds ${loc.decodedSize} bytes, its list says ${length}`, data);
+    const layout = payloadLayout(hex, loc.encoding, loc.pack.read(loc, loc.payloadLength, hex), length);
+    const base = layout.baseId ? this.readChunk(layout.baseId, data) : null;
+    return [layout.body, layout.compressed, length, layout.width, layout.rotate, base, chunkId];
+  }
+
   read(id: string, data: { file?: string; tensor?: string } = {}): Buffer {
     const parts = [...this.stream(id, data)];
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
@@ -192,6 +245,10 @@ export class ObjectStore {
   }
 }
 
+/** Bytes of chunks decoded per addon call by streamChunks, and how many such calls run at once. */
+const DECODE_WINDOW_BYTES = 4 * 1024 * 1024;
+const DECODE_WINDOWS_IN_FLIGHT = 2;
+
 /** Raised while streaming; callers check `missing()` first, so this is a race with gc or a damaged store. */
 class MissingObject extends GitTensorError {
   constructor(id: string, data: { file?: string; tensor?: string }) {
@@ -225,17 +282,41 @@ export class ObjectWriter {
   }
 
   /**
-   * Stores one chunk of a tensor or file, compressed when the store has a codec and it pays; `hint` gives
-   * the element width and the related chunk to delta against. `base` is only read if the chunk is new.
+   * Stores consecutive chunks of one tensor or file (`lengths` bytes each, laid end to end in `data`)
+   * and returns their ids in order. New chunks are compressed when the store has a codec and it pays;
+   * `hint` gives the element width, and `base(k)` the related chunk to delta against for chunk k (read
+   * only if that chunk is new). Hashing and compression run in the addon when it is there.
    */
-  putChunk(data: Uint8Array, hint: { width: number; float?: boolean; base?: () => EncodeHint['base'] }): Buffer {
-    const id = sha256(data);
-    if (this.aborted || this.has(id)) return id;
-    const encoded = this.store.compress ? encodeChunk(data, { width: hint.width, float: hint.float, base: hint.base?.() }, this.store.codec!) : null;
-    if (encoded) this.pack.append(id, encoded.encoding, data.length, encoded.payload, encoded.depth);
-    else this.pack.append(id, Encoding.raw, data.length, data);
-    this.bytesWritten += encoded ? encoded.payload.length : data.length;
-    return id;
+  async putChunks(data: Uint8Array, lengths: number[], hint: { width: number; float?: boolean; base?: (k: number) => EncodeHint['base'] }): Promise<Buffer[]> {
+    const batches = chunkBatches();
+    const offsets: number[] = [];
+    lengths.reduce((at, n) => (offsets.push(at), at + n), 0);
+    const chunk = (k: number) => data.subarray(offsets[k]!, offsets[k]! + lengths[k]!);
+    let ids: Buffer[];
+    if (batches) {
+      const digests = await batches.hash(data, Uint32Array.from(lengths));
+      ids = lengths.map((_, k) => digests.subarray(32 * k, 32 * k + 32));
+    } else {
+      ids = lengths.map((_, k) => sha256(chunk(k)));
+    }
+    const fresh: number[] = [];
+    const claimed = new Set<string>();
+    ids.forEach((id, k) => {
+      const hex = id.toString('hex');
+      if (!this.aborted && !claimed.has(hex) && !this.has(id)) fresh.push(k), claimed.add(hex);
+    });
+    const encoded = this.store.compress
+      ? await encodeChunks(fresh.map((k) => ({ bytes: chunk(k), base: hint.base?.(k) })), hint, this.store.codec!, batches?.compressPlanes)
+      : fresh.map(() => null);
+    fresh.forEach((k, j) => {
+      const id = ids[k]!;
+      if (this.aborted || this.has(id)) return; // a batch still in flight stored it meanwhile
+      const e = encoded[j];
+      if (e) this.pack.append(id, e.encoding, lengths[k]!, e.payload, e.depth);
+      else this.pack.append(id, Encoding.raw, lengths[k]!, chunk(k));
+      this.bytesWritten += e ? e.payload.length : lengths[k]!;
+    });
+    return ids;
   }
 
   putChunkList(id: Buffer, decodedSize: number, chunks: ChunkRef[]): void {

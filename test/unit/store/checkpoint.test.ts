@@ -49,7 +49,7 @@ async function ingest(writer: ObjectWriter, name: string, file: Buffer, sizes: r
   while (at < file.length) {
     const n = k++ >= 2000 ? 256 * 1024 : Math.max(1, sizes[k % sizes.length]!);
     // A copy, as a pipe would hand over a fresh buffer each time.
-    ing.push(Buffer.from(file.subarray(at, at + n)));
+    await ing.push(Buffer.from(file.subarray(at, at + n)));
     at += n;
   }
   return ing.finish();
@@ -68,10 +68,12 @@ async function clean(name: string, file: Buffer, sizes?: readonly number[]): Pro
   }
 }
 
-function smudge(text: string, name: string, from: ObjectStore = store): Buffer {
+async function smudge(text: string, name: string, from: ObjectStore = store): Promise<Buffer> {
   const plan = planRestore(from, text, name);
   expect(plan.missing).toEqual([]);
-  return Buffer.concat([...restore(from, plan.pointer, name)]);
+  const parts: Buffer[] = [];
+  for await (const piece of restore(from, plan.pointer, name)) parts.push(piece);
+  return Buffer.concat(parts);
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -157,10 +159,10 @@ describe('safetensors: Ingest + restore', () => {
           expect(lengths.at(-1)!).toBeLessThanOrEqual(step);
         }
         // Bit-exact, from this store and from a fresh one on the same directory.
-        expect(smudge(text, 'model.safetensors').equals(file)).toBe(true);
+        expect((await smudge(text, 'model.safetensors')).equals(file)).toBe(true);
         const other = ObjectStore.open(root);
         try {
-          expect(smudge(text, 'model.safetensors', other).equals(file)).toBe(true);
+          expect((await smudge(text, 'model.safetensors', other)).equals(file)).toBe(true);
         } finally {
           other.close();
         }
@@ -206,8 +208,8 @@ describe('safetensors: Ingest + restore', () => {
     expect(after.text).not.toBe(before.text);
     expect(after.bytesWritten).toBeGreaterThanOrEqual(64 * 1024);
     expect(after.bytesWritten).toBeLessThan(2 * 64 * 1024);
-    expect(smudge(after.text, 'm.safetensors').equals(v2)).toBe(true);
-    expect(smudge(before.text, 'm.safetensors').equals(v1)).toBe(true);
+    expect((await smudge(after.text, 'm.safetensors')).equals(v2)).toBe(true);
+    expect((await smudge(before.text, 'm.safetensors')).equals(v1)).toBe(true);
   });
 
   it('keeps zero-size tensors, scalars and a header without tensors', async () => {
@@ -226,7 +228,7 @@ describe('safetensors: Ingest + restore', () => {
     for (const file of cases) {
       const { text } = await clean('x.safetensors', file, [3]);
       expect(parsePointer(text)).toEqual(expectedPointer(file));
-      expect(smudge(text, 'x.safetensors').equals(file)).toBe(true);
+      expect((await smudge(text, 'x.safetensors')).equals(file)).toBe(true);
     }
   });
 });
@@ -293,7 +295,7 @@ describe('opaque files: Ingest + restore', () => {
           const file = noise(seed, size);
           const { text } = await clean('weights.bin', file, pieces);
           expect(parsePointer(text)).toEqual({ kind: 'opaque', size, id: sha(file) });
-          expect(smudge(text, 'weights.bin').equals(file)).toBe(true);
+          expect((await smudge(text, 'weights.bin')).equals(file)).toBe(true);
           const loc = store.locate(sha(file))!;
           if (size > CDC_MAX) {
             expect(loc.encoding).toBe(Encoding.chunkList);
@@ -323,7 +325,7 @@ describe('opaque files: Ingest + restore', () => {
     const edited = Buffer.concat([file.subarray(0, 1000), Buffer.from('inserted'), file.subarray(1000)]);
     const { text, bytesWritten } = await clean('w.bin', edited);
     expect(bytesWritten).toBeLessThan(2 * CDC_MAX + 10_000);
-    expect(smudge(text, 'w.bin').equals(edited)).toBe(true);
+    expect((await smudge(text, 'w.bin')).equals(edited)).toBe(true);
   });
 });
 
@@ -370,6 +372,6 @@ describe('restore checks before it writes', () => {
     const { text } = await clean('m.safetensors', file);
     const edited = parsePointer(text.replace('tensor "w"', 'tensor "v"'));
     const it = restore(store, edited, 'm.safetensors');
-    expect(() => it.next()).toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH' }));
+    await expect(it.next()).rejects.toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH' }));
   });
 });

@@ -91,12 +91,12 @@ describe.skipIf(!codec.compress)('encodeChunk with native zstd', () => {
     expect(deep.encoding).toBe(ChunkEncoding.planesZstd);
   });
 
-  it('a store written with native zstd reads back through the JavaScript decoder', () => {
+  it('a store written with native zstd reads back through the JavaScript decoder', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gt-enc-'));
     dirs.push(dir);
     const writer = ObjectStore.open(dir, { codec: c }).beginWrite();
     const chunks = [0, 1, 2].map((k) => bytesOf(weights(16384, 10 + k)));
-    const ids = chunks.map((chunk) => writer.putChunk(chunk, { width: 4, float: true }).toString('hex'));
+    const ids = (await writer.putChunks(Buffer.concat(chunks), chunks.map((c) => c.length), { width: 4, float: true })).map((id) => id.toString('hex'));
     writer.commit();
     const jsOnly: Codec = { compress: null, decompress: (src, size) => jsDecompress(src, new Uint8Array(size)) };
     const reader = ObjectStore.open(dir, { codec: jsOnly });

@@ -1,0 +1,242 @@
+// Batched chunk work for `git add` and `git checkout`: hashing chunks, compressing them, and decoding
+// and verifying them, a few MiB per call on a libuv pool thread. The JS thread meanwhile reads git's
+// pipe, hashes whole tensors and writes packs, so the two cores of a small machine both work. Which
+// encoding a chunk gets, and the byte layout of payloads, stay in src/store/encoding.ts; this file only
+// runs the transforms (planes.h) and zstd over many chunks at once.
+//
+// SHA-256 is OpenSSL's, taken from the Node binary that loads the addon (Node exports its OpenSSL
+// symbols for addons); it uses the CPU's SHA extensions where present, as `crypto.createHash` does.
+#include "chunks.h"
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "job.h"
+#include "planes.h"
+
+#ifdef GT_WITH_ZSTD
+#include <zstd.h>
+#endif
+
+extern "C" {
+typedef struct evp_md_ctx_st EVP_MD_CTX;
+typedef struct evp_md_st EVP_MD;
+typedef struct engine_st ENGINE;
+EVP_MD_CTX* EVP_MD_CTX_new(void);
+void EVP_MD_CTX_free(EVP_MD_CTX* ctx);
+const EVP_MD* EVP_sha256(void);
+int EVP_DigestInit_ex(EVP_MD_CTX* ctx, const EVP_MD* type, ENGINE* impl);
+int EVP_DigestUpdate(EVP_MD_CTX* ctx, const void* d, size_t cnt);
+int EVP_DigestFinal_ex(EVP_MD_CTX* ctx, unsigned char* md, unsigned int* s);
+}
+
+namespace gt {
+namespace {
+
+struct View {
+  const uint8_t* data = nullptr;
+  size_t size = 0;
+};
+
+View view_of(const Napi::Value& v, const char* what) {
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = nullptr;
+  if (!v.IsTypedArray() || napi_get_typedarray_info(v.Env(), v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
+      type != napi_uint8_array) {
+    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Uint8Array");
+  }
+  return {static_cast<const uint8_t*>(data), length};
+}
+
+void sha256(const uint8_t* data, size_t size, uint8_t out[32]) {
+  thread_local EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  unsigned int len = 0;
+  if (!ctx || !EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) || !EVP_DigestUpdate(ctx, data, size) ||
+      !EVP_DigestFinal_ex(ctx, out, &len) || len != 32) {
+    throw std::runtime_error("SHA-256 failed in OpenSSL");
+  }
+}
+
+std::string hex16(const uint8_t* id) {
+  static const char* digits = "0123456789abcdef";
+  std::string s;
+  for (int i = 0; i < 8; i++) {
+    s += digits[id[i] >> 4];
+    s += digits[id[i] & 15];
+  }
+  return s;
+}
+
+// hash(data, lengths: Uint32Array) -> Promise<Buffer>: the SHA-256 of each consecutive piece of `data`,
+// 32 bytes each, in order.
+Napi::Value Hash(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View data = view_of(info[0], "hash: data");
+  if (!info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "hash: lengths must be a Uint32Array");
+  }
+  const Napi::Uint32Array lengths_js = info[1].As<Napi::Uint32Array>();
+  std::vector<uint32_t> lengths(lengths_js.Data(), lengths_js.Data() + lengths_js.ElementLength());
+  size_t total = 0;
+  for (uint32_t n : lengths) total += n;
+  if (total != data.size) throw Napi::RangeError::New(env, "hash: lengths do not add up to the data's size");
+  auto digests = std::make_shared<std::vector<uint8_t>>(lengths.size() * 32);
+  return Job::run(
+      info, data.size,
+      [data, lengths, digests] {
+        size_t at = 0;
+        for (size_t k = 0; k < lengths.size(); k++) {
+          sha256(data.data + at, lengths[k], digests->data() + 32 * k);
+          at += lengths[k];
+        }
+      },
+      [digests](Napi::Env env) { return Napi::Buffer<uint8_t>::Copy(env, digests->data(), digests->size()); });
+}
+
+#ifdef GT_WITH_ZSTD
+
+struct PlaneItem {
+  View src;
+  size_t width = 1;
+  bool rotate = false;
+  View base;  // data == nullptr: no delta
+};
+
+PlaneItem plane_item(const Napi::Value& v, size_t size_hint_index, const char* what) {
+  Napi::Env env = v.Env();
+  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + ": each item must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  PlaneItem item;
+  item.src = view_of(a.Get(size_hint_index), what);
+  item.width = a.Get(size_hint_index + 1).As<Napi::Number>().Uint32Value();
+  item.rotate = a.Get(size_hint_index + 2).ToBoolean().Value();
+  const Napi::Value base = a.Get(size_hint_index + 3);
+  if (!base.IsNull() && !base.IsUndefined()) item.base = view_of(base, what);
+  if (item.width != 1 && item.width != 2 && item.width != 4 && item.width != 8) {
+    throw Napi::RangeError::New(env, std::string(what) + ": width must be 1, 2, 4 or 8");
+  }
+  return item;
+}
+
+// compressPlanes(items: [src, width, rotate, base | null][], level) -> Promise<Buffer[]>: for each item,
+// zstd(planes(base ? zigzag(src - base) : rotl1?(src))), exactly what encoding.ts's compressPlanes makes.
+Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "compressPlanes: items must be an array");
+  Napi::Array list = info[0].As<Napi::Array>();
+  const int level = info[1].As<Napi::Number>().Int32Value();
+  auto items = std::make_shared<std::vector<PlaneItem>>();
+  size_t bytes = 0;
+  for (uint32_t k = 0; k < list.Length(); k++) {
+    PlaneItem item = plane_item(list.Get(k), 0, "compressPlanes");
+    if (item.src.size % item.width) throw Napi::RangeError::New(env, "compressPlanes: a chunk is not a whole number of elements");
+    if (item.base.data && item.base.size != item.src.size) throw Napi::RangeError::New(env, "compressPlanes: base and chunk differ in size");
+    bytes += item.src.size;
+    items->push_back(item);
+  }
+  auto out = std::make_shared<std::vector<std::vector<uint8_t>>>(items->size());
+  return Job::run(
+      info, bytes,
+      [items, out, level] {
+        thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+        thread_local std::vector<uint8_t> planes;
+        for (size_t k = 0; k < items->size(); k++) {
+          const PlaneItem& it = (*items)[k];
+          planes.resize(it.src.size);
+          planes_by_width(it.width, false, it.src.data, it.base.data, it.rotate, it.src.size / it.width, planes.data());
+          std::vector<uint8_t>& z = (*out)[k];
+          z.resize(ZSTD_compressBound(it.src.size));
+          const size_t n = ZSTD_compressCCtx(cctx, z.data(), z.size(), planes.data(), planes.size(), level);
+          if (ZSTD_isError(n)) throw std::runtime_error(std::string("zstd compress: ") + ZSTD_getErrorName(n));
+          z.resize(n);
+        }
+      },
+      [out](Napi::Env env) {
+        Napi::Array result = Napi::Array::New(env, out->size());
+        for (size_t k = 0; k < out->size(); k++) result.Set(k, Napi::Buffer<uint8_t>::Copy(env, (*out)[k].data(), (*out)[k].size()));
+        return result;
+      });
+}
+
+struct DecodeItem {
+  PlaneItem planes;  // src = the payload (zstd frame, or the raw bytes)
+  bool compressed = false;
+  size_t size = 0;
+  const uint8_t* id = nullptr;
+};
+
+// decode(items: [payload, compressed, size, width, rotate, base | null, id][], out) -> Promise<void>:
+// each item's bytes (raw payload, or zstd + inverse planes) written one after the other into `out`,
+// each checked against its 32-byte SHA-256 id. Rejects naming the first chunk that fails.
+Napi::Value Decode(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray()) throw Napi::TypeError::New(env, "decode: items must be an array");
+  Napi::Array list = info[0].As<Napi::Array>();
+  const View out = view_of(info[1], "decode: out");
+  auto items = std::make_shared<std::vector<DecodeItem>>();
+  size_t total = 0;
+  for (uint32_t k = 0; k < list.Length(); k++) {
+    Napi::Array a = list.Get(k).As<Napi::Array>();
+    DecodeItem item;
+    item.compressed = a.Get(1u).ToBoolean().Value();
+    item.size = static_cast<size_t>(a.Get(2u).As<Napi::Number>().Int64Value());
+    Napi::Array planes = Napi::Array::New(env, 4);
+    planes.Set(0u, a.Get(0u));
+    planes.Set(1u, a.Get(3u));
+    planes.Set(2u, a.Get(4u));
+    planes.Set(3u, a.Get(5u));
+    item.planes = plane_item(planes, 0, "decode");
+    const View id = view_of(a.Get(6u), "decode: id");
+    if (id.size != 32) throw Napi::RangeError::New(env, "decode: an id must be 32 bytes");
+    item.id = id.data;
+    if (item.size % item.planes.width) throw Napi::RangeError::New(env, "decode: a chunk is not a whole number of elements");
+    if (item.planes.base.data && item.planes.base.size != item.size) throw Napi::RangeError::New(env, "decode: base and chunk differ in size");
+    if (!item.compressed && item.planes.src.size != item.size) throw Napi::RangeError::New(env, "decode: a raw payload differs from its size");
+    total += item.size;
+    items->push_back(item);
+  }
+  if (total != out.size) throw Napi::RangeError::New(env, "decode: out is not the size of the chunks");
+  uint8_t* dst = const_cast<uint8_t*>(out.data);
+  return Job::run(
+      info, total,
+      [items, dst] {
+        thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
+        thread_local std::vector<uint8_t> planes;
+        uint8_t* at = dst;
+        for (const DecodeItem& it : *items) {
+          if (!it.compressed) {
+            std::memcpy(at, it.planes.src.data, it.size);
+          } else {
+            planes.resize(it.size);
+            const size_t n = ZSTD_decompressDCtx(dctx, planes.data(), it.size, it.planes.src.data, it.planes.src.size);
+            if (ZSTD_isError(n) || n != it.size) {
+              throw std::runtime_error("chunk " + hex16(it.id) + ": zstd: " + (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong decoded size"));
+            }
+            planes_by_width(it.planes.width, true, planes.data(), it.planes.base.data, it.planes.rotate, it.size / it.planes.width, at);
+          }
+          uint8_t digest[32];
+          sha256(at, it.size, digest);
+          if (std::memcmp(digest, it.id, 32) != 0) throw std::runtime_error("chunk " + hex16(it.id) + ": content hashes to " + hex16(digest));
+          at += it.size;
+        }
+      },
+      [](Napi::Env env) { return env.Undefined(); });
+}
+
+#endif
+
+}  // namespace
+
+void InitChunks(Napi::Env env, Napi::Object exports) {
+  auto chunks = Napi::Object::New(env);
+  chunks.Set("hash", Napi::Function::New(env, Hash));
+#ifdef GT_WITH_ZSTD
+  chunks.Set("compressPlanes", Napi::Function::New(env, CompressPlanes));
+  chunks.Set("decode", Napi::Function::New(env, Decode));
+#endif
+  exports.Set("chunks", chunks);
+}
+
+}  // namespace gt

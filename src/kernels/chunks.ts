@@ -1,0 +1,30 @@
+// Owns the addon's batched chunk work (native/src/chunks.cc): hashing, compressing and decoding a few
+// MiB of store chunks per call on a libuv pool thread, so `git add` and `git checkout` keep a second
+// core busy. null when the addon is missing or GIT_TENSOR_KERNELS=js: the store then does the same
+// work on the JS thread with src/store/encoding.ts.
+
+import { cpuAddon } from './addon.js';
+
+/** One chunk to compress: [bytes, element width, rotate the sign, delta base or null]. */
+export type PlanesItem = [Uint8Array, number, boolean, Uint8Array | null];
+
+/** One chunk to decode: [payload, compressed, size, width, rotate, base or null, 32-byte id]. */
+export type DecodeItem = [Uint8Array, boolean, number, number, boolean, Uint8Array | null, Uint8Array];
+
+export interface ChunkBatches {
+  /** SHA-256 of each consecutive piece of `data` (`lengths` bytes each): 32 bytes per piece. */
+  hash(data: Uint8Array, lengths: Uint32Array): Promise<Buffer>;
+  /** compressPlanes (src/store/encoding.ts) of each item; absent without zstd. */
+  compressPlanes?(items: PlanesItem[], level: number): Promise<Buffer[]>;
+  /** Decodes the items one after the other into `out`, verifying each against its id; absent without zstd. */
+  decode?(items: DecodeItem[], out: Uint8Array): Promise<void>;
+}
+
+let cached: ChunkBatches | null | undefined;
+
+export function chunkBatches(env: NodeJS.ProcessEnv = process.env): ChunkBatches | null {
+  if (cached !== undefined) return cached;
+  const forcedJs = (env.GIT_TENSOR_KERNELS ?? '').trim().toLowerCase() === 'js';
+  cached = forcedJs ? null : ((cpuAddon()?.chunks as ChunkBatches | undefined) ?? null);
+  return cached;
+}

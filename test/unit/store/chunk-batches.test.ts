@@ -1,0 +1,90 @@
+// The addon's chunk batches (native/src/chunks.cc, native/src/codec.cc) against the TypeScript
+// reference in src/store/encoding.ts: the same bytes out for every width, sign rotation and delta, and a
+// decode that names the chunk whose content does not match its id.
+
+import { createHash } from 'node:crypto';
+import fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import { storeCodec } from '../../../src/kernels/codec.js';
+import { chunkBatches, DecodeItem } from '../../../src/kernels/chunks.js';
+import { applyZigzagDelta, fromPlanes, toPlanes, zigzagDelta } from '../../../src/store/encoding.js';
+
+const batches = chunkBatches();
+const codec = storeCodec();
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest();
+
+/** The reference transform compressPlanes applies before zstd. */
+function referencePlanes(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array {
+  return toPlanes(base ? zigzagDelta(src, base, width) : src, width, rotate && !base);
+}
+
+const chunkCase = fc.constantFrom(1, 2, 4, 8).chain((width) => fc.record({
+  width: fc.constant(width),
+  rotate: fc.boolean(),
+  delta: fc.boolean(),
+  elements: fc.integer({ min: 0, max: 300 }),
+  seed: fc.integer(),
+}));
+
+function bytes(n: number, seed: number): Uint8Array {
+  let s = seed >>> 0;
+  return Uint8Array.from({ length: n }, () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) >>> 24);
+}
+
+describe.skipIf(!batches)('chunk batches in the addon', () => {
+  it('hash gives the SHA-256 of each piece, in order', async () => {
+    const data = bytes(200_000, 7);
+    const lengths = [0, 1, 65536, 100_000, 200_000 - 165_537];
+    const digests = await batches!.hash(data, Uint32Array.from(lengths));
+    let at = 0;
+    lengths.forEach((n, k) => {
+      expect(digests.subarray(32 * k, 32 * k + 32).equals(sha(data.subarray(at, at + n)))).toBe(true);
+      at += n;
+    });
+    expect(() => batches!.hash(data, Uint32Array.of(5))).toThrow(/do not add up/);
+  });
+
+  it.skipIf(!batches?.compressPlanes)('compressPlanes and decode agree with the TypeScript transforms', async () => {
+    await fc.assert(fc.asyncProperty(fc.array(chunkCase, { minLength: 1, maxLength: 6 }), async (cases) => {
+      const items = cases.map((c) => {
+        const src = bytes(c.elements * c.width, c.seed);
+        const base = c.delta ? bytes(src.length, c.seed ^ 0x5bd1e995) : null;
+        return { c, src, base };
+      });
+      const zs = await batches!.compressPlanes!(items.map((it) => [it.src, it.c.width, it.c.rotate, it.base]), 1);
+      zs.forEach((z, k) => {
+        const { c, src, base } = items[k]!;
+        // the frame holds exactly the reference planes
+        expect(Buffer.from(codec.decompress(z, src.length)).equals(Buffer.from(referencePlanes(src, c.width, c.rotate, base)))).toBe(true);
+      });
+      const decodeItems: DecodeItem[] = items.map((it, k) => [zs[k]!, true, it.src.length, it.c.width, it.c.rotate, it.base, sha(it.src)]);
+      const out = Buffer.alloc(items.reduce((n, it) => n + it.src.length, 0));
+      await batches!.decode!(decodeItems, out);
+      expect(out.equals(Buffer.concat(items.map((it) => it.src)))).toBe(true);
+      // and the TypeScript inverse reads what the addon wrote
+      items.forEach(({ c, src, base }, k) => {
+        const planes = fromPlanes(codec.decompress(zs[k]!, src.length), c.width, c.rotate && !base);
+        const back = base ? applyZigzagDelta(planes, base, c.width) : planes;
+        expect(Buffer.from(back).equals(Buffer.from(src))).toBe(true);
+      });
+    }), { numRuns: 60 });
+  });
+
+  it.skipIf(!batches?.decode)('decode names the chunk whose bytes do not hash to its id', async () => {
+    const good = bytes(4096, 1);
+    const bad = bytes(4096, 2);
+    const wrongId = sha(bytes(4096, 3));
+    const out = Buffer.alloc(8192);
+    await expect(batches!.decode!([[good, false, 4096, 1, false, null, sha(good)], [bad, false, 4096, 1, false, null, wrongId]], out))
+      .rejects.toThrow(new RegExp(`chunk ${wrongId.toString('hex').slice(0, 16)}: content hashes to ${sha(bad).toString('hex').slice(0, 16)}`));
+    const z = (await batches!.compressPlanes!([[good, 4, true, null]], 1))[0]!;
+    const truncated = z.subarray(0, z.length - 3);
+    await expect(batches!.decode!([[truncated, true, 4096, 4, true, null, sha(good)]], Buffer.alloc(4096))).rejects.toThrow(/zstd/);
+  });
+
+  it('checks its arguments before running', async () => {
+    expect(() => batches!.hash(new Uint8Array(4), [4] as unknown as Uint32Array)).toThrow(/Uint32Array/);
+    expect(() => batches!.compressPlanes?.([[new Uint8Array(6), 4, false, null]], 1)).toThrow(/whole number of elements/);
+    expect(() => batches!.decode?.([[new Uint8Array(4), false, 4, 1, false, null, new Uint8Array(3)]], Buffer.alloc(4))).toThrow(/32 bytes/);
+  });
+});
