@@ -112,28 +112,21 @@ def lines():
         if p is None: return None
         if p == b'': return got
         got.append(p)
-lines(); send(b'git-filter-server
-'); send(b'version=2
-'); out.write(b'0000'); out.flush()
-lines(); send(b'capability=clean
-'); send(b'capability=smudge
-'); out.write(b'0000'); out.flush()
+lines(); send(b'git-filter-server\n'); send(b'version=2\n'); out.write(b'0000'); out.flush()
+lines(); send(b'capability=clean\n'); send(b'capability=smudge\n'); out.write(b'0000'); out.flush()
 while True:
     req = lines()
     if req is None: break
     while packet() != b'': pass
-    send(b'status=success
-'); out.write(b'0000')
-    if b'command=smudge
-' in req:
+    send(b'status=success\n'); out.write(b'0000')
+    if b'command=smudge\n' in req:
         with open(sys.argv[1], 'rb') as f:
             while True:
                 b = f.read(65516)
                 if not b: break
                 send(b)
     else:
-        send(b'pass-through
-')
+        send(b'pass-through\n')
     out.write(b'00000000'); out.flush()
 `;
 

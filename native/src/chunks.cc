@@ -7,8 +7,10 @@
 // SHA-256 is OpenSSL's, taken from the Node binary that loads the addon (Node exports its OpenSSL
 // symbols for addons); it uses the CPU's SHA extensions where present, as `crypto.createHash` does.
 #include "chunks.h"
+#include "codec.h"
 
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -121,7 +123,7 @@ PlaneItem plane_item(const Napi::Value& v, size_t size_hint_index, const char* w
 }
 
 // compressPlanes(items: [src, width, rotate, base | null][], level) -> Promise<Buffer[]>: for each item,
-// zstd(planes(base ? zigzag(src - base) : rotl1?(src))), exactly what encoding.ts's compressPlanes makes.
+// the split-planes body of encodings 5 and 6 (codec.h), exactly what the synchronous compressPlanes makes.
 Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "compressPlanes: items must be an array");
@@ -140,17 +142,9 @@ Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
   return Job::run(
       info, bytes,
       [items, out, level] {
-        thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
-        thread_local std::vector<uint8_t> planes;
         for (size_t k = 0; k < items->size(); k++) {
           const PlaneItem& it = (*items)[k];
-          planes.resize(it.src.size);
-          planes_by_width(it.width, false, it.src.data, it.base.data, it.rotate, it.src.size / it.width, planes.data());
-          std::vector<uint8_t>& z = (*out)[k];
-          z.resize(ZSTD_compressBound(it.src.size));
-          const size_t n = ZSTD_compressCCtx(cctx, z.data(), z.size(), planes.data(), planes.size(), level);
-          if (ZSTD_isError(n)) throw std::runtime_error(std::string("zstd compress: ") + ZSTD_getErrorName(n));
-          z.resize(n);
+          encode_split_planes(it.src.data, it.src.size, it.width, it.rotate, it.base.data, level, (*out)[k]);
         }
       },
       [out](Napi::Env env) {
@@ -160,16 +154,20 @@ Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
       });
 }
 
+// How a payload body is stored: the bytes themselves, one zstd frame of all planes (encodings 2-4), or
+// one frame or raw copy per plane (encodings 5 and 6).
+enum class BodyMode { raw = 0, joined = 1, split = 2 };
+
 struct DecodeItem {
-  PlaneItem planes;  // src = the payload (zstd frame, or the raw bytes)
-  bool compressed = false;
+  PlaneItem planes;  // src = the payload body
+  BodyMode mode = BodyMode::raw;
   size_t size = 0;
   const uint8_t* id = nullptr;
 };
 
-// decode(items: [payload, compressed, size, width, rotate, base | null, id][], out) -> Promise<void>:
-// each item's bytes (raw payload, or zstd + inverse planes) written one after the other into `out`,
-// each checked against its 32-byte SHA-256 id. Rejects naming the first chunk that fails.
+// decode(items: [body, mode, size, width, rotate, base | null, id][], out) -> Promise<void>: each item's
+// bytes (BodyMode: raw, joined or split planes) written one after the other into `out`, each checked
+// against its 32-byte SHA-256 id. Rejects naming the first chunk that fails.
 Napi::Value Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "decode: items must be an array");
@@ -180,7 +178,9 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
   for (uint32_t k = 0; k < list.Length(); k++) {
     Napi::Array a = list.Get(k).As<Napi::Array>();
     DecodeItem item;
-    item.compressed = a.Get(1u).ToBoolean().Value();
+    const uint32_t mode = a.Get(1u).As<Napi::Number>().Uint32Value();
+    if (mode > 2) throw Napi::RangeError::New(env, "decode: unknown body mode");
+    item.mode = static_cast<BodyMode>(mode);
     item.size = static_cast<size_t>(a.Get(2u).As<Napi::Number>().Int64Value());
     Napi::Array planes = Napi::Array::New(env, 4);
     planes.Set(0u, a.Get(0u));
@@ -193,7 +193,7 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
     item.id = id.data;
     if (item.size % item.planes.width) throw Napi::RangeError::New(env, "decode: a chunk is not a whole number of elements");
     if (item.planes.base.data && item.planes.base.size != item.size) throw Napi::RangeError::New(env, "decode: base and chunk differ in size");
-    if (!item.compressed && item.planes.src.size != item.size) throw Napi::RangeError::New(env, "decode: a raw payload differs from its size");
+    if (item.mode == BodyMode::raw && item.planes.src.size != item.size) throw Napi::RangeError::New(env, "decode: a raw payload differs from its size");
     total += item.size;
     items->push_back(item);
   }
@@ -202,19 +202,15 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
   return Job::run(
       info, total,
       [items, dst] {
-        thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
-        thread_local std::vector<uint8_t> planes;
         uint8_t* at = dst;
         for (const DecodeItem& it : *items) {
-          if (!it.compressed) {
-            std::memcpy(at, it.planes.src.data, it.size);
-          } else {
-            planes.resize(it.size);
-            const size_t n = ZSTD_decompressDCtx(dctx, planes.data(), it.size, it.planes.src.data, it.planes.src.size);
-            if (ZSTD_isError(n) || n != it.size) {
-              throw std::runtime_error("chunk " + hex16(it.id) + ": zstd: " + (ZSTD_isError(n) ? ZSTD_getErrorName(n) : "wrong decoded size"));
-            }
-            planes_by_width(it.planes.width, true, planes.data(), it.planes.base.data, it.planes.rotate, it.size / it.planes.width, at);
+          const PlaneItem& p = it.planes;
+          try {
+            if (it.mode == BodyMode::raw) std::memcpy(at, p.src.data, it.size);
+            else if (it.mode == BodyMode::joined) decode_joined_planes(p.src.data, p.src.size, it.size, p.width, p.rotate, p.base.data, at);
+            else decode_split_planes(p.src.data, p.src.size, it.size, p.width, p.rotate, p.base.data, at);
+          } catch (const std::exception& e) {
+            throw std::runtime_error("chunk " + hex16(it.id) + ": " + e.what());
           }
           uint8_t digest[32];
           sha256(at, it.size, digest);

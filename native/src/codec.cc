@@ -1,6 +1,6 @@
 // zstd compression of store chunks (src/store/encoding.ts), plain or fused with the float-aware
-// transforms of encodings 3 and 4 (byte planes, sign rotation, zigzag delta), so a chunk crosses into
-// native code once. Synchronous on purpose: a chunk is at most 256 KiB, so a call takes well under a
+// transforms of encodings 5 and 6 (byte planes, sign rotation, zigzag delta, one zstd frame per plane),
+// so a chunk crosses into native code once. Synchronous on purpose: a chunk is at most 256 KiB, so a call takes well under a
 // millisecond and a thread hop would cost more than it saves. src/store/encoding.ts holds the same
 // transforms in TypeScript (the reference the tests compare against, and the path without the addon).
 // Built only where libzstd's header and library exist (GT_WITH_ZSTD); elsewhere `zstd` is absent from
@@ -12,6 +12,7 @@
 #include <zstd.h>
 
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -83,40 +84,105 @@ PlaneArgs plane_args(const Napi::CallbackInfo& info, size_t at, size_t size) {
   return a;
 }
 
-// compressPlanes(src, width, rotate, base | null, level) -> zstd(planes(...)) as a Buffer.
+// compressPlanes(src, width, rotate, base | null, level) -> the split-planes body (encode_split_planes).
 Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const View src = view_of(info[0]);
   const PlaneArgs a = plane_args(info, 1, src.size);
   const int level = info[4].As<Napi::Number>().Int32Value();
-  thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  thread_local std::vector<uint8_t> planes, scratch;
-  planes.resize(src.size);
-  planes_by_width(a.width, false, src.data, a.base.data, a.rotate, src.size / a.width, planes.data());
-  scratch.resize(ZSTD_compressBound(src.size));
-  const size_t n = ZSTD_compressCCtx(cctx, scratch.data(), scratch.size(), planes.data(), planes.size(), level);
-  if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd compress: ") + ZSTD_getErrorName(n));
-  return Napi::Buffer<uint8_t>::Copy(env, scratch.data(), n);
+  thread_local std::vector<uint8_t> body;
+  try {
+    encode_split_planes(src.data, src.size, a.width, a.rotate, a.base.data, level, body);
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, body.data(), body.size());
 }
 
-// decompressPlanes(z, size, width, rotate, base | null) -> the chunk's `size` bytes, or an error.
+// decompressPlanes(body, size, width, rotate, base | null) -> the chunk's `size` bytes, or an error.
 Napi::Value DecompressPlanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const View src = view_of(info[0]);
+  const View body = view_of(info[0]);
   const size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
   const PlaneArgs a = plane_args(info, 2, size);
-  thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
-  thread_local std::vector<uint8_t> planes;
-  planes.resize(size);
-  const size_t n = ZSTD_decompressDCtx(dctx, planes.data(), size, src.data, src.size);
-  if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd decompress: ") + ZSTD_getErrorName(n));
-  if (n != size) throw Napi::Error::New(env, "zstd decompress: wrong decoded size");
   auto out = Napi::Buffer<uint8_t>::New(env, size);
-  planes_by_width(a.width, true, planes.data(), a.base.data, a.rotate, size / a.width, out.Data());
+  try {
+    decode_split_planes(body.data, body.size, size, a.width, a.rotate, a.base.data, out.Data());
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, e.what());
+  }
   return out;
 }
 
 }  // namespace
+
+void encode_split_planes(const uint8_t* src, size_t size, size_t width, bool rotate, const uint8_t* base, int level,
+                         std::vector<uint8_t>& out) {
+  thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  thread_local std::vector<uint8_t> planes;
+  const size_t n = size / width;
+  planes.resize(size);
+  planes_by_width(width, false, src, base, rotate, n, planes.data());
+  out.resize(width * 5 + width * ZSTD_compressBound(n));
+  size_t at = 0;
+  for (size_t b = 0; b < width; b++) {
+    const uint8_t* plane = planes.data() + b * n;
+    uint8_t* head = out.data() + at;
+    const size_t z = ZSTD_compressCCtx(cctx, head + 5, out.size() - at - 5, plane, n, level);
+    if (ZSTD_isError(z)) throw std::runtime_error(std::string("zstd compress: ") + ZSTD_getErrorName(z));
+    const bool packed = z < n;
+    if (!packed) std::memcpy(head + 5, plane, n);
+    const uint32_t stored = static_cast<uint32_t>(packed ? z : n);
+    head[0] = packed ? 1 : 0;
+    for (int k = 0; k < 4; k++) head[1 + k] = static_cast<uint8_t>(stored >> (8 * k));
+    at += 5 + stored;
+  }
+  out.resize(at);
+}
+
+void decode_split_planes(const uint8_t* body, size_t length, size_t size, size_t width, bool rotate, const uint8_t* base,
+                         uint8_t* out) {
+  thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  thread_local std::vector<uint8_t> planes;
+  const size_t n = size / width;
+  planes.resize(size);
+  size_t at = 0;
+  for (size_t b = 0; b < width; b++) {
+    if (length - at < 5) throw std::runtime_error("plane " + std::to_string(b) + " is cut short");
+    const uint8_t mode = body[at];
+    size_t stored = 0;
+    for (int k = 0; k < 4; k++) stored |= static_cast<size_t>(body[at + 1 + k]) << (8 * k);
+    at += 5;
+    if (stored > length - at) throw std::runtime_error("plane " + std::to_string(b) + " runs past the payload");
+    uint8_t* plane = planes.data() + b * n;
+    if (mode == 0) {
+      if (stored != n) throw std::runtime_error("raw plane " + std::to_string(b) + " has the wrong size");
+      std::memcpy(plane, body + at, n);
+    } else if (mode == 1) {
+      const size_t got = ZSTD_decompressDCtx(dctx, plane, n, body + at, stored);
+      if (ZSTD_isError(got) || got != n) {
+        throw std::runtime_error("plane " + std::to_string(b) + ": zstd: " + (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decoded size"));
+      }
+    } else {
+      throw std::runtime_error("plane " + std::to_string(b) + " has unknown mode " + std::to_string(mode));
+    }
+    at += stored;
+  }
+  if (at != length) throw std::runtime_error("bytes follow the last plane");
+  planes_by_width(width, true, planes.data(), base, rotate, n, out);
+}
+
+void decode_joined_planes(const uint8_t* frame, size_t length, size_t size, size_t width, bool rotate, const uint8_t* base,
+                          uint8_t* out) {
+  thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
+  thread_local std::vector<uint8_t> planes;
+  planes.resize(size);
+  const size_t got = ZSTD_decompressDCtx(dctx, planes.data(), size, frame, length);
+  if (ZSTD_isError(got) || got != size) {
+    throw std::runtime_error(std::string("zstd: ") + (ZSTD_isError(got) ? ZSTD_getErrorName(got) : "wrong decoded size"));
+  }
+  planes_by_width(width, true, planes.data(), base, rotate, size / width, out);
+}
 
 void InitCodec(Napi::Env env, Napi::Object exports) {
   auto zstd = Napi::Object::New(env);

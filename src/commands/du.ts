@@ -15,6 +15,8 @@ const ENCODING_NAMES: Record<number, string> = {
   [ChunkEncoding.zstd]: 'zstd',
   [ChunkEncoding.planesZstd]: 'byte planes + zstd',
   [ChunkEncoding.deltaPlanesZstd]: 'delta + byte planes + zstd',
+  [ChunkEncoding.planes]: 'byte planes, zstd each',
+  [ChunkEncoding.deltaPlanes]: 'delta + byte planes, zstd each',
 };
 
 export async function du(_opts: object): Promise<Printable> {

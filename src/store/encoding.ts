@@ -2,6 +2,11 @@
 // (the same chunk of the same tensor in the previous version). Encodings are private and versioned: they
 // never change an id (DESIGN.md principle 5), and a reader that meets an unknown one says so.
 //
+// Written now:
+//   5 planes        payload = width(u8) float(u8) split(planes(rotl1?(bytes)))
+//   6 delta planes  payload = base id(32) width(u8) split(planes(zigzag(bytes - base)))
+// Still read (written by earlier versions; one zstd frame for all planes, which makes zstd code the
+// near-random mantissa bytes and the exponent bytes with one entropy table):
 //   2 zstd              payload = zstd(bytes)
 //   3 planes+zstd       payload = width(u8) float(u8) zstd(planes(rotl1?(bytes)))
 //   4 delta+planes+zstd payload = base id(32) width(u8) zstd(planes(zigzag(bytes - base)))
@@ -13,6 +18,9 @@
 //
 // planes(): for elements of `width` bytes, all first bytes, then all second bytes, ...: the sign and
 // exponent bytes of floats, nearly constant across a tensor, end up together where zstd finds them.
+// split(): each plane on its own, as mode(u8) length(u32 LE) bytes, where mode 1 is a zstd frame of the
+// plane and mode 0 the plane itself (when zstd does not make it smaller). Each plane so gets its own
+// entropy coding, and the low mantissa planes, which are noise, cost a memcpy to read.
 // zigzag(a - b): the element-wise difference of the bit patterns as unsigned integers of `width` bytes,
 // mapped so small positive and negative differences both have zero high bytes. An update of relative
 // size 1e-3 changes only the low bits of a float's pattern, so most high planes become zero.
@@ -23,15 +31,14 @@ export const ChunkEncoding = {
   zstd: 2,
   planesZstd: 3,
   deltaPlanesZstd: 4,
+  planes: 5,
+  deltaPlanes: 6,
 } as const;
 
 /** Delta chains stop here: a chunk whose base is this deep is stored without a delta, so reads stay short. */
 export const MAX_DELTA_DEPTH = 4;
 
-/**
- * zstd level for new chunks. On byte planes of trained weights level 1 compresses better than 3 (the
- * exponent plane is short repeats that level 3's longer matches miss) and about twice as fast.
- */
+/** zstd level for new chunks: on byte planes of trained weights, level 3 gains under 1% over 1 at half the speed. */
 export const ZSTD_LEVEL = 1;
 
 /** Compression is kept only if it saves at least this fraction (else raw: no decode cost for nothing). */
@@ -42,8 +49,8 @@ export interface Codec {
   compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
   /**
-   * compress(toPlanes(base ? zigzagDelta(src, base) : rotl1?(src))) in one native call; when absent,
-   * the TypeScript transforms below run around compress().
+   * split(toPlanes(base ? zigzagDelta(src, base) : rotl1?(src))) in one native call; when absent,
+   * splitPlanes() below does the same in TypeScript around compress().
    */
   compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
   /** The inverse of compressPlanes. */
@@ -304,27 +311,71 @@ function planEncoding(bytes: Uint8Array, hint: EncodeHint): EncodingPlan {
 
 const savesEnough = (stored: number, size: number) => stored <= size * (1 - MIN_SAVING);
 
-function deltaEncoded(plan: EncodingPlan, size: number, z: Uint8Array): Encoded | null {
+function deltaEncoded(plan: EncodingPlan, size: number, body: Uint8Array): Encoded | null {
   const base = plan.delta!;
-  if (!savesEnough(z.length + 33, size)) return null;
-  return { encoding: ChunkEncoding.deltaPlanesZstd, payload: concat([base.id, Uint8Array.of(plan.width), z]), depth: base.depth + 1 };
+  if (!savesEnough(body.length + 33, size)) return null;
+  return { encoding: ChunkEncoding.deltaPlanes, payload: concat([base.id, Uint8Array.of(plan.width), body]), depth: base.depth + 1 };
 }
 
-/** Width 1 is plain zstd: planes of 1-byte elements are the bytes themselves. */
-function plainEncoded(plan: EncodingPlan, size: number, z: Uint8Array): Encoded | null {
-  if (!savesEnough(z.length + 2, size)) return null;
-  return plan.width === 1
-    ? { encoding: ChunkEncoding.zstd, payload: z, depth: 0 }
-    : { encoding: ChunkEncoding.planesZstd, payload: concat([Uint8Array.of(plan.width, plan.float ? 1 : 0), z]), depth: 0 };
+function plainEncoded(plan: EncodingPlan, size: number, body: Uint8Array): Encoded | null {
+  if (!savesEnough(body.length + 2, size)) return null;
+  return { encoding: ChunkEncoding.planes, payload: concat([Uint8Array.of(plan.width, plan.float ? 1 : 0), body]), depth: 0 };
 }
 
-/** How a chunk payload is laid out for decoding: the zstd frame (or raw bytes) and its transform. */
+/**
+ * split(planes(...)) in TypeScript (see the top of this file): what the addon's compressPlanes makes,
+ * byte for byte, given the same zstd.
+ */
+export function splitPlanes(bytes: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null,
+  compress: NonNullable<Codec['compress']>, level: number): Uint8Array {
+  const planes = toPlanes(base ? zigzagDelta(bytes, base, width) : bytes, width, rotate && !base);
+  const n = bytes.length / width;
+  const parts: Uint8Array[] = [];
+  for (let b = 0; b < width; b++) {
+    const plane = planes.subarray(b * n, (b + 1) * n);
+    const z = compress(plane, level);
+    const packed = z.length < n;
+    const head = Buffer.alloc(5);
+    head[0] = packed ? 1 : 0;
+    head.writeUInt32LE(packed ? z.length : n, 1);
+    parts.push(head, packed ? z : plane);
+  }
+  return concat(parts);
+}
+
+/** The inverse of splitPlanes; throws CorruptObjectError naming `id` when the body is malformed. */
+export function joinSplitPlanes(id: string, body: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null,
+  decompress: Codec['decompress']): Uint8Array {
+  const n = size / width;
+  const planes = new Uint8Array(size);
+  const view = Buffer.from(body.buffer, body.byteOffset, body.length);
+  let at = 0;
+  for (let b = 0; b < width; b++) {
+    if (body.length - at < 5) throw new CorruptObjectError(id, `plane ${b} is cut short`);
+    const [mode, stored] = [view[at]!, view.readUInt32LE(at + 1)];
+    at += 5;
+    if (stored > body.length - at) throw new CorruptObjectError(id, `plane ${b} runs past the payload`);
+    const bytes = body.subarray(at, at + stored);
+    if (mode === 0 && stored === n) planes.set(bytes, b * n);
+    else if (mode === 1) planes.set(checkSize(id, decompress(bytes, n), n), b * n);
+    else throw new CorruptObjectError(id, `plane ${b} has mode ${mode} and ${stored} bytes`);
+    at += stored;
+  }
+  if (at !== body.length) throw new CorruptObjectError(id, 'bytes follow the last plane');
+  const unplaned = fromPlanes(planes, width, rotate && !base);
+  return base ? applyZigzagDelta(unplaned, base, width) : unplaned;
+}
+
+/** How a payload body is stored: the bytes themselves, one zstd frame of all planes, or split planes. */
+export const BodyMode = { raw: 0, joined: 1, split: 2 } as const;
+
+/** How a chunk payload is laid out for decoding: its body and the transform around it. */
 export interface PayloadLayout {
   body: Uint8Array;
-  compressed: boolean;
+  mode: (typeof BodyMode)[keyof typeof BodyMode];
   width: number;
   rotate: boolean;
-  /** The delta base's id (hex), for encoding 4. */
+  /** The delta base's id (hex), for encodings 4 and 6. */
   baseId?: string;
 }
 
@@ -332,15 +383,23 @@ export interface PayloadLayout {
 export function payloadLayout(id: string, encoding: number, payload: Uint8Array, decodedSize: number): PayloadLayout {
   switch (encoding) {
     case 0:
-      return { body: payload, compressed: false, width: 1, rotate: false };
+      return { body: payload, mode: BodyMode.raw, width: 1, rotate: false };
     case ChunkEncoding.zstd:
-      return { body: payload, compressed: true, width: 1, rotate: false };
+      return { body: payload, mode: BodyMode.joined, width: 1, rotate: false };
     case ChunkEncoding.planesZstd:
+    case ChunkEncoding.planes:
       checkWidth(id, payload[0]!, decodedSize);
-      return { body: payload.subarray(2), compressed: true, width: payload[0]!, rotate: payload[1] === 1 };
+      return {
+        body: payload.subarray(2), mode: encoding === ChunkEncoding.planes ? BodyMode.split : BodyMode.joined,
+        width: payload[0]!, rotate: payload[1] === 1,
+      };
     case ChunkEncoding.deltaPlanesZstd:
+    case ChunkEncoding.deltaPlanes:
       checkWidth(id, payload[32]!, decodedSize);
-      return { body: payload.subarray(33), compressed: true, width: payload[32]!, rotate: false, baseId: Buffer.from(payload.subarray(0, 32)).toString('hex') };
+      return {
+        body: payload.subarray(33), mode: encoding === ChunkEncoding.deltaPlanes ? BodyMode.split : BodyMode.joined,
+        width: payload[32]!, rotate: false, baseId: Buffer.from(payload.subarray(0, 32)).toString('hex'),
+      };
     default:
       throw new CorruptObjectError(id, `unknown encoding ${encoding} (written by a newer git-tensor?)`);
   }
@@ -349,28 +408,36 @@ export function payloadLayout(id: string, encoding: number, payload: Uint8Array,
 /** Decodes a chunk; `readBase` returns a base chunk's decoded bytes (deltas only). */
 export function decodeChunk(id: string, encoding: number, payload: Uint8Array, decodedSize: number, codec: Codec, readBase: (id: string) => Uint8Array): Uint8Array {
   const layout = payloadLayout(id, encoding, payload, decodedSize);
-  if (!layout.compressed) return checkSize(id, payload, decodedSize);
-  if (layout.width === 1 && !layout.baseId) return checkSize(id, codec.decompress(layout.body, decodedSize), decodedSize);
+  if (layout.mode === BodyMode.raw) return checkSize(id, payload, decodedSize);
   const base = layout.baseId ? readBase(layout.baseId) : null;
   if (base && base.length !== decodedSize) throw new CorruptObjectError(id, `delta base ${layout.baseId!.slice(0, 16)} holds ${base.length} bytes, the chunk ${decodedSize}`);
-  return checkSize(id, decompressPlanes(codec, layout.body, decodedSize, layout.width, layout.rotate, base), decodedSize);
+  const { body, width, rotate } = layout;
+  if (layout.mode === BodyMode.joined) {
+    const planes = fromPlanes(checkSize(id, codec.decompress(body, decodedSize), decodedSize), width, rotate && !base);
+    return base ? applyZigzagDelta(planes, base, width) : planes;
+  }
+  if (!codec.decompressPlanes) return joinSplitPlanes(id, body, decodedSize, width, rotate, base, codec.decompress);
+  try {
+    return checkSize(id, codec.decompressPlanes(body, decodedSize, width, rotate, base), decodedSize);
+  } catch (err) {
+    throw err instanceof CorruptObjectError ? err : new CorruptObjectError(id, (err as Error).message);
+  }
 }
 
 /** The id a delta-encoded payload depends on. */
 export function deltaBaseOf(encoding: number, payload: Uint8Array): string | undefined {
-  return encoding === ChunkEncoding.deltaPlanesZstd ? Buffer.from(payload.subarray(0, 32)).toString('hex') : undefined;
+  return isDelta(encoding) ? Buffer.from(payload.subarray(0, 32)).toString('hex') : undefined;
+}
+
+/** Encodings whose payload starts with the 32-byte id of the chunk they are a delta against. */
+export function isDelta(encoding: number): boolean {
+  return encoding === ChunkEncoding.deltaPlanesZstd || encoding === ChunkEncoding.deltaPlanes;
 }
 
 function compressPlanes(codec: Codec, compress: NonNullable<Codec['compress']>, bytes: Uint8Array, width: number, rotate: boolean,
   base: Uint8Array | null, level: number): Uint8Array {
   if (codec.compressPlanes) return codec.compressPlanes(bytes, width, rotate, base, level);
-  return compress(toPlanes(base ? zigzagDelta(bytes, base, width) : bytes, width, rotate && !base), level);
-}
-
-function decompressPlanes(codec: Codec, z: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array {
-  if (codec.decompressPlanes) return codec.decompressPlanes(z, size, width, rotate, base);
-  const planes = fromPlanes(codec.decompress(z, size), width, rotate && !base);
-  return base ? applyZigzagDelta(planes, base, width) : planes;
+  return splitPlanes(bytes, width, rotate, base, compress, level);
 }
 
 function checkWidth(id: string, width: number, size: number): void {

@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptObjectError, GitTensorError } from '../errors/index.js';
-import { ChunkEncoding, Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
+import { Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
 import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 
@@ -99,7 +99,7 @@ export class ObjectStore {
         return;
       }
       if (loc.encoding === Encoding.chunkList) for (const c of this.chunkRefs(id, loc)) visit(c.id.toString('hex'));
-      const base = loc.encoding === ChunkEncoding.deltaPlanesZstd ? deltaBaseOf(loc.encoding, loc.pack.read(loc, loc.payloadLength, id)) : undefined;
+      const base = isDelta(loc.encoding) ? deltaBaseOf(loc.encoding, loc.pack.read(loc, loc.payloadLength, id)) : undefined;
       if (base) visit(base);
     };
     for (const id of ids) visit(id);
@@ -179,7 +179,7 @@ export class ObjectStore {
     if (loc.decodedSize !== length) throw new CorruptObjectError(hex, `chunk holds ${loc.decodedSize} bytes, its list says ${length}`, data);
     const layout = payloadLayout(hex, loc.encoding, loc.pack.read(loc, loc.payloadLength, hex), length);
     const base = layout.baseId ? this.readChunk(layout.baseId, data) : null;
-    return [layout.body, layout.compressed, length, layout.width, layout.rotate, base, chunkId];
+    return [layout.body, layout.mode, length, layout.width, layout.rotate, base, chunkId];
   }
 
   read(id: string, data: { file?: string; tensor?: string } = {}): Buffer {

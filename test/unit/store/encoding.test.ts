@@ -68,7 +68,7 @@ describe.skipIf(!codec.compress)('encodeChunk with native zstd', () => {
   it('compresses float weights below raw and decodes them exactly', () => {
     const chunk = bytesOf(weights(16384, 2));
     const e = encodeChunk(chunk, { width: 4, float: true }, c)!;
-    expect(e.encoding).toBe(ChunkEncoding.planesZstd);
+    expect(e.encoding).toBe(ChunkEncoding.planes);
     expect(e.payload.length).toBeLessThan(chunk.length * 0.95);
     const id = sha256(chunk).toString('hex');
     expect(Buffer.from(decodeChunk(id, e.encoding, e.payload, chunk.length, c, () => new Uint8Array())).equals(Buffer.from(chunk))).toBe(true);
@@ -83,12 +83,46 @@ describe.skipIf(!codec.compress)('encodeChunk with native zstd', () => {
     const base = bytesOf(weights(16384, 3));
     const next = bytesOf(new Float32Array(new Float32Array(base.buffer).map((x) => x * (1 + 1e-3))));
     const d = encodeChunk(next, { width: 4, float: true, base: { id: sha256(base), bytes: base, depth: 0 } }, c)!;
-    expect(d.encoding).toBe(ChunkEncoding.deltaPlanesZstd);
+    expect(d.encoding).toBe(ChunkEncoding.deltaPlanes);
     expect(d.depth).toBe(1);
     const out = decodeChunk('x', d.encoding, d.payload, next.length, c, () => base);
     expect(Buffer.from(out).equals(Buffer.from(next))).toBe(true);
     const deep = encodeChunk(next, { width: 4, float: true, base: { id: sha256(base), bytes: base, depth: MAX_DELTA_DEPTH } }, c)!;
-    expect(deep.encoding).toBe(ChunkEncoding.planesZstd);
+    expect(deep.encoding).toBe(ChunkEncoding.planes);
+  });
+
+  it('stores the noise planes of floats raw and compresses the exponent plane (split planes)', () => {
+    const chunk = bytesOf(weights(16384, 4));
+    const e = encodeChunk(chunk, { width: 4, float: true }, c)!;
+    const body = Buffer.from(e.payload.subarray(2));
+    const modes: number[] = [];
+    for (let at = 0; at < body.length; at += 5 + body.readUInt32LE(at + 1)) modes.push(body[at]!);
+    expect(modes).toHaveLength(4);
+    expect(modes.slice(0, 2)).toEqual([0, 0]); // the low mantissa bytes are noise: kept raw
+    expect(modes[3]).toBe(1); // the exponent (sign rotated out) compresses
+  });
+
+  it('reads chunks written by earlier versions: one zstd frame for all planes (encodings 2, 3 and 4)', () => {
+    const chunk = bytesOf(weights(4096, 5));
+    const base = bytesOf(weights(4096, 6));
+    const id = sha256(chunk).toString('hex');
+    const joined = Buffer.concat([Uint8Array.of(4, 1), c.compress!(toPlanes(chunk, 4, true), 3)]);
+    expect(Buffer.from(decodeChunk(id, ChunkEncoding.planesZstd, joined, chunk.length, c, () => base)).equals(Buffer.from(chunk))).toBe(true);
+    const delta = Buffer.concat([sha256(base), Uint8Array.of(4), c.compress!(toPlanes(zigzagDelta(chunk, base, 4), 4), 3)]);
+    expect(Buffer.from(decodeChunk(id, ChunkEncoding.deltaPlanesZstd, delta, chunk.length, c, () => base)).equals(Buffer.from(chunk))).toBe(true);
+    expect(Buffer.from(decodeChunk(id, ChunkEncoding.zstd, c.compress!(chunk, 3), chunk.length, c, () => base)).equals(Buffer.from(chunk))).toBe(true);
+  });
+
+  it('names the chunk when a split-planes payload is damaged, in the addon and in TypeScript', () => {
+    const chunk = bytesOf(weights(4096, 7));
+    const e = encodeChunk(chunk, { width: 4, float: true }, c)!;
+    const jsOnly: Codec = { compress: null, decompress: (src, size) => jsDecompress(src, new Uint8Array(size)) };
+    for (const damaged of [e.payload.subarray(0, e.payload.length - 1), Buffer.concat([e.payload, Uint8Array.of(0)])]) {
+      for (const reader of [c, jsOnly]) {
+        expect(() => decodeChunk('c0ffee', e.encoding, damaged, chunk.length, reader, () => new Uint8Array()))
+          .toThrow(expect.objectContaining({ code: 'E_CORRUPT_OBJECT' }));
+      }
+    }
   });
 
   it('a store written with native zstd reads back through the JavaScript decoder', async () => {
@@ -101,7 +135,7 @@ describe.skipIf(!codec.compress)('encodeChunk with native zstd', () => {
     const jsOnly: Codec = { compress: null, decompress: (src, size) => jsDecompress(src, new Uint8Array(size)) };
     const reader = ObjectStore.open(dir, { codec: jsOnly });
     ids.forEach((id, k) => {
-      expect(reader.locate(id)!.encoding).toBe(ChunkEncoding.planesZstd);
+      expect(reader.locate(id)!.encoding).toBe(ChunkEncoding.planes);
       expect(reader.read(id).equals(Buffer.from(chunks[k]!))).toBe(true);
     });
   });
