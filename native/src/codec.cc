@@ -17,6 +17,17 @@
 #include <vector>
 
 namespace gt {
+
+// zstd parameters for one byte plane (16 KiB for a 64 KiB chunk of F32). Measured on the exponent
+// planes of generated F32 weights in 16 KiB blocks, level 1: the default 16K-entry hash table and 6-byte
+// matches give x2.58 at 174 MB/s (decode 569 MB/s); 64 entries and 7-byte matches give x3.04 at
+// 390 MB/s (decode 1.5 GB/s). In such a plane short matches cost more bits than the Huffman-coded
+// literals they replace; long runs (the zero planes of a delta) still match.
+constexpr int kPlaneHashLog = 6;
+constexpr int kPlaneMinMatch = 7;
+
+size_t compress_plane(ZSTD_CCtx* cctx, uint8_t* dst, size_t capacity, const uint8_t* plane, size_t n, int level);
+
 namespace {
 
 struct View {
@@ -84,6 +95,20 @@ PlaneArgs plane_args(const Napi::CallbackInfo& info, size_t at, size_t size) {
   return a;
 }
 
+// compressPlane(plane, level) -> one plane's zstd frame, as encode_split_planes makes it (for the
+// TypeScript reference of split planes).
+Napi::Value CompressPlane(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const View src = view_of(info[0]);
+  const int level = info[1].As<Napi::Number>().Int32Value();
+  thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
+  thread_local std::vector<uint8_t> scratch;
+  scratch.resize(ZSTD_compressBound(src.size));
+  const size_t n = compress_plane(cctx, scratch.data(), scratch.size(), src.data, src.size, level);
+  if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd compress: ") + ZSTD_getErrorName(n));
+  return Napi::Buffer<uint8_t>::Copy(env, scratch.data(), n);
+}
+
 // compressPlanes(src, width, rotate, base | null, level) -> the split-planes body (encode_split_planes).
 Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -116,6 +141,14 @@ Napi::Value DecompressPlanes(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+size_t compress_plane(ZSTD_CCtx* cctx, uint8_t* dst, size_t capacity, const uint8_t* plane, size_t n, int level) {
+  ZSTD_CCtx_reset(cctx, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_hashLog, kPlaneHashLog);
+  ZSTD_CCtx_setParameter(cctx, ZSTD_c_minMatch, kPlaneMinMatch);
+  return ZSTD_compress2(cctx, dst, capacity, plane, n);
+}
+
 void encode_split_planes(const uint8_t* src, size_t size, size_t width, bool rotate, const uint8_t* base, int level,
                          std::vector<uint8_t>& out) {
   thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
@@ -128,7 +161,7 @@ void encode_split_planes(const uint8_t* src, size_t size, size_t width, bool rot
   for (size_t b = 0; b < width; b++) {
     const uint8_t* plane = planes.data() + b * n;
     uint8_t* head = out.data() + at;
-    const size_t z = ZSTD_compressCCtx(cctx, head + 5, out.size() - at - 5, plane, n, level);
+    const size_t z = compress_plane(cctx, head + 5, out.size() - at - 5, plane, n, level);
     if (ZSTD_isError(z)) throw std::runtime_error(std::string("zstd compress: ") + ZSTD_getErrorName(z));
     const bool packed = z < n;
     if (!packed) std::memcpy(head + 5, plane, n);
@@ -188,6 +221,7 @@ void InitCodec(Napi::Env env, Napi::Object exports) {
   auto zstd = Napi::Object::New(env);
   zstd.Set("compress", Napi::Function::New(env, Compress));
   zstd.Set("decompress", Napi::Function::New(env, Decompress));
+  zstd.Set("compressPlane", Napi::Function::New(env, CompressPlane));
   zstd.Set("compressPlanes", Napi::Function::New(env, CompressPlanes));
   zstd.Set("decompressPlanes", Napi::Function::New(env, DecompressPlanes));
   zstd.Set("version", Napi::String::New(env, ZSTD_versionString()));

@@ -11,6 +11,7 @@ export interface Codec {
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
   /** Planes + zstd fused (src/store/encoding.ts defines the transform); absent without the addon. */
   compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
+  compressPlane?(plane: Uint8Array, level: number): Uint8Array;
   decompressPlanes?(src: Uint8Array, decodedSize: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array;
   /** e.g. "zstd 1.5.4 (native)" or "zstd (JavaScript decoder only)". */
   description: string;
@@ -20,6 +21,7 @@ interface NativeZstd {
   compress(src: Uint8Array, level: number): Buffer;
   decompress(src: Uint8Array, size: number): Buffer;
   compressPlanes(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Buffer;
+  compressPlane(plane: Uint8Array, level: number): Buffer;
   decompressPlanes(src: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null): Buffer;
   version: string;
 }
@@ -35,6 +37,7 @@ export function storeCodec(): Codec {
       compress: (src, level) => zstd.compress(src, level),
       decompress: (src, size) => zstd.decompress(src, size),
       compressPlanes: (src, width, rotate, base, level) => zstd.compressPlanes(src, width, rotate, base, level),
+      compressPlane: (plane, level) => zstd.compressPlane(plane, level),
       decompressPlanes: (src, size, width, rotate, base) => zstd.decompressPlanes(src, size, width, rotate, base),
       description: `zstd ${zstd.version} (native)`,
     };

@@ -53,6 +53,8 @@ export interface Codec {
    * splitPlanes() below does the same in TypeScript around compress().
    */
   compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
+  /** zstd with the parameters compressPlanes uses for each plane (tuned for byte planes); compress() when absent. */
+  compressPlane?(plane: Uint8Array, level: number): Uint8Array;
   /** The inverse of compressPlanes. */
   decompressPlanes?(src: Uint8Array, decodedSize: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array;
 }
@@ -327,7 +329,7 @@ function plainEncoded(plan: EncodingPlan, size: number, body: Uint8Array): Encod
  * byte for byte, given the same zstd.
  */
 export function splitPlanes(bytes: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null,
-  compress: NonNullable<Codec['compress']>, level: number): Uint8Array {
+  compress: (plane: Uint8Array, level: number) => Uint8Array, level: number): Uint8Array {
   const planes = toPlanes(base ? zigzagDelta(bytes, base, width) : bytes, width, rotate && !base);
   const n = bytes.length / width;
   const parts: Uint8Array[] = [];
@@ -437,7 +439,7 @@ export function isDelta(encoding: number): boolean {
 function compressPlanes(codec: Codec, compress: NonNullable<Codec['compress']>, bytes: Uint8Array, width: number, rotate: boolean,
   base: Uint8Array | null, level: number): Uint8Array {
   if (codec.compressPlanes) return codec.compressPlanes(bytes, width, rotate, base, level);
-  return splitPlanes(bytes, width, rotate, base, compress, level);
+  return splitPlanes(bytes, width, rotate, base, codec.compressPlane ?? compress, level);
 }
 
 function checkWidth(id: string, width: number, size: number): void {
