@@ -162,6 +162,11 @@ function tensorRepo(i: number): string {
 
 let repo = '';
 let k = 0;
+// Without compression first (chunks stored raw): what hashing, chunking and writing the pack cost alone.
+const rawAddS = medianSeconds(runs, () => run('git', ['add', 'model.safetensors'], repo), () => {
+  repo = tensorRepo(k++);
+  run('git', ['config', 'tensor.compression', 'false'], repo);
+});
 const addS = medianSeconds(runs, () => run('git', ['add', 'model.safetensors'], repo), () => (repo = tensorRepo(k++)));
 const addRssKiB = Number(readFileSync(join(work, 'rss.txt'), 'utf8').trim().split('\n').pop());
 run('git', ['commit', '-qm', 'base'], repo);
@@ -211,6 +216,7 @@ const rows: (string | number)[][] = [
   ['git checkout, pass-through filter (floor)', floorCheckoutS, fileGiB / floorCheckoutS, `${(floorCheckoutS / cpS).toFixed(2)}x cp`, ''],
   ['openssl dgst -sha256 (baseline)', opensslS, fileGiB / opensslS, '', ''],
   ['cp (baseline)', cpS, fileGiB / cpS, '', ''],
+  ['git-tensor: git add, compression off', rawAddS, fileGiB / rawAddS, `${(rawAddS / opensslS).toFixed(2)}x openssl, ${(rawAddS / floorAddS).toFixed(2)}x floor`, ''],
   ['git-tensor: git add', addS, fileGiB / addS, `${(addS / opensslS).toFixed(2)}x openssl (target <= 2x), ${(addS / floorAddS).toFixed(2)}x floor`, `${(addRssKiB / 1024).toFixed(0)} MiB`],
   ['git-tensor: git checkout', checkoutS, fileGiB / checkoutS, `${(checkoutS / cpS).toFixed(2)}x cp (target <= 2x), ${(checkoutS / floorCheckoutS).toFixed(2)}x floor`, `${(checkoutRssKiB / 1024).toFixed(0)} MiB`],
 ];

@@ -42,7 +42,7 @@ export function pointerSource(p: Extract<Pointer, { kind: 'safetensors' }>, stor
     id: blob ? blob.slice(0, 10) : p.header.id.slice(0, 10),
     metadata: p.metadata,
     tensors: p.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: t.id })),
-    read: (t) => store.read(t.id!, { file: path, tensor: t.name }),
+    read: (t) => store.readAsync(t.id!, { file: path, tensor: t.name }),
   };
 }
 

@@ -92,8 +92,9 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
     }
     case 'elementwise': {
       const { base, ours, theirs } = plan;
-      const read = (t: PointerTensor) => store.read(t.id, { file: path, tensor: name });
-      const merged = await mergeElements(read(base), read(ours), read(theirs), ours.dtype as DType, strategy);
+      const read = (t: PointerTensor) => store.readAsync(t.id, { file: path, tensor: name });
+      const [b, o, t] = await Promise.all([read(base), read(ours), read(theirs)]);
+      const merged = await mergeElements(b, o, t, ours.dtype as DType, strategy);
       if (merged.data === null) {
         return { tensor: ours, report: { name, outcome: 'conflict', counts: merged.counts, strategy: strategy.name, reason: `${merged.counts.conflict} element(s) changed differently on both sides` } };
       }

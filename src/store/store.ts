@@ -170,6 +170,21 @@ export class ObjectStore {
     }
   }
 
+  /** read() through streamChunks: decoded off the JS thread where the addon is, each chunk checked against its id. */
+  async readAsync(id: string, data: { file?: string; tensor?: string } = {}): Promise<Buffer> {
+    const loc = this.locate(id);
+    if (!loc) throw new MissingObject(id, data);
+    const out = Buffer.allocUnsafe(loc.decodedSize);
+    let at = 0;
+    for await (const piece of this.streamChunks(id, data)) {
+      if (at + piece.length > out.length) throw new CorruptObjectError(id, `decodes to more than its ${loc.decodedSize} bytes`, data);
+      piece.copy(out, at);
+      at += piece.length;
+    }
+    if (at !== out.length) throw new CorruptObjectError(id, `decoded ${at} bytes, expected ${loc.decodedSize}`, data);
+    return out;
+  }
+
   /** What the addon needs to decode one chunk: its payload's layout, and a delta's base decoded here. */
   private decodeItem(chunkId: Buffer, length: number, data: { file?: string; tensor?: string }): DecodeItem {
     const hex = chunkId.toString('hex');
