@@ -10,6 +10,7 @@
 #include "codec.h"
 
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -159,43 +160,78 @@ Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
 enum class BodyMode { raw = 0, joined = 1, split = 2 };
 
 struct DecodeItem {
-  PlaneItem planes;  // src = the payload body
+  PlaneItem planes;  // src = the payload body; planes.base = decoded base bytes, if given as bytes
   BodyMode mode = BodyMode::raw;
   size_t size = 0;
   const uint8_t* id = nullptr;
+  std::shared_ptr<DecodeItem> base_item;  // a delta base still to decode (its own chain, bounded)
 };
 
-// decode(items: [body, mode, size, width, rotate, base | null, id][], out) -> Promise<void>: each item's
-// bytes (BodyMode: raw, joined or split planes) written one after the other into `out`, each checked
-// against its 32-byte SHA-256 id. Rejects naming the first chunk that fails.
+// A delta chain is at most MAX_DELTA_DEPTH (4) long; anything deeper is a damaged store.
+constexpr size_t kMaxChain = 16;
+
+// [body, mode, size, width, rotate, base, id], base being null, the decoded base bytes, or the base's
+// own item (decoded here first, so a delta's whole chain is decoded off the JS thread).
+std::shared_ptr<DecodeItem> parse_decode_item(Napi::Env env, const Napi::Value& v, size_t depth) {
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "decode: each item must be an array");
+  if (depth > kMaxChain) throw Napi::RangeError::New(env, "decode: delta chain too deep");
+  Napi::Array a = v.As<Napi::Array>();
+  auto item = std::make_shared<DecodeItem>();
+  const uint32_t mode = a.Get(1u).As<Napi::Number>().Uint32Value();
+  if (mode > 2) throw Napi::RangeError::New(env, "decode: unknown body mode");
+  item->mode = static_cast<BodyMode>(mode);
+  item->size = static_cast<size_t>(a.Get(2u).As<Napi::Number>().Int64Value());
+  const Napi::Value base = a.Get(5u);
+  Napi::Array planes = Napi::Array::New(env, 4);
+  planes.Set(0u, a.Get(0u));
+  planes.Set(1u, a.Get(3u));
+  planes.Set(2u, a.Get(4u));
+  planes.Set(3u, base.IsArray() ? env.Null() : base);
+  item->planes = plane_item(planes, 0, "decode");
+  if (base.IsArray()) {
+    item->base_item = parse_decode_item(env, base, depth + 1);
+    if (item->base_item->size != item->size) throw Napi::RangeError::New(env, "decode: base and chunk differ in size");
+  }
+  const View id = view_of(a.Get(6u), "decode: id");
+  if (id.size != 32) throw Napi::RangeError::New(env, "decode: an id must be 32 bytes");
+  item->id = id.data;
+  if (item->size % item->planes.width) throw Napi::RangeError::New(env, "decode: a chunk is not a whole number of elements");
+  if (item->planes.base.data && item->planes.base.size != item->size) throw Napi::RangeError::New(env, "decode: base and chunk differ in size");
+  if (item->mode == BodyMode::raw && item->planes.src.size != item->size) throw Napi::RangeError::New(env, "decode: a raw payload differs from its size");
+  return item;
+}
+
+// Decodes `it` into `out` (it.size bytes), its base chain first. Only the outermost chunk is hashed: a
+// wrong base makes a wrong chunk, which its id then rejects.
+void decode_item(const DecodeItem& it, uint8_t* out, size_t depth) {
+  thread_local std::vector<std::vector<uint8_t>> bases(kMaxChain + 1);
+  const uint8_t* base = it.planes.base.data;
+  if (it.base_item) {
+    std::vector<uint8_t>& scratch = bases[depth];
+    scratch.resize(it.base_item->size);
+    decode_item(*it.base_item, scratch.data(), depth + 1);
+    base = scratch.data();
+  }
+  const PlaneItem& p = it.planes;
+  if (it.mode == BodyMode::raw) std::memcpy(out, p.src.data, it.size);
+  else if (it.mode == BodyMode::joined) decode_joined_planes(p.src.data, p.src.size, it.size, p.width, p.rotate, base, out);
+  else decode_split_planes(p.src.data, p.src.size, it.size, p.width, p.rotate, base, out);
+}
+
+// decode(items: [body, mode, size, width, rotate, base, id][], out) -> Promise<void>: each item's bytes
+// (BodyMode: raw, joined or split planes; base: null, bytes, or the base's own item) written one after
+// the other into `out`, each checked against its 32-byte SHA-256 id. Rejects naming the first chunk
+// that fails.
 Napi::Value Decode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsArray()) throw Napi::TypeError::New(env, "decode: items must be an array");
   Napi::Array list = info[0].As<Napi::Array>();
   const View out = view_of(info[1], "decode: out");
-  auto items = std::make_shared<std::vector<DecodeItem>>();
+  auto items = std::make_shared<std::vector<std::shared_ptr<DecodeItem>>>();
   size_t total = 0;
   for (uint32_t k = 0; k < list.Length(); k++) {
-    Napi::Array a = list.Get(k).As<Napi::Array>();
-    DecodeItem item;
-    const uint32_t mode = a.Get(1u).As<Napi::Number>().Uint32Value();
-    if (mode > 2) throw Napi::RangeError::New(env, "decode: unknown body mode");
-    item.mode = static_cast<BodyMode>(mode);
-    item.size = static_cast<size_t>(a.Get(2u).As<Napi::Number>().Int64Value());
-    Napi::Array planes = Napi::Array::New(env, 4);
-    planes.Set(0u, a.Get(0u));
-    planes.Set(1u, a.Get(3u));
-    planes.Set(2u, a.Get(4u));
-    planes.Set(3u, a.Get(5u));
-    item.planes = plane_item(planes, 0, "decode");
-    const View id = view_of(a.Get(6u), "decode: id");
-    if (id.size != 32) throw Napi::RangeError::New(env, "decode: an id must be 32 bytes");
-    item.id = id.data;
-    if (item.size % item.planes.width) throw Napi::RangeError::New(env, "decode: a chunk is not a whole number of elements");
-    if (item.planes.base.data && item.planes.base.size != item.size) throw Napi::RangeError::New(env, "decode: base and chunk differ in size");
-    if (item.mode == BodyMode::raw && item.planes.src.size != item.size) throw Napi::RangeError::New(env, "decode: a raw payload differs from its size");
-    total += item.size;
-    items->push_back(item);
+    items->push_back(parse_decode_item(env, list.Get(k), 0));
+    total += items->back()->size;
   }
   if (total != out.size) throw Napi::RangeError::New(env, "decode: out is not the size of the chunks");
   uint8_t* dst = const_cast<uint8_t*>(out.data);
@@ -203,19 +239,16 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
       info, total,
       [items, dst] {
         uint8_t* at = dst;
-        for (const DecodeItem& it : *items) {
-          const PlaneItem& p = it.planes;
+        for (const auto& it : *items) {
           try {
-            if (it.mode == BodyMode::raw) std::memcpy(at, p.src.data, it.size);
-            else if (it.mode == BodyMode::joined) decode_joined_planes(p.src.data, p.src.size, it.size, p.width, p.rotate, p.base.data, at);
-            else decode_split_planes(p.src.data, p.src.size, it.size, p.width, p.rotate, p.base.data, at);
+            decode_item(*it, at, 0);
           } catch (const std::exception& e) {
-            throw std::runtime_error("chunk " + hex16(it.id) + ": " + e.what());
+            throw std::runtime_error("chunk " + hex16(it->id) + ": " + e.what());
           }
           uint8_t digest[32];
-          sha256(at, it.size, digest);
-          if (std::memcmp(digest, it.id, 32) != 0) throw std::runtime_error("chunk " + hex16(it.id) + ": content hashes to " + hex16(digest));
-          at += it.size;
+          sha256(at, it->size, digest);
+          if (std::memcmp(digest, it->id, 32) != 0) throw std::runtime_error("chunk " + hex16(it->id) + ": content hashes to " + hex16(digest));
+          at += it->size;
         }
       },
       [](Napi::Env env) { return env.Undefined(); });

@@ -8,8 +8,11 @@ import { cpuAddon } from './addon.js';
 /** One chunk to compress: [bytes, element width, rotate the sign, delta base or null]. */
 export type PlanesItem = [Uint8Array, number, boolean, Uint8Array | null];
 
-/** One chunk to decode: [body, body mode (0 raw, 1 one zstd frame, 2 split planes), size, width, rotate, base or null, 32-byte id]. */
-export type DecodeItem = [Uint8Array, number, number, number, boolean, Uint8Array | null, Uint8Array];
+/**
+ * One chunk to decode: [body, body mode (0 raw, 1 one zstd frame, 2 split planes), size, width, rotate,
+ * delta base (null, its decoded bytes, or its own item), 32-byte id].
+ */
+export type DecodeItem = [Uint8Array, number, number, number, boolean, Uint8Array | DecodeItem | null, Uint8Array];
 
 export interface ChunkBatches {
   /** SHA-256 of each consecutive piece of `data` (`lengths` bytes each): 32 bytes per piece. */

@@ -78,6 +78,21 @@ describe.skipIf(!batches)('chunk batches in the addon', () => {
       .rejects.toThrow(new RegExp(`chunk ${sha(good).toString('hex').slice(0, 16)}: plane 3`));
   });
 
+  it.skipIf(!batches?.decode)('decodes a delta chain given as nested items, and rejects a chain with the wrong base', async () => {
+    const v0 = bytes(8192, 11);
+    const v1 = Uint8Array.from(v0, (x, i) => (i % 97 === 0 ? x ^ 1 : x));
+    const v2 = Uint8Array.from(v1, (x, i) => (i % 89 === 0 ? x ^ 2 : x));
+    const [z0, z1, z2] = await batches!.compressPlanes!([[v0, 4, true, null], [v1, 4, false, v0], [v2, 4, false, v1]], 1);
+    const item0: DecodeItem = [z0!, BodyMode.split, v0.length, 4, true, null, sha(v0)];
+    const item1: DecodeItem = [z1!, BodyMode.split, v1.length, 4, false, item0, sha(v1)];
+    const item2: DecodeItem = [z2!, BodyMode.split, v2.length, 4, false, item1, sha(v2)];
+    const out = Buffer.alloc(v2.length);
+    await batches!.decode!([item2], out);
+    expect(out.equals(Buffer.from(v2))).toBe(true);
+    const wrongBase: DecodeItem = [z2!, BodyMode.split, v2.length, 4, false, item0, sha(v2)];
+    await expect(batches!.decode!([wrongBase], out)).rejects.toThrow(/content hashes to/);
+  });
+
   it('checks its arguments before running', async () => {
     expect(() => batches!.hash(new Uint8Array(4), [4] as unknown as Uint32Array)).toThrow(/Uint32Array/);
     expect(() => batches!.compressPlanes?.([[new Uint8Array(6), 4, false, null]], 1)).toThrow(/whole number of elements/);
