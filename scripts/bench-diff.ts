@@ -2,7 +2,7 @@
 // Usage: npx tsx scripts/bench-diff.ts [--mib 1024] [--runs 3] [--keep]  (--keep leaves the repositories for profiling)
 // Builds a repository with two commits of a generated checkpoint (3/4 of the bytes F32, 1/4 BF16,
 // 4096 columns) and prints, for two kinds of change between them:
-//   * the baseline: ObjectStore.read of every tensor of both versions (what any comparison must read),
+//   * the baseline: ObjectStore.readAsync of every tensor of both versions (what any comparison must read),
 //     in a fresh node process,
 //   * `git tensor diff HEAD~1 HEAD` (a separate process, as a user runs it),
 //   * `git diff HEAD~1 HEAD`: time until its first line and in all (git smudges both versions to
@@ -150,15 +150,16 @@ for (const [label, changes] of scenarios) {
   run(['add', '.']);
   run(['commit', '-q', '-m', 'fine-tune']);
 
-  // Baseline: read every tensor of both versions from the store (hash-verified, ObjectStore.read), in a
-  // fresh process as `git tensor diff` runs in one: process start-up is in both numbers.
+  // Baseline: read every tensor of both versions from the store (hash-verified, ObjectStore.readAsync: the
+  // fastest read there is, decoded in the addon), in a fresh process as `git tensor diff` runs in one:
+  // process start-up is in both numbers.
   const reader = `
     import { readFileSync } from 'node:fs';
     import { ObjectStore } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/store/store.js')).href)};
     import { parsePointer } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/format/pointer.js')).href)};
     import { storeCodec } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/codec.js')).href)};
     const store = ObjectStore.open(process.argv[1], { codec: storeCodec() });
-    for (const f of process.argv.slice(2)) for (const t of parsePointer(readFileSync(f, 'utf8')).tensors) store.read(t.id);`;
+    for (const f of process.argv.slice(2)) for (const t of parsePointer(readFileSync(f, 'utf8')).tensors) await store.readAsync(t.id);`;
   const pointerFiles = ['HEAD~1', 'HEAD'].map((r, k) => {
     const f = join(work, `pointer-${k}.txt`);
     writeFileSync(f, run(['cat-file', 'blob', `${r}:model.safetensors`]));
