@@ -9,6 +9,11 @@ import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from './fetch.js';
 import { widenPipes } from '../kernels/io.js';
+import { git, gitRaw } from '../git/exec.js';
+import { invokingGitCommand } from '../git/invoker.js';
+
+/** git commands whose smudges only feed diff drivers and textconv. */
+const DIFF_COMMANDS = new Set(['diff', 'show', 'log', 'whatchanged']);
 
 export interface FilterProcessOptions {
   input?: AsyncIterable<Buffer>;
@@ -32,6 +37,21 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
     }
   };
   if (!opts.input) widenPipes([0, 1]);
+  const trace = (line: string) => {
+    if (process.env.GIT_TENSOR_TRACE === '1') process.stderr.write(`git-tensor: ${line}\n`);
+  };
+  const invoker = opts.input ? null : invokingGitCommand();
+  /**
+   * `git diff`, `git show` and `git log -p` write both sides of a change to temporary files before they
+   * run a diff driver or textconv, smudging each through this filter: seconds per GiB before the first
+   * line. git-tensor's driver and textconv read tensors from the store by pointer (docs/diff.md), so for
+   * those commands, when the path's diff driver is git-tensor's and no external diff or difftool takes
+   * the files, the smudge hands back the pointer. GIT_TENSOR_DIFF_SMUDGE=1 turns this off.
+   */
+  const diffContext = !!invoker && DIFF_COMMANDS.has(invoker) && process.env.GIT_TENSOR_DIFF_SMUDGE !== '1' &&
+    !process.env.GIT_EXTERNAL_DIFF && gitRaw(['config', '--get', 'diff.external'], { okCodes: [1] }).status === 1;
+  const feedsOnlyOurDiff = (path: string): boolean =>
+    diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
   await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
       const writer = store.beginWrite();
@@ -53,6 +73,10 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       // Not a pointer (committed before the file was tracked, or a conflict left by a text merge): git's
       // content goes to the working tree untouched, as git-lfs does, so nothing is ever hidden or lost.
       if (skipSmudge || blob.length > MAX_POINTER_BYTES || !looksLikePointer(blob)) return [blob];
+      if (feedsOnlyOurDiff(req.pathname)) {
+        trace(`smudge ${req.pathname}: left as a pointer for git ${invoker} (git-tensor's diff reads the store)`);
+        return [blob];
+      }
       let plan = planRestore(store, blob.toString('utf8'), req.pathname);
       // Objects not here yet (a lazy clone): download them from the remote, with the rest of this tree.
       if (plan.missing.length && (await lazy.fetch(plan.missing, { file: req.pathname, treeish: req.meta.treeish }))) {

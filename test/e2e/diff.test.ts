@@ -91,6 +91,28 @@ describe('git diff, git show and git log -p print the table', () => {
     expect(out).toMatch(/^\+git-tensor checkpoint [0-9a-f]{10}: 17 tensors, /m);
   });
 
+  it('git diff/show/log -p do not smudge the checkpoint into temporary files; checkout and GIT_TENSOR_DIFF_SMUDGE=1 do', () => {
+    const trace = { GIT_TENSOR_TRACE: '1' };
+    const left = /git-tensor: smudge model\.safetensors: left as a pointer for git (diff|show|log)/;
+    for (const args of [['diff', 'HEAD~1', 'HEAD'], ['-c', 'core.pager=cat', 'show', 'HEAD'], ['log', '-p', '-1']]) {
+      const r = repo.git(args, { env: trace });
+      expect(r.stderr).toMatch(left);
+      expectTable(r.stdout);
+    }
+    const full = repo.git(['diff', 'HEAD~1', 'HEAD'], { env: { ...trace, GIT_TENSOR_DIFF_SMUDGE: '1' } });
+    expect(full.stderr).not.toMatch(left);
+    expectTable(full.stdout);
+    // an external diff program gets the real files
+    const external = repo.git(['diff', 'HEAD~1', 'HEAD'], { env: { ...trace, GIT_EXTERNAL_DIFF: 'true' } });
+    expect(external.stderr).not.toMatch(left);
+    repo.git(['checkout', 'HEAD~1', '--', 'model.safetensors'], { env: trace });
+    try {
+      expect(repo.read('model.safetensors').equals(toSafetensors(base, { format: 'pt' }))).toBe(true);
+    } finally {
+      repo.git(['checkout', 'HEAD', '--', 'model.safetensors']);
+    }
+  });
+
   it('`--stat`, `--numstat` and `--name-only` are untouched (they count pointer lines)', () => {
     expect(repo.git(['diff', '--name-only', 'HEAD~1', 'HEAD']).stdout).toBe('model.safetensors\n');
     expect(repo.git(['diff', '--numstat', 'HEAD~1', 'HEAD']).stdout).toBe('4\t4\tmodel.safetensors\n');
