@@ -54,7 +54,10 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
   await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
-      const writer = store.beginWrite();
+      // `git diff` cleans a changed working-tree file only to learn its blob id: hash, store nothing.
+      const compareOnly = diffContext && invoker === 'diff';
+      if (compareOnly) trace(`clean ${req.pathname}: ids only, nothing stored (git diff compares, it does not add)`);
+      const writer = store.beginWrite({ hashOnly: compareOnly });
       try {
         const ingest = new Ingest(writer, req.pathname, await previousVersion(req.pathname));
         for await (const bytes of content) await ingest.push(bytes);

@@ -270,14 +270,22 @@ export class ObjectStore {
     return this.chunkRefs(id, loc).map((c) => ({ ...c, depth: this.locate(c.id, false)?.depth ?? 0 }));
   }
 
-  beginWrite(): ObjectWriter {
-    return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir));
+  /**
+   * Starts adding objects. `hashOnly`: compute the ids a clean would give (tensor and header ids) and
+   * store nothing, for a git command that only compares (the clean `git diff` runs on a changed
+   * working-tree file); chunk ids are then not computed at all.
+   */
+  beginWrite(opts: { hashOnly?: boolean } = {}): ObjectWriter {
+    return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir), opts.hashOnly === true);
   }
 
   close(): void {
     for (const p of this.packs) p.close();
   }
 }
+
+/** The chunk id a hash-only writer gives: chunk ids are never computed there, nothing refers to them. */
+const NO_ID = Buffer.alloc(32);
 
 /** Bytes of chunks decoded per addon call by streamChunks, and how many such calls run at once. */
 const DECODE_WINDOW_BYTES = 4 * 1024 * 1024;
@@ -300,7 +308,7 @@ export class ObjectWriter {
   /** After abort, late puts (e.g. a digest that arrives after a failure) are dropped, never written. */
   private aborted = false;
 
-  constructor(readonly store: ObjectStore, private readonly pack: PackWriter) {}
+  constructor(readonly store: ObjectStore, private readonly pack: PackWriter, private readonly hashOnly = false) {}
 
   has(id: Buffer): boolean {
     return this.pack.has(id.toString('hex')) || this.store.has(id);
@@ -308,7 +316,7 @@ export class ObjectWriter {
 
   /** Stores `data` as a raw object; `id` may be passed when the caller has already hashed it. */
   putBlob(data: Uint8Array, id: Buffer = sha256(data)): Buffer {
-    if (!this.aborted && !this.has(id)) {
+    if (!this.hashOnly && !this.aborted && !this.has(id)) {
       this.pack.append(id, Encoding.raw, data.length, data);
       this.bytesWritten += data.length;
     }
@@ -322,6 +330,7 @@ export class ObjectWriter {
    * only if that chunk is new). Hashing and compression run in the addon when it is there.
    */
   async putChunks(data: Uint8Array, lengths: number[], hint: { width: number; float?: boolean; base?: (k: number) => EncodeHint['base'] }): Promise<Buffer[]> {
+    if (this.hashOnly) return lengths.map(() => NO_ID);
     const batches = chunkBatches();
     const offsets: number[] = [];
     lengths.reduce((at, n) => (offsets.push(at), at + n), 0);
@@ -354,7 +363,7 @@ export class ObjectWriter {
   }
 
   putChunkList(id: Buffer, decodedSize: number, chunks: ChunkRef[]): void {
-    if (this.aborted || this.has(id)) return;
+    if (this.hashOnly || this.aborted || this.has(id)) return;
     const payload = Buffer.allocUnsafe(chunks.length * CHUNK_LIST_RECORD_BYTES);
     chunks.forEach((c, k) => {
       c.id.copy(payload, k * CHUNK_LIST_RECORD_BYTES);

@@ -3,6 +3,8 @@
 // configures), `--stat`/`--name-only` stay as they were, and `git tensor diff` / `git tensor log` give
 // the same analysis with revisions, paths, --cached, --json and a tokenizer.
 
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { addLowRank, addSparse, edit, gaussianModel, moveRows, rescale, tokenizerJson } from '../helpers/diff-models.js';
 import { toSafetensors, type TensorInput } from '../helpers/models.js';
@@ -63,6 +65,26 @@ describe('git diff, git show and git log -p print the table', () => {
       expect(row(out, V)).toMatch(/rescale x0\.9901/); // going back from the fine-tune
       expect(out).toMatch(/tokens: model\.embed_tokens\.weight rows moved most: " election" [^,]+, " ballot" [^,]+, "vote"/);
     } finally {
+      repo.git(['checkout', '--', 'model.safetensors']);
+    }
+    expect(repo.git(['status', '--porcelain']).stdout).toBe('');
+  });
+
+  it('`git diff` of a working-tree change hashes it without storing anything; `git add` then stores it', () => {
+    const third = edit(tuned, Q, (t) => rescale(t, 1.5));
+    repo.write('model.safetensors', toSafetensors(third, { format: 'pt' }));
+    const packs = () => readdirSync(join(repo.dir, '.git', 'tensor', 'packs')).sort();
+    const before = packs();
+    try {
+      const r = repo.git(['diff'], { env: { GIT_TENSOR_TRACE: '1' } });
+      expect(r.stderr).toMatch(/clean model\.safetensors: ids only, nothing stored/);
+      expect(row(r.stdout, Q)).toMatch(/rescale x1\.5000/);
+      expect(packs()).toEqual(before);
+      repo.git(['add', 'model.safetensors']);
+      expect(packs().length).toBeGreaterThan(before.length);
+      expect(repo.gitTensor(['fsck']).status).toBe(0);
+    } finally {
+      repo.git(['reset', '-q', '--', 'model.safetensors']);
       repo.git(['checkout', '--', 'model.safetensors']);
     }
     expect(repo.git(['status', '--porcelain']).stdout).toBe('');
