@@ -1,5 +1,7 @@
 // Owns `git-tensor filter-process`: git's long-running clean/smudge filter, one process per git command.
 
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { formatError, MissingObjectsError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
@@ -11,6 +13,16 @@ import { LazyFetcher } from './fetch.js';
 import { widenPipes } from '../kernels/io.js';
 import { git, gitRaw } from '../git/exec.js';
 import { invokingGitCommand } from '../git/invoker.js';
+
+/** What identifies one version of a working-tree file without reading it; null when it cannot be stat'ed. */
+function statKey(file: string): string | null {
+  try {
+    const st = statSync(file, { bigint: true });
+    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  } catch {
+    return null;
+  }
+}
 
 /** git commands whose smudges only feed diff drivers and textconv. */
 const DIFF_COMMANDS = new Set(['diff', 'show', 'log', 'whatchanged']);
@@ -50,20 +62,30 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
    */
   const diffContext = !!invoker && DIFF_COMMANDS.has(invoker) && process.env.GIT_TENSOR_DIFF_SMUDGE !== '1' &&
     !process.env.GIT_EXTERNAL_DIFF && gitRaw(['config', '--get', 'diff.external'], { okCodes: [1] }).status === 1;
+  const comparedFiles = new Map<string, { key: string; pointer: Buffer }>();
   const feedsOnlyOurDiff = (path: string): boolean =>
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
   await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
     async clean(req, content) {
       // `git diff` cleans a changed working-tree file only to learn its blob id: hash, store nothing.
+      // It cleans the same file twice (to see that it changed, then for the diff itself): the second
+      // time, an unchanged file (same size, times and inode) gets the first answer.
       const compareOnly = diffContext && invoker === 'diff';
+      const fileKey = compareOnly ? statKey(join(repo.topLevel, req.pathname)) : null;
+      const known = fileKey ? comparedFiles.get(req.pathname) : undefined;
+      if (known && known.key === fileKey) {
+        trace(`clean ${req.pathname}: unchanged since this git diff hashed it, ids reused`);
+        return known.pointer; // the adapter drains the content git sends
+      }
       if (compareOnly) trace(`clean ${req.pathname}: ids only, nothing stored (git diff compares, it does not add)`);
       const writer = store.beginWrite({ hashOnly: compareOnly });
       try {
         const ingest = new Ingest(writer, req.pathname, await previousVersion(req.pathname));
         for await (const bytes of content) await ingest.push(bytes);
-        const pointer = await ingest.finish();
+        const pointer = Buffer.from(await ingest.finish(), 'utf8');
         writer.commit();
-        return Buffer.from(pointer, 'utf8');
+        if (fileKey && statKey(join(repo.topLevel, req.pathname)) === fileKey) comparedFiles.set(req.pathname, { key: fileKey, pointer });
+        return pointer;
       } catch (err) {
         writer.abort();
         throw err;

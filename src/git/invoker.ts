@@ -2,7 +2,8 @@
 // context-dependent choice: a smudge that only feeds git-tensor's own diff driver (see
 // commands/filter-process.ts). Anywhere the answer is unclear it is null, and callers do the safe thing.
 
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
 
 /** Options of git itself that take the next argument as their value (git -c k=v, git -C dir, ...). */
 const OPTIONS_WITH_VALUE = new Set(['-c', '-C', '--config-env', '--exec-path', '--git-dir', '--work-tree', '--namespace', '--super-prefix', '--list-cmds', '--attr-source']);
@@ -20,6 +21,14 @@ export function gitSubcommand(argv: readonly string[]): string | null {
 function procArgv(pid: number): string[] | null {
   try {
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a, k, all) => a !== '' || k < all.length - 1);
+  } catch {
+    return null;
+  }
+}
+
+function executableName(pid: number): string | null {
+  try {
+    return basename(readlinkSync(`/proc/${pid}/exe`));
   } catch {
     return null;
   }
@@ -43,8 +52,9 @@ function parentPid(pid: number): number | null {
 export function invokingGitCommand(pid = process.ppid): string | null {
   let at: number | null = pid;
   for (let depth = 0; at && depth < 4; depth++) {
-    const argv = procArgv(at);
-    if (argv && argv.length && /(^|\/)git$/.test(argv[0]!)) return gitSubcommand(argv);
+    // The executable, not argv[0]: a process may rewrite its command line (npm's title "npm exec vitest
+    // run test/unit/git" ends in "git").
+    if (executableName(at) === 'git') return gitSubcommand(procArgv(at) ?? []);
     at = parentPid(at);
   }
   return null;
