@@ -150,13 +150,14 @@ class ChunkedObjectBuilder {
     /** The object's size when known: a small tensor gets a batch buffer its own size. */
     private readonly expectedBytes = Infinity,
   ) {
-    this.batch = this.newBatch();
+    this.batch = writer.hashOnly ? Buffer.alloc(0) : this.newBatch();
   }
 
   /** Appends bytes; a chunk ends each time `chunkBytes` have gathered. Settle `inFlight` between pushes. */
   push(bytes: Uint8Array): void {
     this.hash.update(bytes);
     this.size += bytes.length;
+    if (this.writer.hashOnly) return; // only the object's id is wanted: no chunks to cut
     let at = 0;
     while (at < bytes.length) {
       const k = Math.min(bytes.length - at, this.chunkBytes - (this.filled - this.chunkStart));
@@ -177,6 +178,7 @@ class ChunkedObjectBuilder {
 
   /** Stores the object and returns its id: a single chunk is its own object, more make a chunk list. */
   async finish(): Promise<string> {
+    if (this.writer.hashOnly) return this.hash.digest('hex');
     this.cut();
     this.submit();
     const ids = (await Promise.all(this.batches)).flat();

@@ -308,7 +308,7 @@ export class ObjectWriter {
   /** After abort, late puts (e.g. a digest that arrives after a failure) are dropped, never written. */
   private aborted = false;
 
-  constructor(readonly store: ObjectStore, private readonly pack: PackWriter, private readonly hashOnly = false) {}
+  constructor(readonly store: ObjectStore, private readonly pack: PackWriter, readonly hashOnly = false) {}
 
   has(id: Buffer): boolean {
     return this.pack.has(id.toString('hex')) || this.store.has(id);
