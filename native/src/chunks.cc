@@ -17,6 +17,7 @@
 
 #include "job.h"
 #include "planes.h"
+#include "view.h"
 
 #ifdef GT_WITH_ZSTD
 #include <zstd.h>
@@ -36,22 +37,6 @@ int EVP_DigestFinal_ex(EVP_MD_CTX* ctx, unsigned char* md, unsigned int* s);
 
 namespace gt {
 namespace {
-
-struct View {
-  const uint8_t* data = nullptr;
-  size_t size = 0;
-};
-
-View view_of(const Napi::Value& v, const char* what) {
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* data = nullptr;
-  if (!v.IsTypedArray() || napi_get_typedarray_info(v.Env(), v, &type, &length, &data, nullptr, nullptr) != napi_ok ||
-      type != napi_uint8_array) {
-    throw Napi::TypeError::New(v.Env(), std::string(what) + " must be a Uint8Array");
-  }
-  return {static_cast<const uint8_t*>(data), length};
-}
 
 void sha256(const uint8_t* data, size_t size, uint8_t out[32]) {
   thread_local EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -107,18 +92,16 @@ struct PlaneItem {
   View base;  // data == nullptr: no delta
 };
 
-PlaneItem plane_item(const Napi::Value& v, size_t size_hint_index, const char* what) {
-  Napi::Env env = v.Env();
-  if (!v.IsArray()) throw Napi::TypeError::New(env, std::string(what) + ": each item must be an array");
-  Napi::Array a = v.As<Napi::Array>();
+// The planes arguments of one item: its bytes, element width, sign rotation and delta base (or null).
+PlaneItem plane_item(const Napi::Value& src, const Napi::Value& width, const Napi::Value& rotate, const Napi::Value& base,
+                     const char* what) {
   PlaneItem item;
-  item.src = view_of(a.Get(size_hint_index), what);
-  item.width = a.Get(size_hint_index + 1).As<Napi::Number>().Uint32Value();
-  item.rotate = a.Get(size_hint_index + 2).ToBoolean().Value();
-  const Napi::Value base = a.Get(size_hint_index + 3);
+  item.src = view_of(src, what);
+  item.width = width.As<Napi::Number>().Uint32Value();
+  item.rotate = rotate.ToBoolean().Value();
   if (!base.IsNull() && !base.IsUndefined()) item.base = view_of(base, what);
   if (item.width != 1 && item.width != 2 && item.width != 4 && item.width != 8) {
-    throw Napi::RangeError::New(env, std::string(what) + ": width must be 1, 2, 4 or 8");
+    throw Napi::RangeError::New(src.Env(), std::string(what) + ": width must be 1, 2, 4 or 8");
   }
   return item;
 }
@@ -133,7 +116,10 @@ Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
   auto items = std::make_shared<std::vector<PlaneItem>>();
   size_t bytes = 0;
   for (uint32_t k = 0; k < list.Length(); k++) {
-    PlaneItem item = plane_item(list.Get(k), 0, "compressPlanes");
+    const Napi::Value v = list.Get(k);
+    if (!v.IsArray()) throw Napi::TypeError::New(env, "compressPlanes: each item must be an array");
+    Napi::Array a = v.As<Napi::Array>();
+    PlaneItem item = plane_item(a.Get(0u), a.Get(1u), a.Get(2u), a.Get(3u), "compressPlanes");
     if (item.src.size % item.width) throw Napi::RangeError::New(env, "compressPlanes: a chunk is not a whole number of elements");
     if (item.base.data && item.base.size != item.src.size) throw Napi::RangeError::New(env, "compressPlanes: base and chunk differ in size");
     bytes += item.src.size;
@@ -182,12 +168,7 @@ std::shared_ptr<DecodeItem> parse_decode_item(Napi::Env env, const Napi::Value& 
   item->mode = static_cast<BodyMode>(mode);
   item->size = static_cast<size_t>(a.Get(2u).As<Napi::Number>().Int64Value());
   const Napi::Value base = a.Get(5u);
-  Napi::Array planes = Napi::Array::New(env, 4);
-  planes.Set(0u, a.Get(0u));
-  planes.Set(1u, a.Get(3u));
-  planes.Set(2u, a.Get(4u));
-  planes.Set(3u, base.IsArray() ? env.Null() : base);
-  item->planes = plane_item(planes, 0, "decode");
+  item->planes = plane_item(a.Get(0u), a.Get(3u), a.Get(4u), base.IsArray() ? env.Null() : base, "decode");
   if (base.IsArray()) {
     item->base_item = parse_decode_item(env, base, depth + 1);
     if (item->base_item->size != item->size) throw Napi::RangeError::New(env, "decode: base and chunk differ in size");

@@ -7,6 +7,7 @@
 // the exports and the store keeps new chunks raw (it still reads compressed ones through the JS decoder).
 #include "codec.h"
 #include "planes.h"
+#include "view.h"
 
 #ifdef GT_WITH_ZSTD
 #include <zstd.h>
@@ -30,43 +31,30 @@ size_t compress_plane(ZSTD_CCtx* cctx, uint8_t* dst, size_t capacity, const uint
 
 namespace {
 
-struct View {
-  const uint8_t* data;
-  size_t size;
-};
-
-// Asks Node-API for the data pointer only: the chunk buffers of ingest live in SharedArrayBuffers, for
-// which asking for the ArrayBuffer fails.
-View view_of(const Napi::Value& v) {
-  if (!v.IsTypedArray()) throw Napi::TypeError::New(v.Env(), "zstd: expected a Uint8Array");
-  napi_typedarray_type type;
-  size_t length = 0;
-  void* data = nullptr;
-  if (napi_get_typedarray_info(v.Env(), v, &type, &length, &data, nullptr, nullptr) != napi_ok || type != napi_uint8_array) {
-    throw Napi::TypeError::New(v.Env(), "zstd: expected a Uint8Array");
-  }
-  return {static_cast<const uint8_t*>(data), length};
-}
-
-// compress(src: Uint8Array, level: number) -> Buffer
-Napi::Value Compress(const Napi::CallbackInfo& info) {
+// Compresses info[0] at level info[1] into a Buffer: plainly, or (`plane`) with the byte-plane parameters
+// of compress_plane. One reusable context and scratch buffer per thread: `git add` compresses thousands
+// of chunks, and a fresh context and a bound-sized buffer for each would dominate the cost of a small
+// chunk. (ZSTD_compressCCtx resets the advanced parameters compress_plane sets, so both can share it.)
+Napi::Value compress_one(const Napi::CallbackInfo& info, bool plane) {
   Napi::Env env = info.Env();
-  const View src = view_of(info[0]);
+  const View src = view_of(info[0], "zstd: the input");
   const int level = info[1].As<Napi::Number>().Int32Value();
-  // One reusable context and scratch buffer per thread: `git add` compresses thousands of chunks, and a
-  // fresh context and a bound-sized buffer for each would dominate the cost of a small chunk.
   thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
   thread_local std::vector<uint8_t> scratch;
   scratch.resize(ZSTD_compressBound(src.size));
-  const size_t n = ZSTD_compressCCtx(cctx, scratch.data(), scratch.size(), src.data, src.size, level);
+  const size_t n = plane ? compress_plane(cctx, scratch.data(), scratch.size(), src.data, src.size, level)
+                         : ZSTD_compressCCtx(cctx, scratch.data(), scratch.size(), src.data, src.size, level);
   if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd compress: ") + ZSTD_getErrorName(n));
   return Napi::Buffer<uint8_t>::Copy(env, scratch.data(), n);
 }
 
+// compress(src: Uint8Array, level: number) -> Buffer
+Napi::Value Compress(const Napi::CallbackInfo& info) { return compress_one(info, false); }
+
 // decompress(src: Uint8Array, size: number) -> Buffer of exactly `size` bytes, or an error.
 Napi::Value Decompress(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const View src = view_of(info[0]);
+  const View src = view_of(info[0], "zstd: the input");
   const size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
   thread_local ZSTD_DCtx* dctx = ZSTD_createDCtx();
   auto out = Napi::Buffer<uint8_t>::New(env, size);
@@ -89,7 +77,7 @@ PlaneArgs plane_args(const Napi::CallbackInfo& info, size_t at, size_t size) {
   if (size % width != 0) throw Napi::RangeError::New(env, "planes: size is not a whole number of elements");
   PlaneArgs a{width, info[at + 1].ToBoolean().Value(), {nullptr, 0}};
   if (!info[at + 2].IsNull() && !info[at + 2].IsUndefined()) {
-    a.base = view_of(info[at + 2]);
+    a.base = view_of(info[at + 2], "planes: the base");
     if (a.base.size != size) throw Napi::RangeError::New(env, "planes: base and chunk differ in size");
   }
   return a;
@@ -97,22 +85,12 @@ PlaneArgs plane_args(const Napi::CallbackInfo& info, size_t at, size_t size) {
 
 // compressPlane(plane, level) -> one plane's zstd frame, as encode_split_planes makes it (for the
 // TypeScript reference of split planes).
-Napi::Value CompressPlane(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  const View src = view_of(info[0]);
-  const int level = info[1].As<Napi::Number>().Int32Value();
-  thread_local ZSTD_CCtx* cctx = ZSTD_createCCtx();
-  thread_local std::vector<uint8_t> scratch;
-  scratch.resize(ZSTD_compressBound(src.size));
-  const size_t n = compress_plane(cctx, scratch.data(), scratch.size(), src.data, src.size, level);
-  if (ZSTD_isError(n)) throw Napi::Error::New(env, std::string("zstd compress: ") + ZSTD_getErrorName(n));
-  return Napi::Buffer<uint8_t>::Copy(env, scratch.data(), n);
-}
+Napi::Value CompressPlane(const Napi::CallbackInfo& info) { return compress_one(info, true); }
 
 // compressPlanes(src, width, rotate, base | null, level) -> the split-planes body (encode_split_planes).
 Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const View src = view_of(info[0]);
+  const View src = view_of(info[0], "zstd: the input");
   const PlaneArgs a = plane_args(info, 1, src.size);
   const int level = info[4].As<Napi::Number>().Int32Value();
   thread_local std::vector<uint8_t> body;
@@ -127,7 +105,7 @@ Napi::Value CompressPlanes(const Napi::CallbackInfo& info) {
 // decompressPlanes(body, size, width, rotate, base | null) -> the chunk's `size` bytes, or an error.
 Napi::Value DecompressPlanes(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const View body = view_of(info[0]);
+  const View body = view_of(info[0], "zstd: the input");
   const size_t size = static_cast<size_t>(info[1].As<Napi::Number>().Int64Value());
   const PlaneArgs a = plane_args(info, 2, size);
   auto out = Napi::Buffer<uint8_t>::New(env, size);
