@@ -61,20 +61,8 @@ export function loadBackend(env: NodeJS.ProcessEnv = process.env, addonPaths: re
   if (wanted === 'js') return jsOnly;
   const paths = wanted === 'cuda' ? [CUDA_ADDON_PATH, ...addonPaths] : addonPaths;
 
-  let addon: NativeAddon | null = null;
-  let addonPath: string | null = null;
-  const errors: string[] = [];
-  const require = createRequire(import.meta.url);
-  for (const p of paths) {
-    if (!existsSync(p)) continue;
-    try {
-      addon = require(p) as NativeAddon;
-      addonPath = p;
-      break;
-    } catch (err) {
-      errors.push(`${path.relative(root, p)}: ${(err as Error).message.split('\n')[0]}`);
-    }
-  }
+  const { exports, path: addonPath, errors } = requireFirst(paths);
+  const addon = exports as NativeAddon | null;
   if (!addon) {
     const why = errors.length ? errors.join('; ') : 'not built (run `npm run build:native`)';
     return { ...jsOnly, warning: `git-tensor: native kernels unavailable (${why}); using the slower JavaScript kernels` };
@@ -89,6 +77,21 @@ export function loadBackend(env: NodeJS.ProcessEnv = process.env, addonPaths: re
   };
 }
 
+/** Loads the first of `paths` that exists and loads; the others' load errors, one line each. */
+function requireFirst(paths: readonly string[]): { exports: Record<string, unknown> | null; path: string | null; errors: string[] } {
+  const errors: string[] = [];
+  const require = createRequire(import.meta.url);
+  for (const p of paths) {
+    if (!existsSync(p)) continue;
+    try {
+      return { exports: require(p) as Record<string, unknown>, path: p, errors };
+    } catch (err) {
+      errors.push(`${path.relative(root, p)}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  return { exports: null, path: null, errors };
+}
+
 let plain: Record<string, unknown> | null | undefined;
 
 /**
@@ -96,18 +99,7 @@ let plain: Record<string, unknown> | null | undefined;
  * GIT_TENSOR_KERNELS chose; null when it is missing or broken (the kernels loader reports why).
  */
 export function cpuAddon(): Record<string, unknown> | null {
-  if (plain !== undefined) return plain;
-  plain = null;
-  const require = createRequire(import.meta.url);
-  for (const p of ADDON_PATHS) {
-    if (!existsSync(p)) continue;
-    try {
-      plain = require(p) as Record<string, unknown>;
-      break;
-    } catch {
-      // try the next build
-    }
-  }
+  if (plain === undefined) plain = requireFirst(ADDON_PATHS).exports;
   return plain;
 }
 

@@ -131,11 +131,11 @@ class ChunkedObjectBuilder {
   private readonly batches: Promise<Buffer[]>[] = [];
   private batch: Buffer;
   private filled = 0;
-  /** Where the chunk being filled starts in `batch`, and the lengths of the chunks before it. */
+  /** Where the chunk being filled starts in `batch`, and the lengths of the batch's chunks before it. */
   private chunkStart = 0;
   private lengths: number[] = [];
-  private chunkCount = 0;
-  private lengthsAll: number[] = [];
+  /** The lengths of all chunks submitted so far, in order. */
+  private submitted: number[] = [];
   size = 0;
 
   constructor(
@@ -184,13 +184,13 @@ class ChunkedObjectBuilder {
     const ids = (await Promise.all(this.batches)).flat();
     const id = this.hash.digest();
     if (ids.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
-    else if (ids.length > 1) this.writer.putChunkList(id, this.size, ids.map((c, k) => ({ id: c, length: this.lengthsAll[k]! })));
+    else if (ids.length > 1) this.writer.putChunkList(id, this.size, ids.map((c, k) => ({ id: c, length: this.submitted[k]! })));
     return id.toString('hex');
   }
 
   private submit(): void {
     if (this.lengths.length === 0) return;
-    const first = this.chunkCount;
+    const first = this.submitted.length;
     const lengths = this.lengths;
     const base = (k: number): EncodeHint['base'] => {
       const related = this.baseChunks?.[first + k];
@@ -199,8 +199,7 @@ class ChunkedObjectBuilder {
     const stored = this.writer.putChunks(this.batch.subarray(0, this.filled), lengths, { width: this.width, float: this.float, base });
     this.inFlight.add(stored);
     this.batches.push(stored);
-    this.lengthsAll.push(...lengths);
-    this.chunkCount += lengths.length;
+    this.submitted.push(...lengths);
     this.lengths = [];
     this.batch = this.newBatch();
     this.filled = 0;
@@ -209,7 +208,7 @@ class ChunkedObjectBuilder {
 
   private newBatch(): Buffer {
     const chunks = Math.max(1, Math.floor(BATCH_BYTES / this.chunkBytes));
-    const left = Math.ceil(Math.max(1, this.expectedBytes - this.chunkCount * this.chunkBytes) / this.chunkBytes);
+    const left = Math.ceil(Math.max(1, this.expectedBytes - this.submitted.length * this.chunkBytes) / this.chunkBytes);
     return Buffer.allocUnsafe(Math.min(chunks, left) * this.chunkBytes);
   }
 

@@ -431,6 +431,11 @@ export function deltaBaseOf(encoding: number, payload: Uint8Array): string | und
   return isDelta(encoding) ? Buffer.from(payload.subarray(0, 32)).toString('hex') : undefined;
 }
 
+/** One of the chunk encodings above (2-6), which this version can decode. */
+export function isChunkEncoding(encoding: number): boolean {
+  return (Object.values(ChunkEncoding) as number[]).includes(encoding);
+}
+
 /** Encodings whose payload starts with the 32-byte id of the chunk they are a delta against. */
 export function isDelta(encoding: number): boolean {
   return encoding === ChunkEncoding.deltaPlanesZstd || encoding === ChunkEncoding.deltaPlanes;

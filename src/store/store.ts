@@ -131,20 +131,13 @@ export class ObjectStore {
   }
 
   /**
-   * stream() for checkout: decodes a few MiB of chunks per addon call off the JS thread, two calls in
-   * flight, and checks every chunk against its own id (SHA-256) there. The chunk list naming the chunks
-   * is covered by its CRC-32, and was verified against the object's id when it was written. Falls back
-   * to stream() without the addon.
+   * stream() for checkout, merge and diff: decodes the object's chunks a window (~4 MiB) at a time in the
+   * addon, off the JS thread, two windows in flight, and checks every chunk against its own id (SHA-256)
+   * there. The chunk list naming the chunks is covered by its CRC-32, and was verified against the
+   * object's id when it was written. Yields each window in order: in fresh buffers, or in consecutive
+   * parts of `target` when given. Falls back to stream() without the addon.
    */
-  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}): AsyncGenerator<Buffer> {
-    yield* this.decodeWindows(id, data);
-  }
-
-  /**
-   * Decodes an object's chunks a window (~4 MiB) at a time in the addon, two windows in flight, and yields
-   * each window in order: into fresh buffers, or into consecutive parts of `target` when given.
-   */
-  private async *decodeWindows(id: string, data: { file?: string; tensor?: string }, target?: Buffer): AsyncGenerator<Buffer> {
+  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}, target?: Buffer): AsyncGenerator<Buffer> {
     const decode = chunkBatches()?.decode;
     const loc = this.locate(id);
     if (!loc) throw new MissingObject(id, data);
@@ -194,7 +187,7 @@ export class ObjectStore {
     if (!loc) throw new MissingObject(id, data);
     const out = Buffer.allocUnsafe(loc.decodedSize);
     let got = 0;
-    for await (const window of this.decodeWindows(id, data, out)) got += window.length;
+    for await (const window of this.streamChunks(id, data, out)) got += window.length;
     if (got !== out.length) throw new CorruptObjectError(id, `decoded ${got} bytes, expected ${loc.decodedSize}`, data);
     return out;
   }

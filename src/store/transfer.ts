@@ -8,7 +8,7 @@ import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, rena
 import { join } from 'node:path';
 import { CorruptObjectError } from '../errors/index.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
-import { ChunkEncoding, decodeChunk, deltaBaseOf, isDelta } from './encoding.js';
+import { decodeChunk, deltaBaseOf, isChunkEncoding, isDelta } from './encoding.js';
 import { Encoding, ENTRY_HEADER_BYTES, ObjectLocation, PACK_MAGIC, PackFile, PackWriter } from './pack.js';
 import { CHUNK_LIST_RECORD_BYTES, ObjectStore, sha256 } from './store.js';
 
@@ -121,7 +121,7 @@ export class ObjectSource {
   decoded(id: string, loc: ObjectLocation, payload = loc.pack.read(loc, loc.payloadLength, id), depth = 0): Uint8Array | undefined {
     if (loc.encoding === Encoding.raw) return payload;
     const codec = this.store.codec;
-    if (!codec || depth > 16 || !Object.values(ChunkEncoding).includes(loc.encoding as (typeof ChunkEncoding)[keyof typeof ChunkEncoding])) return undefined;
+    if (!codec || depth > 16 || !isChunkEncoding(loc.encoding)) return undefined;
     let unavailable = false;
     const out = decodeChunk(id, loc.encoding, payload, loc.decodedSize, codec, (base) => {
       const baseLoc = this.locate(base);
@@ -170,7 +170,7 @@ export function checkPayload(id: string, loc: ObjectLocation, payload: Buffer, s
     if (total !== loc.decodedSize) throw new CorruptObjectError(id, `chunk list adds up to ${total} bytes, expected ${loc.decodedSize}`, where);
     return;
   }
-  if (loc.encoding !== Encoding.raw && !Object.values(ChunkEncoding).includes(loc.encoding as (typeof ChunkEncoding)[keyof typeof ChunkEncoding])) {
+  if (loc.encoding !== Encoding.raw && !isChunkEncoding(loc.encoding)) {
     throw new CorruptObjectError(id, `unknown encoding ${loc.encoding} (written by a newer git-tensor?)`, where);
   }
   const bytes = source.decoded(id, loc, payload);
