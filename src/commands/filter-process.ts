@@ -10,7 +10,7 @@ import { BlobReader } from '../git/blob-reader.js';
 import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from './fetch.js';
-import { widenPipes } from '../kernels/io.js';
+import { readSlices, widenPipes } from '../kernels/io.js';
 import { git, gitRaw } from '../git/exec.js';
 import { invokingGitCommand } from '../git/invoker.js';
 
@@ -65,7 +65,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   const comparedFiles = new Map<string, { key: string; pointer: Buffer }>();
   const feedsOnlyOurDiff = (path: string): boolean =>
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
-  await serveFilterProcess(opts.input ?? process.stdin, opts.output ?? process.stdout, {
+  await serveFilterProcess(opts.input ?? readSlices(0), opts.output ?? process.stdout, {
     async clean(req, content) {
       // `git diff` cleans a changed working-tree file only to learn its blob id: hash, store nothing.
       // It cleans the same file twice (to see that it changed, then for the diff itself): the second

@@ -1,6 +1,9 @@
-// Owns process I/O tuning that needs the addon: today, the capacity of the pipes to and from git.
+// Owns how bytes move through the pipes to and from git: the pipes' capacity (set through the addon) and
+// reading them in large slices.
 
-import { readFileSync } from 'node:fs';
+import { read, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { promisify } from 'node:util';
 import { cpuAddon } from './addon.js';
 
 /** What Linux lets an unprivileged process ask for by default (/proc/sys/fs/pipe-max-size). */
@@ -24,4 +27,31 @@ export function widenPipes(fds: number[], bytes = 1024 * 1024): number[] {
   if (!set) return fds.map(() => 0);
   const size = Math.min(bytes, pipeMaxSize());
   return fds.map((fd) => set(fd, size));
+}
+
+const readFd = promisify(read);
+
+/**
+ * Yields what arrives on `fd` (a pipe, say git's end of the filter protocol) in slices of up to `bytes`,
+ * a fresh buffer each, until end of input. process.stdin reads a pipe 64 KiB at a time through a stream:
+ * 1 GiB took 1.1-1.8 s to arrive that way on the 2-core VM, against 0.4 s in 1 MiB reads. Each read runs
+ * on the libuv pool, so the JS thread stays free for other work while git is slow to write.
+ */
+export async function* readSlices(fd: number, bytes = 1024 * 1024): AsyncGenerator<Buffer> {
+  for (;;) {
+    const buffer = Buffer.allocUnsafeSlow(bytes);
+    let n: number;
+    try {
+      n = (await readFd(fd, buffer, 0, bytes, null)).bytesRead;
+    } catch (err) {
+      // An fd some other part of the process set non-blocking: nothing there yet, so wait and ask again.
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
+        await sleep(1);
+        continue;
+      }
+      throw err;
+    }
+    if (n === 0) return;
+    yield n === bytes ? buffer : buffer.subarray(0, n);
+  }
 }
