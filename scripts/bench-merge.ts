@@ -1,5 +1,5 @@
 // Benchmark of the merge driver (issue: "Merge fine-tuned branches with plain `git merge`").
-// Usage: npx tsx scripts/bench-merge.ts [--gib 1] [--runs 3] [--density 0.2]
+// Usage: npx tsx scripts/bench-merge.ts [--gib 1] [--runs 3] [--density 0.2] [--keep]  (--keep leaves the repositories for profiling)
 // Generates a base checkpoint of ~16 F32 tensors and two dense fine-tunes (a delta of about 1e-3 on every
 // element, different per branch), then times `git merge` in fresh repositories with the strategy set in
 // `.gittensor` (task-arithmetic, then ties), the merge driver's peak RSS, and the same merges written with
@@ -7,7 +7,7 @@
 // baseline a user would otherwise script. Every element conflicts, so the strategy runs on all of them.
 
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readFileSync, rmSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeHeader } from '../src/format/safetensors.js';
 import { benchEnv, GiB, medianSeconds, MiB, printTable, sh, tempDir } from './bench-lib.js';
@@ -102,7 +102,9 @@ run('git', ['commit', '-qam', 'fine-tune A'], template);
 
 /**
  * A fresh copy of the template: store packs hard-linked (they are immutable), everything else copied,
- * then the index refreshed so that `git merge` does not re-hash the working file inside the timing.
+ * then the index refreshed so that `git merge` does not re-hash the working file inside the timing. The
+ * file is dated a minute back first: git re-hashes ("racily clean") a file whose mtime is not older than
+ * the index, which a copy made the same second always is and a user's checkpoint almost never is.
  */
 function freshRepo(name: string, strategy: string, rssFile: string): string {
   const repo = join(work, name);
@@ -110,10 +112,12 @@ function freshRepo(name: string, strategy: string, rssFile: string): string {
   run('cp', ['-al', template, repo]);
   rmSync(join(repo, '.git', 'logs'), { recursive: true, force: true }); // reflogs are appended in place
   for (const f of ['model.safetensors', '.git/index', '.git/config']) run('cp', ['--remove-destination', join(template, f), join(repo, f)]);
-  run('git', ['update-index', '-q', '--refresh'], repo);
   writeFileSync(join(repo, '.gittensor'), `[merge]\n\tstrategy = ${strategy}\n\tdensity = ${density}\n`);
+  const minuteAgo = new Date(Date.now() - 60_000);
+  utimesSync(join(repo, 'model.safetensors'), minuteAgo, minuteAgo);
   run('git', ['add', '.gittensor'], repo);
   run('git', ['commit', '-qm', `merge with ${strategy}`], repo);
+  run('git', ['update-index', '-q', '--refresh'], repo);
   run('git', ['config', 'merge.tensor.driver', `/usr/bin/time -f "%e %M" -o ${rssFile} git-tensor merge-driver %O %A %B %P`], repo);
   return repo;
 }
@@ -294,4 +298,5 @@ printTable(`bench-merge: ${modelGiB.toFixed(2)} GiB F32 base + 2 dense fine-tune
   `ties density ${density}, median of ${runs} runs`,
   ['merge', 'seconds', 'GiB/s', 'driver s', 'peak RSS', 'vs numpy', 'targets'], rows);
 printTable('merged result, git-tensor vs numpy, by element class', ['strategy', 'conflicting elements', 'of those, differing', 'same change on both sides', 'one-sided elements differing'], checks);
-rmSync(work, { recursive: true, force: true });
+if (!args.includes('--keep')) rmSync(work, { recursive: true, force: true });
+else process.stderr.write(`kept ${work}\n`);

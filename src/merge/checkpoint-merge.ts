@@ -92,13 +92,17 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
     }
     case 'elementwise': {
       const { base, ours, theirs } = plan;
-      const read = (t: PointerTensor) => store.readAsync(t.id, { file: path, tensor: name });
-      const [b, o, t] = await Promise.all([read(base), read(ours), read(theirs)]);
+      const read = (t: PointerTensor, bases?: Map<string, Uint8Array>) => store.readAsync(t.id, { file: path, tensor: name }, bases);
+      // Each side was most likely stored as a delta against the base: decode the base once and let both
+      // sides' deltas start from those bytes.
+      const b = await read(base);
+      const bases = store.chunkViews(base.id, b);
+      const [o, t] = await Promise.all([read(ours, bases), read(theirs, bases)]);
       const merged = await mergeElements(b, o, t, ours.dtype as DType, strategy);
       if (merged.data === null) {
         return { tensor: ours, report: { name, outcome: 'conflict', counts: merged.counts, strategy: strategy.name, reason: `${merged.counts.conflict} element(s) changed differently on both sides` } };
       }
-      const id = await storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours);
+      const id = await storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours, o);
       const outcome: TensorOutcome = merged.counts.conflict === 0 ? 'union' : 'resolved';
       return { tensor: { ...ours, id }, report: { name, outcome, counts: merged.counts, strategy: outcome === 'resolved' ? strategy.name : undefined } };
     }

@@ -149,6 +149,8 @@ class ChunkedObjectBuilder {
     private readonly baseChunks?: BaseChunks,
     /** The object's size when known: a small tensor gets a batch buffer its own size. */
     private readonly expectedBytes = Infinity,
+    /** The decoded bytes of the object `baseChunks` cut, when the caller has them (a merge read them). */
+    private readonly baseBytes?: Uint8Array,
   ) {
     this.batch = writer.hashOnly ? Buffer.alloc(0) : this.newBatch();
   }
@@ -194,7 +196,7 @@ class ChunkedObjectBuilder {
     const lengths = this.lengths;
     const base = (k: number): EncodeHint['base'] => {
       const related = this.baseChunks?.[first + k];
-      return related && related.length === lengths[k] ? this.deltaBase(related.id) : undefined;
+      return related && related.length === lengths[k] ? this.deltaBase(first + k, related.id) : undefined;
     };
     const stored = this.writer.putChunks(this.batch.subarray(0, this.filled), lengths, { width: this.width, float: this.float, base });
     this.inFlight.add(stored);
@@ -212,10 +214,28 @@ class ChunkedObjectBuilder {
     return Buffer.allocUnsafe(Math.min(chunks, left) * this.chunkBytes);
   }
 
-  private deltaBase(related: Buffer): EncodeHint['base'] {
+  private baseOffsets: number[] | undefined;
+
+  /** Where chunk `index` of the related object starts in its bytes. */
+  private baseOffset(index: number): number {
+    if (!this.baseOffsets) {
+      this.baseOffsets = [0];
+      for (const c of this.baseChunks!) this.baseOffsets.push(this.baseOffsets.at(-1)! + c.length);
+    }
+    return this.baseOffsets[index]!;
+  }
+
+  /** The delta base for chunk `index`: the related chunk, or its own base when it is at the depth limit. */
+  private deltaBase(index: number, related: Buffer): EncodeHint['base'] {
     const store = this.writer.store;
     const base = store.deltaBaseFor(related);
-    return base && { id: base.id, depth: base.depth, bytes: store.readChunk(base.id.toString('hex')) };
+    if (!base) return undefined;
+    if (this.baseBytes && base.id.equals(related)) {
+      // Same layout, so the related chunk sits where this one does: no need to read and decode it again.
+      const at = this.baseOffset(index);
+      return { id: base.id, depth: base.depth, bytes: this.baseBytes.subarray(at, at + this.baseChunks![index]!.length) };
+    }
+    return { id: base.id, depth: base.depth, bytes: store.readChunk(base.id.toString('hex')) };
   }
 }
 
@@ -426,19 +446,25 @@ export function verifyPointer(store: ObjectStore, pointer: Pointer, file: string
   });
 }
 
-/** A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout. */
-function tensorBuilder(writer: ObjectWriter, inFlight: InFlight, dtype: DType, shape: number[], bytes: number, related?: PointerTensor): ChunkedObjectBuilder {
+/**
+ * A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout
+ * (`relatedBytes`: its decoded bytes, when the caller holds them).
+ */
+function tensorBuilder(writer: ObjectWriter, inFlight: InFlight, dtype: DType, shape: number[], bytes: number, related?: PointerTensor, relatedBytes?: Uint8Array): ChunkedObjectBuilder {
   const bits = dtypeBits(dtype);
   const sameLayout = related && related.dtype === dtype && related.shape.join() === shape.join();
   const base = sameLayout ? writer.store.chunksOf(related.id) : undefined;
   return new ChunkedObjectBuilder(writer, inFlight, tensorChunkBytes(bits, shape), bits % 8 === 0 ? bits / 8 : 1,
-    dtypeKind(dtype) === 'float' && bits >= 16, base, bytes);
+    dtypeKind(dtype) === 'float' && bits >= 16, base, bytes, base && relatedBytes?.length === bytes ? relatedBytes : undefined);
 }
 
-/** Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it. */
-export async function storeTensor(writer: ObjectWriter, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor): Promise<string> {
+/**
+ * Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it, with
+ * `related` (and its decoded bytes, if at hand) as the delta base.
+ */
+export async function storeTensor(writer: ObjectWriter, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor, relatedBytes?: Uint8Array): Promise<string> {
   const inFlight = new InFlight();
-  const builder = tensorBuilder(writer, inFlight, dtype, shape, data.length, related);
+  const builder = tensorBuilder(writer, inFlight, dtype, shape, data.length, related, relatedBytes);
   for (let at = 0; at < data.length; at += BATCH_BYTES) {
     builder.push(data.subarray(at, at + BATCH_BYTES));
     await inFlight.settle();

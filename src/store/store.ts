@@ -135,9 +135,11 @@ export class ObjectStore {
    * addon, off the JS thread, two windows in flight, and checks every chunk against its own id (SHA-256)
    * there. The chunk list naming the chunks is covered by its CRC-32, and was verified against the
    * object's id when it was written. Yields each window in order: in fresh buffers, or in consecutive
-   * parts of `target` when given. Falls back to stream() without the addon.
+   * parts of `target` when given. `bases` holds chunks the caller has already decoded and verified, by
+   * hex id (see chunkViews): a delta against one of them is decoded from those bytes instead of reading
+   * and decoding its base again. Falls back to stream() without the addon.
    */
-  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}, target?: Buffer): AsyncGenerator<Buffer> {
+  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}, target?: Buffer, bases?: ReadonlyMap<string, Uint8Array>): AsyncGenerator<Buffer> {
     const decode = chunkBatches()?.decode;
     const loc = this.locate(id);
     if (!loc) throw new MissingObject(id, data);
@@ -164,7 +166,7 @@ export class ObjectStore {
       let bytes = 0;
       while (next < pieces.length && (items.length === 0 || bytes + pieces[next]!.length <= DECODE_WINDOW_BYTES)) {
         const piece = pieces[next++]!;
-        items.push(this.decodeItem(piece.id, piece.length, data));
+        items.push(this.decodeItem(piece.id, piece.length, data, bases));
         bytes += piece.length;
       }
       const out = target ? target.subarray(offset, offset + bytes) : Buffer.allocUnsafe(bytes);
@@ -181,13 +183,16 @@ export class ObjectStore {
     }
   }
 
-  /** read() through the addon: decoded off the JS thread straight into one buffer, each chunk checked against its id. */
-  async readAsync(id: string, data: { file?: string; tensor?: string } = {}): Promise<Buffer> {
+  /**
+   * read() through the addon: decoded off the JS thread straight into one buffer, each chunk checked
+   * against its id. `bases`: decoded chunks to take delta bases from (streamChunks).
+   */
+  async readAsync(id: string, data: { file?: string; tensor?: string } = {}, bases?: ReadonlyMap<string, Uint8Array>): Promise<Buffer> {
     const loc = this.locate(id);
     if (!loc) throw new MissingObject(id, data);
     const out = Buffer.allocUnsafe(loc.decodedSize);
     let got = 0;
-    for await (const window of this.streamChunks(id, data, out)) got += window.length;
+    for await (const window of this.streamChunks(id, data, out, bases)) got += window.length;
     if (got !== out.length) throw new CorruptObjectError(id, `decoded ${got} bytes, expected ${loc.decodedSize}`, data);
     return out;
   }
@@ -197,7 +202,7 @@ export class ObjectStore {
    * (the whole chain is decoded in the addon). The CRC-32 is checked only where the payload names a base:
    * the decoded chunk is hashed against its id anyway, which catches any other damage.
    */
-  private decodeItem(chunkId: Buffer, length: number, data: { file?: string; tensor?: string }, depth = 0): DecodeItem {
+  private decodeItem(chunkId: Buffer, length: number, data: { file?: string; tensor?: string }, bases?: ReadonlyMap<string, Uint8Array>, depth = 0): DecodeItem {
     const hex = chunkId.toString('hex');
     const loc = this.locate(chunkId);
     if (!loc) throw new MissingObject(hex, data);
@@ -205,7 +210,8 @@ export class ObjectStore {
     if (loc.decodedSize !== length) throw new CorruptObjectError(hex, `chunk holds ${loc.decodedSize} bytes, expected ${length}`, data);
     if (depth > MAX_DELTA_DEPTH * 4) throw new CorruptObjectError(hex, 'delta chain too deep (a cycle?)', data);
     const layout = payloadLayout(hex, loc.encoding, loc.pack.read(loc, loc.payloadLength, hex, isDelta(loc.encoding)), length);
-    const base = layout.baseId ? this.decodeItem(Buffer.from(layout.baseId, 'hex'), length, data, depth + 1) : null;
+    const known = layout.baseId ? bases?.get(layout.baseId) : undefined;
+    const base = !layout.baseId ? null : known?.length === length ? known : this.decodeItem(Buffer.from(layout.baseId, 'hex'), length, data, bases, depth + 1);
     return [layout.body, layout.mode, length, layout.width, layout.rotate, base, chunkId];
   }
 
@@ -253,6 +259,16 @@ export class ObjectStore {
       cur = { id: pid, loc: this.locate(pid, false) };
     }
     return cur.loc ? { id: cur.id, depth: cur.loc.depth } : undefined;
+  }
+
+  /** The chunks of object `id` as views into `bytes`, its decoded content, by hex chunk id: bases for readAsync. */
+  chunkViews(id: string, bytes: Uint8Array): Map<string, Uint8Array> {
+    const views = new Map<string, Uint8Array>();
+    let at = 0;
+    for (const c of this.chunksOf(id) ?? []) {
+      views.set(c.id.toString('hex'), bytes.subarray(at, (at += c.length)));
+    }
+    return views;
   }
 
   /** The chunks of a stored object with their delta depth, for use as delta bases (a raw single-chunk object is its own chunk). */

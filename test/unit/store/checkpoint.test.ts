@@ -8,7 +8,9 @@ import { PointerError, SafetensorsError } from '../../../src/errors/index.js';
 import { DTYPES, dtypeBits, type DType } from '../../../src/format/dtype.js';
 import { parsePointer, serializePointer, type Pointer } from '../../../src/format/pointer.js';
 import { parseSafetensors, serializeSafetensors, type TensorInput } from '../../../src/format/safetensors.js';
-import { Ingest, planRestore, restore } from '../../../src/store/checkpoint.js';
+import { Ingest, planRestore, restore, storeTensor } from '../../../src/store/checkpoint.js';
+import { storeCodec } from '../../../src/kernels/codec.js';
+import { chunkBatches } from '../../../src/kernels/chunks.js';
 import { CDC_MAX, CDC_MIN, tensorChunkBytes } from '../../../src/store/chunking.js';
 import { Encoding } from '../../../src/store/pack.js';
 import { ObjectStore, type ObjectWriter } from '../../../src/store/store.js';
@@ -373,5 +375,64 @@ describe('restore checks before it writes', () => {
     const edited = parsePointer(text.replace('tensor "w"', 'tensor "v"'));
     const it = restore(store, edited, 'm.safetensors');
     await expect(it.next()).rejects.toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH' }));
+  });
+});
+
+describe.skipIf(!storeCodec() || !chunkBatches()?.decode)('a merge reuses the bytes it already decoded', () => {
+  const shape = [256, 1024];
+  /** A base tensor and a fine-tune of it that changed every 40th element (stored as deltas against the base). */
+  const v0 = Float32Array.from({ length: 256 * 1024 }, (_, i) => Math.sin(i) * 0.05);
+  const v1 = Float32Array.from(v0, (x, i) => (i % 40 === 0 ? x + 1e-3 : x));
+  const u8 = (f: Float32Array) => new Uint8Array(f.buffer);
+  let zroot: string;
+  let zstore: ObjectStore;
+
+  beforeEach(() => {
+    zroot = mkdtempSync(join(tmpdir(), 'gt-merge-read-'));
+    zstore = ObjectStore.open(zroot, { codec: storeCodec() });
+  });
+  afterEach(() => {
+    zstore.close();
+    rmSync(zroot, { recursive: true, force: true });
+  });
+
+  async function put(data: Float32Array, related?: { id: string; bytes?: Uint8Array }): Promise<{ id: string; written: number }> {
+    const w = zstore.beginWrite();
+    const relatedTensor = related && { name: 'w', dtype: 'F32', shape, id: related.id };
+    const id = await storeTensor(w, 'F32', shape, u8(data), relatedTensor, related?.bytes);
+    w.commit();
+    return { id, written: w.bytesWritten };
+  }
+
+  it('storing against the related tensor\'s bytes in memory writes what reading them from the store writes', async () => {
+    const base = await put(v0);
+    const fromStore = await put(v1, { id: base.id });
+    expect(fromStore.written).toBeLessThan(v1.byteLength / 4); // a delta, not a copy
+    const other = ObjectStore.open(join(zroot, 'other'), { codec: storeCodec() });
+    try {
+      const w = other.beginWrite();
+      expect(await storeTensor(w, 'F32', shape, u8(v0))).toBe(base.id);
+      w.commit();
+      const w2 = other.beginWrite();
+      const id = await storeTensor(w2, 'F32', shape, u8(v1), { name: 'w', dtype: 'F32', shape, id: base.id }, u8(v0));
+      w2.commit();
+      expect(id).toBe(fromStore.id);
+      expect(w2.bytesWritten).toBe(fromStore.written);
+      expect((await other.readAsync(id)).equals(Buffer.from(u8(v1)))).toBe(true);
+    } finally {
+      other.close();
+    }
+  });
+
+  it('readAsync decodes deltas from given base chunks, and still rejects a chunk whose base bytes were wrong', async () => {
+    const base = await put(v0);
+    const tuned = await put(v1, { id: base.id });
+    const bases = zstore.chunkViews(base.id, u8(v0));
+    expect(bases.size).toBeGreaterThan(1);
+    expect((await zstore.readAsync(tuned.id, {}, bases)).equals(Buffer.from(u8(v1)))).toBe(true);
+    const damaged = Uint8Array.from(u8(v0));
+    damaged[12345] ^= 0x40;
+    await expect(zstore.readAsync(tuned.id, { tensor: 'w' }, zstore.chunkViews(base.id, damaged)))
+      .rejects.toThrow(expect.objectContaining({ code: 'E_CORRUPT_OBJECT', message: expect.stringMatching(/content hashes to/) }));
   });
 });
