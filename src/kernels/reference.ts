@@ -337,7 +337,14 @@ export interface CombineArgs {
 }
 
 /** Linear: sum c_i t_i. Task: o + sum c_i (t_i - o). Dare: the same over kept terms, o itself when none is kept. */
+/** `base`, copied first when `out` overlaps it: a merge may write over its own base (restores read it after). */
+function apartFrom(base: Uint8Array, out: Uint8Array): Uint8Array {
+  const overlaps = base.buffer === out.buffer && base.byteOffset < out.byteOffset + out.byteLength && out.byteOffset < base.byteOffset + base.byteLength;
+  return overlaps ? base.slice() : base;
+}
+
 export function combine(args: CombineArgs, out: Uint8Array): void {
+  if (args.base) args = { ...args, base: apartFrom(args.base, out) };
   const { mode, dtype } = args;
   const single = dtype !== 'F64';
   const r = single ? Math.fround : (x: number) => x;
@@ -393,6 +400,7 @@ function magnitudeKeys(d: Float32Array | Float64Array): Uint32Array | BigUint64A
  * average the kept deltas that agree with it, and add lambda times that mean to o.
  */
 export function ties(dtype: DType, base: Uint8Array, models: Uint8Array[], keep: number[], lambda: number, out: Uint8Array): void {
+  base = apartFrom(base, out);
   const single = dtype !== 'F64';
   const r = single ? Math.fround : (x: number) => x;
   const o = floatValues(base, dtype);

@@ -2,7 +2,7 @@
 // element through the kernels, writes the merged tensors and header to the store, and returns the merged
 // pointer with a per-tensor report. Used by the merge driver (during `git merge`) and by `resolve`.
 
-import { MissingObjectsError } from '../errors/index.js';
+import { ExitCode, GitTensorError, MissingObjectsError } from '../errors/index.js';
 import type { DType } from '../format/dtype.js';
 import { parseHeader, serializeHeader, tensorByteLength } from '../format/safetensors.js';
 import { Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
@@ -57,8 +57,9 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
 
   const result: PointerTensor[] = [];
   const reports: TensorReport[] = [];
+  const buffers = new TensorBuffers(Math.max(0, ...plans.map((p) => (p.action === 'elementwise' ? tensorByteLength(p.ours.dtype as DType, p.ours.shape) : 0))));
   for (const plan of plans) {
-    const { tensor, report } = await mergeTensor(store, writer, plan, strategyOf(plan.name), input.path);
+    const { tensor, report } = await mergeTensor(store, writer, plan, strategyOf(plan.name), input.path, buffers);
     if (tensor) result.push(tensor);
     reports.push(report);
   }
@@ -74,7 +75,23 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
 
 const pick = (plan: TensorPlan, side: Side): PointerTensor | undefined => (plan.action === 'elementwise' || plan.action === 'conflict' ? plan[side] : undefined);
 
-async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: TensorPlan, strategy: Strategy, path: string): Promise<{ tensor?: PointerTensor; report: TensorReport }> {
+/**
+ * The three buffers one elementwise merge needs (base then the strategy's values, ours, theirs then the
+ * merged tensor), allocated once at the size of the largest tensor and reused for every tensor: left to
+ * the garbage collector, each tensor's buffers were freed late, and a merge held several tensors' worth.
+ */
+class TensorBuffers {
+  private readonly all: Buffer[] = [];
+  constructor(private readonly largest: number) {}
+
+  /** Buffer k (0-2), `bytes` long; valid until the next tensor. */
+  get(k: number, bytes: number): Buffer {
+    this.all[k] ??= Buffer.allocUnsafe(this.largest);
+    return this.all[k]!.subarray(0, bytes);
+  }
+}
+
+async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: TensorPlan, strategy: Strategy, path: string, buffers: TensorBuffers): Promise<{ tensor?: PointerTensor; report: TensorReport }> {
   const name = plan.name;
   switch (plan.action) {
     case 'take':
@@ -92,17 +109,27 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
     }
     case 'elementwise': {
       const { base, ours, theirs } = plan;
-      const read = (t: PointerTensor, bases?: Map<string, Uint8Array>) => store.readAsync(t.id, { file: path, tensor: name }, bases);
+      const bytes = tensorByteLength(ours.dtype as DType, ours.shape);
+      const read = (t: PointerTensor, k: number, bases?: Map<string, Uint8Array>) => {
+        const held = store.locate(t.id)?.decodedSize;
+        if (held !== bytes) {
+          throw new GitTensorError('E_POINTER_MISMATCH', `${path}: tensor \`${name}\` is ${ours.dtype} [${ours.shape.join(', ')}] (${bytes} bytes), its object ${t.id.slice(0, 16)} holds ${held} bytes`, {
+            data: { file: path, tensor: name }, exitCode: ExitCode.badInput,
+            hint: 'A pointer was edited by hand or the store is damaged: run `git tensor fsck`, then `git merge --abort`.',
+          });
+        }
+        return store.readAsync(t.id, { file: path, tensor: name }, bases, buffers.get(k, bytes));
+      };
       // Each side was most likely stored as a delta against the base: decode the base once and let both
       // sides' deltas start from those bytes.
-      const b = await read(base);
-      const bases = store.chunkViews(base.id, b);
-      const [o, t] = await Promise.all([read(ours, bases), read(theirs, bases)]);
-      const merged = await mergeElements(b, o, t, ours.dtype as DType, strategy);
+      const baseBytes = await read(base, 0);
+      const bases = store.chunkViews(base.id, baseBytes);
+      const [oursBytes, theirsBytes] = await Promise.all([read(ours, 1, bases), read(theirs, 2, bases)]);
+      const merged = await mergeElements(baseBytes, oursBytes, theirsBytes, ours.dtype as DType, strategy, { out: theirsBytes, scratch: baseBytes });
       if (merged.data === null) {
         return { tensor: ours, report: { name, outcome: 'conflict', counts: merged.counts, strategy: strategy.name, reason: `${merged.counts.conflict} element(s) changed differently on both sides` } };
       }
-      const id = await storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours, o);
+      const id = await storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours, oursBytes);
       const outcome: TensorOutcome = merged.counts.conflict === 0 ? 'union' : 'resolved';
       return { tensor: { ...ours, id }, report: { name, outcome, counts: merged.counts, strategy: outcome === 'resolved' ? strategy.name : undefined } };
     }

@@ -36,22 +36,40 @@ function bitwiseDType(dtype: FileDType): KernelDType {
   }
 }
 
-export async function mergeElements(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, strategy: Strategy): Promise<ElementMerge> {
+/** Where mergeElements may write, to spare allocating tensor-sized buffers (each the size of `o`). */
+export interface MergeBuffers {
+  /** Receives the merged tensor; may be `b` itself. */
+  out?: Uint8Array;
+  /**
+   * Receives the strategy's value for every element before the conflicting ones are picked out; may be
+   * `o` itself (the kernels read each block of the base before they write it).
+   */
+  scratch?: Uint8Array;
+}
+
+/**
+ * Merges one tensor changed on both sides. With `buffers` (the merge driver merges into theirs' own
+ * buffer, with the base's as scratch) a tensor costs its three inputs and allocates nothing more.
+ */
+export async function mergeElements(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, strategy: Strategy, buffers: MergeBuffers = {}): Promise<ElementMerge> {
   const bitwise = bitwiseDType(dtype);
   const { counts: c, masks } = await K.classify3(o, a, b, bitwise);
   const bits = dtypeBits(dtype);
   const counts: ElementCounts = { ...c, elements: bits % 8 === 0 ? (o.length * 8) / bits : o.length };
-  // Where theirs changed take theirs, else ours: exact for every element but the conflicting ones.
-  const union = await K.maskedCombine({ a, b, mask: masks.changedB, dtype: bitwise });
-  if (c.conflict === 0) return { data: union, counts };
-  if (strategy.name === 'fail') return { data: null, counts };
-  const resolved = await resolveAll(o, a, b, dtype, strategy);
+  if (c.conflict > 0 && strategy.name === 'fail') return { data: null, counts };
+  // The strategy reads b, so it runs before the union can overwrite it.
+  const resolved = c.conflict > 0 ? await resolveAll(o, a, b, dtype, strategy, buffers.scratch) : null;
   if (typeof resolved === 'string') return { data: null, counts, unresolved: resolved };
+  // Where theirs changed take theirs, else ours: exact for every element but the conflicting ones, which
+  // then take the strategy's values. (If the strategy returned b itself and out is b, the union holds
+  // theirs at every conflicting element already.)
+  const union = await K.maskedCombine({ a, b, mask: masks.changedB, dtype: bitwise, out: buffers.out });
+  if (!resolved) return { data: union, counts };
   return { data: await K.maskedCombine({ a: union, b: resolved, mask: masks.conflict, dtype: bitwise, out: union }), counts };
 }
 
 /** The strategy's result for every element; only its conflicting elements are kept. A string says why not. */
-async function resolveAll(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, s: Strategy): Promise<Uint8Array | string> {
+async function resolveAll(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: FileDType, s: Strategy, out?: Uint8Array): Promise<Uint8Array | string> {
   switch (s.name) {
     case 'ours': return a;
     case 'theirs': return b;
@@ -61,16 +79,16 @@ async function resolveAll(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: Fi
   if (dtypeBits(dtype) % 8 !== 0) return `${dtype} packs several elements per byte; only ours, theirs or base can merge it`;
   if (!isFloatDType(dtype)) return `strategy ${s.name} needs a float tensor (F64, F32, F16, BF16), not ${dtype}`;
   switch (s.name) {
-    case 'average': return K.average({ dtype, models: [a, b], weights: s.weights });
-    case 'task-arithmetic': return K.taskArithmetic({ dtype, base: o, models: [a, b], lambda: s.lambda });
-    case 'ties': return K.ties({ dtype, base: o, models: [a, b], density: s.density, lambda: s.lambda });
-    case 'dare': return K.dare({ dtype, base: o, models: [a, b], density: s.density, seed: s.seed, lambda: s.lambda });
-    case 'slerp': return K.slerp({ dtype, a, b, t: s.t });
+    case 'average': return K.average({ dtype, models: [a, b], weights: s.weights, out });
+    case 'task-arithmetic': return K.taskArithmetic({ dtype, base: o, models: [a, b], lambda: s.lambda, out });
+    case 'ties': return K.ties({ dtype, base: o, models: [a, b], density: s.density, lambda: s.lambda, out });
+    case 'dare': return K.dare({ dtype, base: o, models: [a, b], density: s.density, seed: s.seed, lambda: s.lambda, out });
+    case 'slerp': return K.slerp({ dtype, a, b, t: s.t, out });
     case 'dare-ties': {
       // DARE's drop-and-rescale on each task vector (model i uses seed + i), then TIES' sign election and
       // disjoint mean without a further trim (density 1), then lambda.
       const sparse = await Promise.all([a, b].map((m, i) => K.dare({ dtype, base: o, models: [m], density: s.density, seed: s.seed + i })));
-      return K.ties({ dtype, base: o, models: sparse, density: 1, lambda: s.lambda });
+      return K.ties({ dtype, base: o, models: sparse, density: 1, lambda: s.lambda, out });
     }
   }
 }

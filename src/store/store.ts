@@ -185,12 +185,14 @@ export class ObjectStore {
 
   /**
    * read() through the addon: decoded off the JS thread straight into one buffer, each chunk checked
-   * against its id. `bases`: decoded chunks to take delta bases from (streamChunks).
+   * against its id. `bases`: decoded chunks to take delta bases from (streamChunks). `target`: a buffer
+   * to decode into, of at least the object's size; the object's bytes are its first ones.
    */
-  async readAsync(id: string, data: { file?: string; tensor?: string } = {}, bases?: ReadonlyMap<string, Uint8Array>): Promise<Buffer> {
+  async readAsync(id: string, data: { file?: string; tensor?: string } = {}, bases?: ReadonlyMap<string, Uint8Array>, target?: Buffer): Promise<Buffer> {
     const loc = this.locate(id);
     if (!loc) throw new MissingObject(id, data);
-    const out = Buffer.allocUnsafe(loc.decodedSize);
+    if (target && target.length < loc.decodedSize) throw new RangeError(`decode target holds ${target.length} bytes, the object ${loc.decodedSize}`);
+    const out = target ? target.subarray(0, loc.decodedSize) : Buffer.allocUnsafe(loc.decodedSize);
     let got = 0;
     for await (const window of this.streamChunks(id, data, out, bases)) got += window.length;
     if (got !== out.length) throw new CorruptObjectError(id, `decoded ${got} bytes, expected ${loc.decodedSize}`, data);

@@ -222,6 +222,20 @@ describe.each(FLOAT_DTYPES)('merges on %s', (dtype) => {
     }
   });
 
+  test.each(MERGES)('$name may write over its own base: the same bits in every implementation', async ({ run, special }) => {
+    for (const n of [1, 17, 513, MEDIUM]) {
+      const { base, models } = mergeInputs(dtype, n, 2, n + 3, special);
+      const want = await run(base, models, dtype, JS);
+      for (const implementation of [...UNDER_TEST, 'js']) {
+        const inPlace = Uint8Array.from(base);
+        const got = await run(inPlace, models, dtype, implementation === 'js' ? JS : { implementation }, inPlace);
+        expect(got.buffer, implementation).toBe(inPlace.buffer);
+        const at = firstDifference(inPlace, want, dtype, true);
+        expect(at, `${implementation} n=${n} element ${at}`).toBe(-1);
+      }
+    }
+  });
+
   test('slerp agrees within a rounding step, and is exact at t = 0 and t = 1', async () => {
     for (const n of [1, 17, 255, MEDIUM]) {
       const { base: a, models: [b] } = mergeInputs(dtype, n, 1, n, 0);

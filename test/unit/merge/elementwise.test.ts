@@ -71,6 +71,16 @@ describe.each(FLOAT_DTYPES)('mergeElements on %s', (dtype) => {
     expect(r.counts).toMatchObject({ elements: N, changedA: want.changedOurs, changedB: want.changedTheirs, same: Math.floor(N / 6), conflict: 0 });
   });
 
+  it.each([['ours'], ['theirs'], ['base'], ['average'], ['task-arithmetic'], ['ties'], ['dare'], ['dare-ties'], ['slerp']] as const)('merging into theirs\' own buffer, with the base\'s as scratch, gives the same bytes (%s)', async (name) => {
+    const s = fineTunes(dtype);
+    const apart = await merge(s, { name });
+    const theirs = Uint8Array.from(s.b);
+    const base = Uint8Array.from(s.o);
+    const inPlace = await mergeElements(base, s.a, theirs, dtype as DType, makeStrategy({ name }, 'test'), { out: theirs, scratch: base });
+    expect(inPlace.data).toBe(theirs);
+    expect(Buffer.from(inPlace.data!).equals(Buffer.from(apart.data!))).toBe(true);
+  });
+
   it('conflicting elements under fail: no data, counts say how many', async () => {
     const s = fineTunes(dtype);
     const want = expectedMerge(dtype, s.o, s.a, s.b, { name: 'base' });

@@ -431,7 +431,7 @@ describe.skipIf(!storeCodec() || !chunkBatches()?.decode)('a merge reuses the by
     expect(bases.size).toBeGreaterThan(1);
     expect((await zstore.readAsync(tuned.id, {}, bases)).equals(Buffer.from(u8(v1)))).toBe(true);
     const damaged = Uint8Array.from(u8(v0));
-    damaged[12345] ^= 0x40;
+    damaged[12345] = damaged[12345]! ^ 0x40;
     await expect(zstore.readAsync(tuned.id, { tensor: 'w' }, zstore.chunkViews(base.id, damaged)))
       .rejects.toThrow(expect.objectContaining({ code: 'E_CORRUPT_OBJECT', message: expect.stringMatching(/content hashes to/) }));
   });
