@@ -32,6 +32,7 @@ import { git, gitRaw } from '../git/exec.js';
 import { readBlobs } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
+import { LazyFetcher } from './fetch.js';
 import { DEFAULT_TOP, diffVersions, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
 import { formatBytes } from '../format/units.js';
 
@@ -77,13 +78,18 @@ export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
   }
   // git's rename/copy lines ("similarity index 90%", "rename from ...", "rename to ...").
   if (opts.rest?.[1]) lines.push(...opts.rest[1].split('\n').filter(Boolean));
+  let lazy: LazyFetcher | undefined;
   try {
-    const { topLevel, store } = openRepo();
+    const repo = openRepo();
+    const { topLevel, store } = repo;
+    // `git diff` against a branch this clone never checked out reads tensors fetched from the remote.
+    lazy = new LazyFetcher(repo);
+    const fetchMissing = (ids: string[], file: string) => lazy!.fetch(ids, { file });
     const oldV = versionOfSide(opts.oldFile, opts.oldHex);
     const newV = versionOfSide(opts.newFile, opts.newHex);
     const findTokenizer = () => (topLevel ? vocabularyInWorktree(topLevel, newPath) : null)
       ?? vocabularyAt(`:${tokenizerPathFor(newPath)}`, store) ?? vocabularyAt(`HEAD:${tokenizerPathFor(newPath)}`, store);
-    const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer });
+    const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer, fetchMissing });
     lines.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
     return { data: d, text: lines };
   } catch (err) {
@@ -92,6 +98,8 @@ export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
     lines.push(`git-tensor: cannot compare ${newPath}: ${err.message}`);
     if (err.hint) lines.push(`hint: ${err.hint}`);
     return { data: { path: newPath, error: err.code }, text: lines };
+  } finally {
+    lazy?.close();
   }
 }
 
@@ -153,6 +161,7 @@ export async function textconv(opts: TextconvOptions): Promise<Printable> {
   } catch (err) {
     if (!(err instanceof GitTensorError)) throw err;
     text.push(`git-tensor: cannot compare: ${err.message}`);
+    if (err.hint) text.push(`hint: ${err.hint}`);
     return { data: { header: headerLine, error: err.code }, text };
   }
 }

@@ -23,6 +23,7 @@ import { readBlobs, trackedPaths } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import type { ObjectStore } from '../store/store.js';
 import { openRepo } from './context.js';
+import { LazyFetcher } from './fetch.js';
 import { pointersAt } from './pointers.js';
 
 /** Tensor rows a text report lists by default (`--top 0` lists all). */
@@ -105,6 +106,8 @@ interface DiffPairOptions {
   findTokenizer?: () => Vocabulary | null;
   histogram?: boolean;
   topTokens?: number;
+  /** Downloads objects the store lacks (LazyFetcher); false when there is no remote to ask. */
+  fetchMissing?: (ids: string[], file: string) => Promise<boolean>;
 }
 
 /** Compares two versions (null = absent) of the file at `path`. */
@@ -113,7 +116,13 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
   if (isOpaque(oldV) || isOpaque(newV)) return opaqueDiff(path, oldV, newV);
   const oldS = oldV && sourceOf(oldV, opts.store, path);
   const newS = newV && sourceOf(newV, opts.store, path);
-  checkObjects(path, oldS, newS, opts.store);
+  try {
+    checkObjects(path, oldS, newS, opts.store);
+  } catch (err) {
+    // A version this clone never checked out: its tensors come from the remote, as a checkout's would.
+    if (!(err instanceof MissingObjectsError) || !opts.fetchMissing || !(await opts.fetchMissing((err.data as { ids: string[] }).ids, path))) throw err;
+    checkObjects(path, oldS, newS, opts.store);
+  }
   let vocabulary = opts.vocabulary;
   const notes: string[] = [];
   if (vocabulary === undefined) {
@@ -330,21 +339,27 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
   const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, paths, topLevel) : null;
 
   const vocabulary = opts.tokenizer ? vocabularyFromFile(opts.tokenizer) : undefined;
+  const lazy = new LazyFetcher(ctx);
+  const fetchMissing = (ids: string[], file: string) => lazy.fetch(ids, { file });
   const files: CheckpointDiff[] = [];
   const allPaths = [...new Set([...oldVersions.keys(), ...newVersions.keys()])].sort();
-  for (const path of allPaths) {
-    const o = oldVersions.get(path) ?? null;
-    const n = newVersions.get(path) ?? null;
-    if (o && n && sameVersion(o, n)) continue;
-    if (dirty && o && n && !dirty.has(path)) continue;
-    const findTokenizer = () => {
-      const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
-      if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
-      return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
-    };
-    const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html });
-    if (d.status === 'modified' && d.kind === 'safetensors' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length) continue;
-    files.push(d);
+  try {
+    for (const path of allPaths) {
+      const o = oldVersions.get(path) ?? null;
+      const n = newVersions.get(path) ?? null;
+      if (o && n && sameVersion(o, n)) continue;
+      if (dirty && o && n && !dirty.has(path)) continue;
+      const findTokenizer = () => {
+        const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
+        if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+        return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+      };
+      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html, fetchMissing });
+      if (d.status === 'modified' && d.kind === 'safetensors' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length) continue;
+      files.push(d);
+    }
+  } finally {
+    lazy.close();
   }
 
   const data = renderJson({ old: sideName(oldSpec), new: sideName(newSpec), files });

@@ -4,10 +4,11 @@
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Printable } from '../cli/output.js';
-import { ExitCode, GitTensorError } from '../errors/index.js';
+import { ExitCode, GitTensorError, MissingObjectsError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
 import { openRepo } from './context.js';
+import { LazyFetcher } from './fetch.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
 
 export interface MergeDriverOptions {
@@ -37,22 +38,38 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
     // Opaque files merge only when one side left them alone; git already handles that case, so here both changed.
     return { data: { path: opts.path, clean: false }, text: [`git-tensor: ${opts.path}: both sides changed this opaque file; pick one with \`git checkout --ours|--theirs -- ${opts.path}\``], exitCode: ExitCode.failure, stream: 'stderr' };
   }
-  const { topLevel, store } = openRepo();
-  const writer = store.beginWrite();
+  const repo = openRepo();
+  const { topLevel, store } = repo;
+  const merge = async (): Promise<MergeOutcome> => {
+    const writer = store.beginWrite();
+    try {
+      const outcome = await mergeCheckpoint(store, writer, {
+        path: opts.path,
+        base: base as Extract<Pointer, { kind: 'safetensors' }> | null,
+        ours,
+        theirs,
+        rules: loadMergeRules(topLevel),
+        override: envOverride(),
+      });
+      writer.commit();
+      return outcome;
+    } catch (err) {
+      writer.abort();
+      throw err;
+    }
+  };
+  // A clone has the tensors of the versions it checked out; merging a branch it never checked out needs
+  // that branch's tensors, fetched from the remote as a checkout would (mergeCheckpoint lists every
+  // missing object before it writes anything).
+  const lazy = new LazyFetcher(repo);
   let outcome: MergeOutcome;
   try {
-    outcome = await mergeCheckpoint(store, writer, {
-      path: opts.path,
-      base: base as Extract<Pointer, { kind: 'safetensors' }> | null,
-      ours,
-      theirs,
-      rules: loadMergeRules(topLevel),
-      override: envOverride(),
-    });
-    writer.commit();
+    outcome = await merge();
   } catch (err) {
-    writer.abort();
-    throw err;
+    if (!(err instanceof MissingObjectsError) || !(await lazy.fetch((err.data as { ids: string[] }).ids, { file: opts.path }))) throw err;
+    outcome = await merge();
+  } finally {
+    lazy.close();
   }
   writeFileSync(opts.ours, outcome.pointer);
   return { data: outcome, text: summarize(opts.path, outcome), exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };

@@ -187,6 +187,45 @@ describe('push and clone over smart HTTP', () => {
     expect(none.stderr).toMatch(/git remote add origin tensor::/);
   });
 
+  it('merging a branch the clone never checked out fetches its tensors, then merges them exactly', () => {
+    const { repo: a, url } = pusher('lazy-merge');
+    a.write('model.safetensors', base);
+    a.commit(['model.safetensors'], 'base');
+    a.git(['switch', '-q', '-c', 'tune-a']);
+    const tunedA = modifyRows(baseTensors, 'model.embed_tokens.weight', [1, 2], 'a');
+    a.write('model.safetensors', toSafetensors(tunedA, { format: 'pt' }));
+    a.commit(['model.safetensors'], 'tune a');
+    a.git(['switch', '-q', '-c', 'tune-b', 'main']);
+    const tunedB = modifyRows(modifyRows(baseTensors, 'model.embed_tokens.weight', [60, 61], 'b'), 'lm_head.weight', [7], 'b');
+    a.write('model.safetensors', toSafetensors(tunedB, { format: 'pt' }));
+    a.commit(['model.safetensors'], 'tune b');
+    a.git(['push', 'origin', 'main', 'tune-a', 'tune-b']);
+
+    const b = cloneRepo(`tensor::${url}`);
+    b.git(['switch', '-q', '-c', 'tune-a', '--no-track', 'refs/tensor-remote/origin/heads/tune-a']);
+    const before = b.packBytes();
+    // tune-b's new rows are in no version this clone has checked out: the merge driver fetches them.
+    const merge = b.git(['merge', '--no-edit', 'refs/tensor-remote/origin/heads/tune-b']);
+    expect(merge.stderr).toMatch(/merged exactly by disjoint union/);
+    expect(b.packBytes()).toBeGreaterThan(before);
+    const union = modifyRows(modifyRows(tunedA, 'model.embed_tokens.weight', [60, 61], 'b'), 'lm_head.weight', [7], 'b');
+    expectBytes(b, 'model.safetensors', toSafetensors(union, { format: 'pt' }));
+    expect(b.git(['status', '--porcelain']).stdout).toBe('');
+    expectFsckClean(b);
+
+    // So do `git diff` and `git tensor diff` between two branches the clone never checked out.
+    const [tuneA, tuneB] = ['tune-a', 'tune-b'].map((br) => `refs/tensor-remote/origin/heads/${br}`);
+    const c = cloneRepo(`tensor::${url}`);
+    const table = c.git(['diff', tuneA!, tuneB!]).stdout;
+    expect(table).not.toMatch(/cannot compare/);
+    expect(table).toMatch(/model\.embed_tokens\.weight/);
+    expect(table).toMatch(/lm_head\.weight/);
+    const d = cloneRepo(`tensor::${url}`);
+    const json = JSON.parse(d.gitTensor(['diff', '--json', tuneA!, tuneB!]).stdout);
+    const changed = json.files[0].tensors.filter((t: { status: string }) => t.status !== 'unchanged').map((t: { name: string }) => t.name).sort();
+    expect(changed).toEqual(['lm_head.weight', 'model.embed_tokens.weight']);
+  });
+
   it('progress like git\'s own with --progress; nothing with --quiet', () => {
     const { repo: a } = pusher('progress');
     a.write('model.safetensors', base);
