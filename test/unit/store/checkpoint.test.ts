@@ -235,6 +235,30 @@ describe('safetensors: Ingest + restore', () => {
   });
 });
 
+describe('a checkpoint of many batches', () => {
+  // 36 MiB: a 16 MiB tensor (four full batches), then six of 3 MiB (one partial batch each, which the
+  // pack has not written yet when the next batch starts), then 2 MiB of bytes. Random bytes do not
+  // compress, so chunks go to the pack raw, as views of their batch's buffer.
+  const file = toFile([
+    { name: 'big', body: { dtype: 'F32', shape: [1024, 4096], data: noise('many/big', 16 << 20) } },
+    ...Array.from({ length: 6 }, (_, k) => ({ name: `t${k}`, body: { dtype: 'F32' as DType, shape: [768, 1024], data: noise(`many/${k}`, 3 << 20) } })),
+    { name: 'bytes', body: { dtype: 'U8', shape: [2 << 20], data: noise('many/bytes', 2 << 20) } },
+  ], null);
+
+  it.each([['without compression', false], ['with compression', true]] as const)('round-trips bit for bit, %s', async (_, compress) => {
+    const target = compress && storeCodec() ? ObjectStore.open(join(root, 'z'), { codec: storeCodec() }) : store;
+    try {
+      const w = target.beginWrite();
+      const text = await ingest(w, 'm.safetensors', file, [65516]);
+      w.commit();
+      expect(text).toBe(serializePointer(expectedPointer(file)));
+      expect((await smudge(text, 'm.safetensors', target)).equals(file)).toBe(true);
+    } finally {
+      if (target !== store) target.close();
+    }
+  });
+});
+
 describe('safetensors: refused files leave nothing behind', () => {
   const file = toFile(
     [
