@@ -336,13 +336,13 @@ export interface CombineArgs {
   keepBelow: number;
 }
 
-/** Linear: sum c_i t_i. Task: o + sum c_i (t_i - o). Dare: the same over kept terms, o itself when none is kept. */
 /** `base`, copied first when `out` overlaps it: a merge may write over its own base (restores read it after). */
 function apartFrom(base: Uint8Array, out: Uint8Array): Uint8Array {
   const overlaps = base.buffer === out.buffer && base.byteOffset < out.byteOffset + out.byteLength && out.byteOffset < base.byteOffset + base.byteLength;
   return overlaps ? base.slice() : base;
 }
 
+/** Linear: sum c_i t_i. Task: o + sum c_i (t_i - o). Dare: the same over kept terms, o itself when none is kept. */
 export function combine(args: CombineArgs, out: Uint8Array): void {
   if (args.base) args = { ...args, base: apartFrom(args.base, out) };
   const { mode, dtype } = args;
