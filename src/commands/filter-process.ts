@@ -27,6 +27,12 @@ function statKey(file: string): string | null {
 /** git commands whose smudges only feed diff drivers and textconv. */
 const DIFF_COMMANDS = new Set(['diff', 'show', 'log', 'whatchanged']);
 
+/**
+ * git commands whose cleans only compare working-tree files with the index: they take the blob id and
+ * never write the blob, so the filter hashes and stores nothing (`git add` stores the file later).
+ */
+const COMPARE_ONLY_COMMANDS = new Set(['status']);
+
 export interface FilterProcessOptions {
   input?: AsyncIterable<Buffer>;
   output?: Writable;
@@ -67,17 +73,17 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
   await serveFilterProcess(opts.input ?? readSlices(0), opts.output ?? process.stdout, {
     async clean(req, content) {
-      // `git diff` cleans a changed working-tree file only to learn its blob id: hash, store nothing.
-      // It cleans the same file twice (to see that it changed, then for the diff itself): the second
-      // time, an unchanged file (same size, times and inode) gets the first answer.
-      const compareOnly = diffContext && invoker === 'diff';
+      // `git diff` and `git status` clean a changed working-tree file only to learn its blob id: hash,
+      // store nothing. `git diff` cleans the same file twice (to see that it changed, then for the diff
+      // itself): the second time, an unchanged file (same size, times and inode) gets the first answer.
+      const compareOnly = (diffContext && invoker === 'diff') || (!!invoker && COMPARE_ONLY_COMMANDS.has(invoker));
       const fileKey = compareOnly ? statKey(join(repo.topLevel, req.pathname)) : null;
       const known = fileKey ? comparedFiles.get(req.pathname) : undefined;
       if (known && known.key === fileKey) {
-        trace(`clean ${req.pathname}: unchanged since this git diff hashed it, ids reused`);
+        trace(`clean ${req.pathname}: unchanged since this git ${invoker} hashed it, ids reused`);
         return known.pointer; // the adapter drains the content git sends
       }
-      if (compareOnly) trace(`clean ${req.pathname}: ids only, nothing stored (git diff compares, it does not add)`);
+      if (compareOnly) trace(`clean ${req.pathname}: ids only, nothing stored (git ${invoker} compares, it does not add)`);
       const writer = store.beginWrite({ hashOnly: compareOnly });
       try {
         const ingest = new Ingest(writer, req.pathname, await previousVersion(req.pathname));

@@ -92,6 +92,28 @@ describe('git diff, git show and git log -p print the table', () => {
     expect(repo.git(['status', '--porcelain']).stdout).toBe('');
   });
 
+  it('`git status` of a working-tree change hashes it without storing anything', () => {
+    const fourth = edit(tuned, Q, (t) => rescale(t, 0.5));
+    repo.write('model.safetensors', toSafetensors(fourth, { format: 'pt' }));
+    const packs = () => readdirSync(join(repo.dir, '.git', 'tensor', 'packs')).sort();
+    const before = packs();
+    try {
+      const r = repo.git(['status', '--porcelain'], { env: { GIT_TENSOR_TRACE: '1' } });
+      expect(r.stdout).toBe(' M model.safetensors\n');
+      expect(r.stderr).toMatch(/clean model\.safetensors: ids only, nothing stored \(git status compares/);
+      expect(packs()).toEqual(before);
+      // what `git add` then stores is what status hashed: the index entry matches the file
+      repo.git(['add', 'model.safetensors']);
+      expect(packs().length).toBeGreaterThan(before.length);
+      expect(repo.git(['status', '--porcelain']).stdout).toBe('M  model.safetensors\n');
+      expect(repo.git(['diff', '--quiet']).status).toBe(0);
+    } finally {
+      repo.git(['reset', '-q', '--', 'model.safetensors']);
+      repo.git(['checkout', '--', 'model.safetensors']);
+    }
+    expect(repo.git(['status', '--porcelain']).stdout).toBe('');
+  });
+
   it('`git diff <rev> <rev>`', () => {
     const out = repo.git(['diff', 'HEAD~1', 'HEAD']).stdout;
     expectTable(out);
