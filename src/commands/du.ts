@@ -64,7 +64,9 @@ export async function du(_opts: object): Promise<Printable> {
       ...encodings.map((e) => ['  ' + e.encoding, String(e.objects), formatBytes(e.decodedBytes), formatBytes(e.storedBytes), pct(e.ratio)])], [1, 2, 3, 4]));
   }
   if (files.length) {
-    text.push('at HEAD:', ...table([['  file', 'logical', 'stored', 'ratio'],
+    // A version stored as deltas needs its bases too, which older versions share: the column can exceed
+    // the file's own size without anything being stored twice.
+    text.push('at HEAD (what each file needs from the store, delta bases included):', ...table([['  file', 'logical', 'needs', 'ratio'],
       ...files.map((f) => ['  ' + f.path, formatBytes(f.logicalBytes), formatBytes(f.storedBytes), pct(f.ratio)])], [1, 2, 3]));
   }
   return { data, text };
