@@ -39,6 +39,7 @@ function expectTable(out: string): void {
 
 describe('git diff, git show and git log -p print the table', () => {
   let repo: Repo;
+  const packs = () => readdirSync(join(repo.dir, '.git', 'tensor', 'packs')).sort();
   const base = gaussianModel();
   const tuned = fineTuned(base);
 
@@ -73,7 +74,6 @@ describe('git diff, git show and git log -p print the table', () => {
   it('`git diff` of a working-tree change hashes it without storing anything; `git add` then stores it', () => {
     const third = edit(tuned, Q, (t) => rescale(t, 1.5));
     repo.write('model.safetensors', toSafetensors(third, { format: 'pt' }));
-    const packs = () => readdirSync(join(repo.dir, '.git', 'tensor', 'packs')).sort();
     const before = packs();
     try {
       const r = repo.git(['diff'], { env: { GIT_TENSOR_TRACE: '1' } });
@@ -95,7 +95,6 @@ describe('git diff, git show and git log -p print the table', () => {
   it('`git status` of a working-tree change hashes it without storing anything', () => {
     const fourth = edit(tuned, Q, (t) => rescale(t, 0.5));
     repo.write('model.safetensors', toSafetensors(fourth, { format: 'pt' }));
-    const packs = () => readdirSync(join(repo.dir, '.git', 'tensor', 'packs')).sort();
     const before = packs();
     try {
       const r = repo.git(['status', '--porcelain'], { env: { GIT_TENSOR_TRACE: '1' } });
