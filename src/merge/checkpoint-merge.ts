@@ -2,11 +2,11 @@
 // element through the kernels, writes the merged tensors and header to the store, and returns the merged
 // pointer with a per-tensor report. Used by the merge driver (during `git merge`) and by `resolve`.
 
-import { ExitCode, GitTensorError, MissingObjectsError } from '../errors/index.js';
+import { MissingObjectsError } from '../errors/index.js';
 import type { DType } from '../format/dtype.js';
 import { parseHeader, serializeHeader, tensorByteLength } from '../format/safetensors.js';
 import { Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
-import { storeBlob, storeTensor } from '../store/checkpoint.js';
+import { checkTensorObjectSize, storeBlob, storeTensor } from '../store/checkpoint.js';
 import { ObjectStore, ObjectWriter } from '../store/store.js';
 import { ElementCounts, mergeElements } from './elementwise.js';
 import { planMetadata, planTensors, Side, TensorPlan } from './plan.js';
@@ -111,13 +111,9 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
       const { base, ours, theirs } = plan;
       const bytes = tensorByteLength(ours.dtype as DType, ours.shape);
       const read = (t: PointerTensor, k: number, bases?: Map<string, Uint8Array>) => {
-        const held = store.locate(t.id)?.decodedSize;
-        if (held !== bytes) {
-          throw new GitTensorError('E_POINTER_MISMATCH', `${path}: tensor \`${name}\` is ${ours.dtype} [${ours.shape.join(', ')}] (${bytes} bytes), its object ${t.id.slice(0, 16)} holds ${held} bytes`, {
-            data: { file: path, tensor: name }, exitCode: ExitCode.badInput,
-            hint: 'A pointer was edited by hand or the store is damaged: run `git tensor fsck`, then `git merge --abort`.',
-          });
-        }
+        // Every object is present (checked above); one of another size would not fit the shared buffers.
+        checkTensorObjectSize(store, t.id, bytes, { file: path, tensor: name },
+          'A pointer was edited by hand or the store is damaged: run `git tensor fsck`, then `git merge --abort`.');
         return store.readAsync(t.id, { file: path, tensor: name }, bases, buffers.get(k, bytes));
       };
       // Each side was most likely stored as a delta against the base: decode the base once and let both

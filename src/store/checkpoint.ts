@@ -436,14 +436,20 @@ export function verifyPointer(store: ObjectStore, pointer: Pointer, file: string
   if (pointer.kind === 'opaque') return;
   const header = parseHeader(store.read(pointer.header.id, { file }), { file, fileSize: pointer.size });
   checkPointerMatchesHeader(pointer, header, file);
-  header.tensors.forEach((t, k) => {
-    const loc = store.locate(pointer.tensors[k]!.id);
-    if (loc && loc.decodedSize !== t.end - t.begin) {
-      throw new GitTensorError('E_POINTER_MISMATCH', `${file}: tensor \`${t.name}\` object holds ${loc.decodedSize} bytes, its header entry needs ${t.end - t.begin}`, {
-        data: { file, tensor: t.name }, exitCode: 3,
-      });
-    }
-  });
+  header.tensors.forEach((t, k) => checkTensorObjectSize(store, pointer.tensors[k]!.id, t.end - t.begin, { file, tensor: t.name }));
+}
+
+/**
+ * Fails with E_POINTER_MISMATCH when tensor object `id` does not hold the `bytes` its dtype and shape
+ * need (a hand-edited pointer, or a damaged store). An object the store lacks is not checked here.
+ */
+export function checkTensorObjectSize(store: ObjectStore, id: string, bytes: number, where: { file: string; tensor: string }, hint?: string): void {
+  const loc = store.locate(id);
+  if (loc && loc.decodedSize !== bytes) {
+    throw new GitTensorError('E_POINTER_MISMATCH', `${where.file}: tensor \`${where.tensor}\` object ${id.slice(0, 16)} holds ${loc.decodedSize} bytes, its dtype and shape need ${bytes}`, {
+      data: where, exitCode: 3, hint,
+    });
+  }
 }
 
 /**
