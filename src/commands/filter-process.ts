@@ -68,15 +68,16 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
    */
   const diffContext = !!invoker && DIFF_COMMANDS.has(invoker) && process.env.GIT_TENSOR_DIFF_SMUDGE !== '1' &&
     !process.env.GIT_EXTERNAL_DIFF && gitRaw(['config', '--get', 'diff.external'], { okCodes: [1] }).status === 1;
+  // `git diff` and `git status` clean a changed working-tree file only to learn its blob id: hash,
+  // store nothing.
+  const compareOnly = (diffContext && invoker === 'diff') || (!!invoker && COMPARE_ONLY_COMMANDS.has(invoker));
   const comparedFiles = new Map<string, { key: string; pointer: Buffer }>();
   const feedsOnlyOurDiff = (path: string): boolean =>
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
   await serveFilterProcess(opts.input ?? readSlices(0), opts.output ?? process.stdout, {
     async clean(req, content) {
-      // `git diff` and `git status` clean a changed working-tree file only to learn its blob id: hash,
-      // store nothing. `git diff` cleans the same file twice (to see that it changed, then for the diff
-      // itself): the second time, an unchanged file (same size, times and inode) gets the first answer.
-      const compareOnly = (diffContext && invoker === 'diff') || (!!invoker && COMPARE_ONLY_COMMANDS.has(invoker));
+      // `git diff` cleans the same file twice (to see that it changed, then for the diff itself): the
+      // second time, an unchanged file (same size, times and inode) gets the first answer.
       const fileKey = compareOnly ? statKey(join(repo.topLevel, req.pathname)) : null;
       const known = fileKey ? comparedFiles.get(req.pathname) : undefined;
       if (known && known.key === fileKey) {
