@@ -120,7 +120,7 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
     checkObjects(path, oldS, newS, opts.store);
   } catch (err) {
     // A version this clone never checked out: its tensors come from the remote, as a checkout's would.
-    if (!(err instanceof MissingObjectsError) || !opts.fetchMissing || !(await opts.fetchMissing((err.data as { ids: string[] }).ids, path))) throw err;
+    if (!(err instanceof MissingObjectsError) || !opts.fetchMissing || !(await opts.fetchMissing(err.ids, path))) throw err;
     checkObjects(path, oldS, newS, opts.store);
   }
   let vocabulary = opts.vocabulary;

@@ -66,7 +66,7 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
   try {
     outcome = await merge();
   } catch (err) {
-    if (!(err instanceof MissingObjectsError) || !(await lazy.fetch((err.data as { ids: string[] }).ids, { file: opts.path }))) throw err;
+    if (!(err instanceof MissingObjectsError) || !(await lazy.fetch(err.ids, { file: opts.path }))) throw err;
     outcome = await merge();
   } finally {
     lazy.close();

@@ -88,7 +88,7 @@ export class PointerError extends GitTensorError {
 }
 
 export class MissingObjectsError extends GitTensorError {
-  constructor(ids: string[], data: ErrorData = {}) {
+  constructor(readonly ids: string[], data: ErrorData = {}) {
     const shown = ids.slice(0, 5).map((id) => id.slice(0, 16)).join(', ') + (ids.length > 5 ? `, ... (${ids.length} in all)` : '');
     const where = data.file ? `${data.file}: ` : '';
     super('E_MISSING_OBJECTS', `${where}${ids.length} object(s) missing from the tensor store: ${shown}`, {
