@@ -346,6 +346,25 @@ export async function matvec(
 }
 
 /**
+ * y = x W^T + bias for a batch of `rows` f32 rows: x is rows x inDim, W is outDim x inDim (nn.Linear's
+ * layout), y is rows x outDim. The inference engine's one heavy kernel; see reference.matmul.
+ */
+export async function matmul(
+  args: { x: Float32Array; w: Float32Array; rows: number; inDim: number; outDim: number; bias?: Float32Array; out?: Float32Array },
+  opts?: RunOptions,
+): Promise<Float32Array> {
+  const { x, w, rows, inDim, outDim } = args;
+  if (x.length !== rows * inDim) throw new RangeError(`matmul: x has ${x.length} elements, expected ${rows} x ${inDim}`);
+  if (w.length !== outDim * inDim) throw new RangeError(`matmul: w has ${w.length} elements, expected ${outDim} x ${inDim}`);
+  if (args.bias && args.bias.length !== outDim) throw new RangeError(`matmul: bias has ${args.bias.length} elements, expected ${outDim}`);
+  const out = args.out ?? new Float32Array(rows * outDim);
+  if (out.length !== rows * outDim) throw new RangeError(`matmul: out has ${out.length} elements, expected ${rows} x ${outDim}`);
+  // The native kernel is added by the inference-engine work; until then every implementation runs the reference.
+  void runner(opts);
+  return ref.matmul(x, w, rows, inDim, outDim, args.bias ?? null, out);
+}
+
+/**
  * The largest singular value of a rows x cols matrix by power iteration on M^T M, from a fixed
  * pseudo-random start (so the result is reproducible); stops when it changes by less than `tolerance`.
  */

@@ -475,3 +475,21 @@ export function matvec(dtype: DType, matrix: Uint8Array, rows: number, cols: num
   }
   return y;
 }
+
+/**
+ * y[r][o] = bias[o] + sum_i x[r][i] * w[o][i]: a batch of rows through a linear layer whose weight is
+ * stored as PyTorch's nn.Linear keeps it ([out, in], row-major). f32 in and out, accumulated in f64 here
+ * (the oracle); native kernels accumulate in f32 and are compared with a named tolerance.
+ */
+export function matmul(x: Float32Array, w: Float32Array, rows: number, inDim: number, outDim: number, bias: Float32Array | null, out: Float32Array): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const xo = r * inDim;
+    for (let o = 0; o < outDim; o++) {
+      const wo = o * inDim;
+      let acc = 0;
+      for (let i = 0; i < inDim; i++) acc += x[xo + i]! * w[wo + i]!;
+      out[r * outDim + o] = acc + (bias ? bias[o]! : 0);
+    }
+  }
+  return out;
+}
