@@ -157,7 +157,7 @@ for (const [label, changes] of scenarios) {
     import { readFileSync } from 'node:fs';
     import { ObjectStore } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/store/store.js')).href)};
     import { parsePointer } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/format/pointer.js')).href)};
-    import { storeCodec } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/kernels/codec.js')).href)};
+    import { storeCodec } from ${JSON.stringify(pathToFileURL(join(ROOT, 'dist/store/codec.js')).href)};
     const store = ObjectStore.open(process.argv[1], { codec: storeCodec() });
     for (const f of process.argv.slice(2)) for (const t of parsePointer(readFileSync(f, 'utf8')).tensors) await store.readAsync(t.id);`;
   const pointerFiles = ['HEAD~1', 'HEAD'].map((r, k) => {

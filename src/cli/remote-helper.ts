@@ -6,7 +6,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { exitCodeOf, formatError, UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import { storeDirOf } from '../commands/context.js';
-import { storeCodec } from '../kernels/codec.js';
+import { storeCodec } from '../store/codec.js';
 import { ObjectStore } from '../store/store.js';
 import { TENSOR_URL_PREFIX, TransferContext, userConfigOf } from '../remote/context.js';
 import { serveRemoteHelper } from '../remote/helper.js';

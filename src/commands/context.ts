@@ -2,7 +2,7 @@
 
 import { join } from 'node:path';
 import { gitRaw, repoPaths, RepoPaths } from '../git/exec.js';
-import { storeCodec } from '../kernels/codec.js';
+import { storeCodec } from '../store/codec.js';
 import { ObjectStore } from '../store/store.js';
 
 export interface RepoContext extends RepoPaths {

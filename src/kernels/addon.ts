@@ -103,6 +103,29 @@ export function cpuAddon(): Record<string, unknown> | null {
   return plain;
 }
 
+/** The addon's zstd functions (native/src/codec.cc); the store's codec (src/store/codec.ts) wraps them. */
+export interface NativeZstd {
+  compress(src: Uint8Array, level: number): Buffer;
+  decompress(src: Uint8Array, size: number): Buffer;
+  compressPlanes(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Buffer;
+  compressPlane(plane: Uint8Array, level: number): Buffer;
+  decompressPlanes(src: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null): Buffer;
+  version: string;
+}
+
+/** null when the addon is missing or was built without libzstd. */
+export function nativeZstd(): NativeZstd | null {
+  return (cpuAddon()?.zstd as NativeZstd | undefined) ?? null;
+}
+
+/**
+ * The addon's setPipeSize(fd, bytes) (fcntl F_SETPIPE_SZ), returning the size now in effect or 0;
+ * null without the addon. src/git/pipes.ts decides the sizes.
+ */
+export function nativeSetPipeSize(): ((fd: number, bytes: number) => number) | null {
+  return (cpuAddon()?.setPipeSize as ((fd: number, bytes: number) => number) | undefined) ?? null;
+}
+
 let cached: KernelBackend | undefined;
 
 /** The process-wide backend, chosen on first use; its warning, if any, is printed once. */

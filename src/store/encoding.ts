@@ -26,6 +26,7 @@
 // size 1e-3 changes only the low bits of a float's pattern, so most high planes become zero.
 
 import { CorruptObjectError } from '../errors/index.js';
+import type { Codec } from './codec.js';
 
 export const ChunkEncoding = {
   zstd: 2,
@@ -43,21 +44,6 @@ export const ZSTD_LEVEL = 1;
 
 /** Compression is kept only if it saves at least this fraction (else raw: no decode cost for nothing). */
 const MIN_SAVING = 0.03;
-
-export interface Codec {
-  /** null when compression is unavailable (chunks are then written raw). */
-  compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
-  decompress(src: Uint8Array, decodedSize: number): Uint8Array;
-  /**
-   * split(toPlanes(base ? zigzagDelta(src, base) : rotl1?(src))) in one native call; when absent,
-   * splitPlanes() below does the same in TypeScript around compress().
-   */
-  compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
-  /** zstd with the parameters compressPlanes uses for each plane (tuned for byte planes); compress() when absent. */
-  compressPlane?(plane: Uint8Array, level: number): Uint8Array;
-  /** The inverse of compressPlanes. */
-  decompressPlanes?(src: Uint8Array, decodedSize: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array;
-}
 
 export interface EncodeHint {
   /** Bytes per element: 1 leaves planes() a no-op. */

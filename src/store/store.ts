@@ -5,7 +5,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptObjectError, GitTensorError } from '../errors/index.js';
-import { Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
+import type { Codec } from './codec.js';
+import { decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
 import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Pointer, PointerTensor } from '../../../src/format/pointer.js';
 import { parsePointer } from '../../../src/format/pointer.js';
-import { storeCodec } from '../../../src/kernels/codec.js';
+import { storeCodec } from '../../../src/store/codec.js';
 import { mergeCheckpoint } from '../../../src/merge/checkpoint-merge.js';
 import { storeTensor } from '../../../src/store/checkpoint.js';
 import { ObjectStore } from '../../../src/store/store.js';

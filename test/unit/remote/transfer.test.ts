@@ -8,7 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CorruptObjectError } from '../../../src/errors/index.js';
-import { ChunkEncoding, toPlanes, zigzagDelta, type Codec } from '../../../src/store/encoding.js';
+import type { Codec } from '../../../src/store/codec.js';
+import { ChunkEncoding, toPlanes, zigzagDelta } from '../../../src/store/encoding.js';
 import { PackFile, PackWriter } from '../../../src/store/pack.js';
 import { ObjectStore, sha256, type ChunkRef } from '../../../src/store/store.js';
 import {

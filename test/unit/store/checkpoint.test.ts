@@ -9,7 +9,7 @@ import { DTYPES, dtypeBits, type DType } from '../../../src/format/dtype.js';
 import { parsePointer, serializePointer, type Pointer } from '../../../src/format/pointer.js';
 import { parseSafetensors, serializeSafetensors, type TensorInput } from '../../../src/format/safetensors.js';
 import { Ingest, planRestore, restore, storeTensor } from '../../../src/store/checkpoint.js';
-import { storeCodec } from '../../../src/kernels/codec.js';
+import { storeCodec } from '../../../src/store/codec.js';
 import { chunkBatches } from '../../../src/kernels/chunks.js';
 import { CDC_MAX, CDC_MIN, tensorChunkBytes } from '../../../src/store/chunking.js';
 import { Encoding } from '../../../src/store/pack.js';

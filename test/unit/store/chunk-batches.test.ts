@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { storeCodec } from '../../../src/kernels/codec.js';
+import { storeCodec } from '../../../src/store/codec.js';
 import { chunkBatches, DecodeItem } from '../../../src/kernels/chunks.js';
 import { BodyMode, joinSplitPlanes, splitPlanes } from '../../../src/store/encoding.js';
 

@@ -7,9 +7,9 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { decompress as jsDecompress } from 'fzstd';
-import { storeCodec } from '../../../src/kernels/codec.js';
+import { storeCodec, type Codec } from '../../../src/store/codec.js';
 import {
-  applyZigzagDelta, ChunkEncoding, Codec, decodeChunk, encodeChunk, fromPlanes, MAX_DELTA_DEPTH, rotateSign, toPlanes, zigzagDelta,
+  applyZigzagDelta, ChunkEncoding, decodeChunk, encodeChunk, fromPlanes, MAX_DELTA_DEPTH, rotateSign, toPlanes, zigzagDelta,
 } from '../../../src/store/encoding.js';
 import { ObjectStore, sha256 } from '../../../src/store/store.js';
 

@@ -1,29 +1,26 @@
-// Owns the store's compression codec: zstd from the native addon when it was built with libzstd, and
-// otherwise a pure-JavaScript zstd decoder (fzstd), so a repository written elsewhere with compression
-// can always be read. Only compression needs the native library.
+// Owns the store's compression codec: what it is (the Codec interface the chunk encodings of
+// src/store/encoding.ts call) and which one runs: zstd from the native addon when it was built with
+// libzstd, and otherwise a pure-JavaScript zstd decoder (fzstd), so a repository written elsewhere with
+// compression can always be read. Only compression needs the native library.
 
 import { decompress as jsDecompress } from 'fzstd';
-import { cpuAddon } from './addon.js';
+import { nativeZstd } from '../kernels/addon.js';
 
 export interface Codec {
-  /** null when this build cannot compress (no libzstd): new chunks are then stored raw. */
+  /** null when compression is unavailable (no libzstd): new chunks are then written raw. */
   compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
-  /** Planes + zstd fused (src/store/encoding.ts defines the transform); absent without the addon. */
+  /**
+   * split(toPlanes(base ? zigzagDelta(src, base) : rotl1?(src))) in one native call; when absent,
+   * splitPlanes() in src/store/encoding.ts does the same in TypeScript around compress().
+   */
   compressPlanes?(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Uint8Array;
+  /** zstd with the parameters compressPlanes uses for each plane (tuned for byte planes); compress() when absent. */
   compressPlane?(plane: Uint8Array, level: number): Uint8Array;
+  /** The inverse of compressPlanes. */
   decompressPlanes?(src: Uint8Array, decodedSize: number, width: number, rotate: boolean, base: Uint8Array | null): Uint8Array;
   /** e.g. "zstd 1.5.4 (native)" or "zstd (JavaScript decoder only)". */
-  description: string;
-}
-
-interface NativeZstd {
-  compress(src: Uint8Array, level: number): Buffer;
-  decompress(src: Uint8Array, size: number): Buffer;
-  compressPlanes(src: Uint8Array, width: number, rotate: boolean, base: Uint8Array | null, level: number): Buffer;
-  compressPlane(plane: Uint8Array, level: number): Buffer;
-  decompressPlanes(src: Uint8Array, size: number, width: number, rotate: boolean, base: Uint8Array | null): Buffer;
-  version: string;
+  description?: string;
 }
 
 let cached: Codec | undefined;
@@ -31,7 +28,7 @@ let cached: Codec | undefined;
 export function storeCodec(): Codec {
   if (cached) return cached;
   // The codec is independent of the kernel choice (GIT_TENSOR_KERNELS=js still compresses natively).
-  const zstd = cpuAddon()?.zstd as NativeZstd | undefined;
+  const zstd = nativeZstd();
   if (zstd) {
     cached = {
       compress: (src, level) => zstd.compress(src, level),
