@@ -10,7 +10,7 @@ import { BlobReader } from '../git/blob-reader.js';
 import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from './fetch.js';
-import { readSlices, widenPipes } from '../kernels/io.js';
+import { readSlices, widenPipes } from '../git/pipes.js';
 import { git, gitRaw } from '../git/exec.js';
 import { invokingGitCommand } from '../git/invoker.js';
 

@@ -1,10 +1,10 @@
-// Owns how bytes move through the pipes to and from git: the pipes' capacity (set through the addon) and
-// reading them in large slices.
+// Owns how bytes move through the pipes to and from git (the filter process protocol): the pipes'
+// capacity (set through the addon's setPipeSize) and reading them in large slices.
 
 import { read, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { cpuAddon } from './addon.js';
+import { nativeSetPipeSize } from '../kernels/addon.js';
 
 /** What Linux lets an unprivileged process ask for by default (/proc/sys/fs/pipe-max-size). */
 const DEFAULT_PIPE_MAX = 1024 * 1024;
@@ -23,7 +23,7 @@ function pipeMaxSize(): number {
  * now in effect, 0 for an fd that is not a pipe or where the addon or the OS cannot do it.
  */
 export function widenPipes(fds: number[], bytes = 1024 * 1024): number[] {
-  const set = cpuAddon()?.setPipeSize as ((fd: number, bytes: number) => number) | undefined;
+  const set = nativeSetPipeSize();
   if (!set) return fds.map(() => 0);
   const size = Math.min(bytes, pipeMaxSize());
   return fds.map((fd) => set(fd, size));

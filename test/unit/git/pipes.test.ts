@@ -1,4 +1,4 @@
-// The filter process's pipes to git are widened to 1 MiB and read in large slices (src/kernels/io.ts):
+// The filter process's pipes to git are widened to 1 MiB and read in large slices (src/git/pipes.ts):
 // checked on real pipes from child processes, and on a plain file.
 
 import { spawnSync } from 'node:child_process';
@@ -8,16 +8,16 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
-import { cpuAddon } from '../../src/kernels/addon.js';
-import { readSlices, widenPipes } from '../../src/kernels/io.js';
+import { cpuAddon } from '../../../src/kernels/addon.js';
+import { readSlices, widenPipes } from '../../../src/git/pipes.js';
 
-const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const linux = process.platform === 'linux';
 
 describe.skipIf(!cpuAddon() || !linux)('widenPipes', () => {
   test('a pipe to the parent grows to 1 MiB', () => {
     // Node gives children socket pairs, not pipes; git gives its filter real pipes, as the shell's | does.
-    const script = `import(${JSON.stringify(path.join(root, 'src/kernels/io.ts'))}).then((m) => process.stderr.write(String(m.widenPipes([1]))))`;
+    const script = `import(${JSON.stringify(path.join(root, 'src/git/pipes.ts'))}).then((m) => process.stderr.write(String(m.widenPipes([1]))))`;
     const r = spawnSync('sh', ['-c', `"$NODE" --import tsx -e "$SCRIPT" | cat`], {
       cwd: root, env: { ...process.env, NODE: process.execPath, SCRIPT: script }, encoding: 'utf8',
     });
@@ -53,7 +53,7 @@ describe('readSlices', () => {
     try {
       const data = randomBytes(3 * 1024 * 1024 + 123);
       writeFileSync(path.join(dir, 'f'), data);
-      const script = `import(${JSON.stringify(path.join(root, 'src/kernels/io.ts'))}).then(async (m) => {
+      const script = `import(${JSON.stringify(path.join(root, 'src/git/pipes.ts'))}).then(async (m) => {
         const h = (await import('node:crypto')).createHash('sha256');
         for await (const s of m.readSlices(0)) h.update(s);
         process.stdout.write(h.digest('hex'));
