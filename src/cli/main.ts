@@ -3,7 +3,8 @@
 
 import yargs, { Argv } from 'yargs';
 import { ExitCode, exitCodeOf, formatError, UsageError } from '../errors/index.js';
-import { print, Printable } from './output.js';
+import type { Printable } from '../commands/printable.js';
+import { print } from './output.js';
 
 interface Common {
   json?: boolean;

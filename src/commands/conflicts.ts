@@ -1,7 +1,7 @@
 // Owns `git tensor conflicts`: for every checkpoint git left unmerged, which tensors conflict and how
 // much (elements changed by ours, by theirs, by both differently, with opposite signs).
 
-import { Printable, table } from '../cli/output.js';
+import { Printable, table } from './printable.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
 import { readBlobs, unmergedEntries, UnmergedEntry } from '../git/tree.js';

@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
 import { basename, join } from 'node:path';
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { renderText } from '../diff/report-text.js';
 import { GitTensorError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '../format/pointer.js';

@@ -8,7 +8,7 @@
 
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { analyzeCheckpoint, type CheckpointSource, type TensorEntry } from '../diff/analyze.js';
 import { renderHtml } from '../diff/report-html.js';
 import { renderJson } from '../diff/report-json.js';

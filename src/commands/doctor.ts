@@ -1,7 +1,7 @@
 // Owns `git tensor doctor`: what is installed, how git is configured, and which kernels run.
 
 import { readFileSync } from 'node:fs';
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { gitRaw } from '../git/exec.js';
 import { GIT_CONFIG } from './install.js';
 

@@ -2,7 +2,8 @@
 // per encoding and per file at HEAD.
 
 import { statSync } from 'node:fs';
-import { formatBytes, Printable, table } from '../cli/output.js';
+import { formatBytes } from '../format/units.js';
+import { Printable, table } from './printable.js';
 import { Encoding } from '../store/pack.js';
 import { ChunkEncoding } from '../store/encoding.js';
 import { objectClosure } from '../store/transfer.js';

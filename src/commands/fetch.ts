@@ -2,7 +2,8 @@
 // and the lazy fetch behind smudge: a checkout that meets objects the store lacks downloads them from the
 // remote, in one batch for the whole tree being checked out, before giving up.
 
-import { formatBytes, Printable } from '../cli/output.js';
+import { formatBytes } from '../format/units.js';
+import { Printable } from './printable.js';
 import { GitTensorError, UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import { retriesFromConfig, retryNotice, TENSOR_URL_PREFIX, TransferContext, userConfigOf } from '../remote/context.js';

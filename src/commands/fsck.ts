@@ -1,7 +1,7 @@
 // Owns `git tensor fsck`: re-hash every stored object and check that pointers have what they need.
 
 import { readdirSync } from 'node:fs';
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { ExitCode, GitTensorError } from '../errors/index.js';
 import { Encoding } from '../store/pack.js';
 import { sha256 } from '../store/store.js';

@@ -5,7 +5,8 @@
 
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { formatBytes, Printable } from '../cli/output.js';
+import { formatBytes } from '../format/units.js';
+import { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
 import { LocatedObject, objectClosure, writePackOf } from '../store/transfer.js';
 import { openRepo } from './context.js';

@@ -2,7 +2,7 @@
 // change against the commit's first parent, e.g.
 //   a1b2c3d fine-tune layer 3  model.safetensors: 2/13 tensors changed, max rel 1.2e-3 (low-rank r=4)
 
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { compared } from '../diff/analyze.js';
 import { sci } from '../diff/report-text.js';
 import type { CheckpointDiff } from '../diff/types.js';

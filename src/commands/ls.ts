@@ -1,6 +1,7 @@
 // Owns `git tensor ls` and `git tensor show`: what a checkpoint version holds, read from its pointer.
 
-import { Printable, formatBytes, table } from '../cli/output.js';
+import { formatBytes } from '../format/units.js';
+import { Printable, table } from './printable.js';
 import { UsageError } from '../errors/index.js';
 import { tensorByteLength } from '../format/safetensors.js';
 import { isDType } from '../format/dtype.js';

@@ -3,7 +3,7 @@
 // `git tensor conflicts` / `git tensor resolve`.
 
 import { readFileSync, writeFileSync } from 'node:fs';
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { ExitCode, GitTensorError, MissingObjectsError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';

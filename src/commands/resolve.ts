@@ -4,7 +4,7 @@
 
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { Printable } from '../cli/output.js';
+import { Printable } from './printable.js';
 import { ExitCode, GitTensorError, UsageError } from '../errors/index.js';
 import { parsePointer } from '../format/pointer.js';
 import { git } from '../git/exec.js';
