@@ -32,7 +32,7 @@ import { git, gitRaw } from '../git/exec.js';
 import { readBlobs } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
-import { LazyFetcher } from './fetch.js';
+import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { DEFAULT_TOP, diffVersions, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
 import { formatBytes } from '../format/units.js';
 

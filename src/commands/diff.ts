@@ -23,7 +23,7 @@ import { readBlobs, trackedPaths } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import type { ObjectStore } from '../store/store.js';
 import { openRepo } from './context.js';
-import { LazyFetcher } from './fetch.js';
+import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { pointersAt } from './pointers.js';
 
 /** Tensor rows a text report lists by default (`--top 0` lists all). */

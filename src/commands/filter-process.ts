@@ -9,7 +9,7 @@ import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../f
 import { BlobReader } from '../git/blob-reader.js';
 import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
-import { LazyFetcher } from './fetch.js';
+import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { readSlices, widenPipes } from '../git/pipes.js';
 import { git, gitRaw } from '../git/exec.js';
 import { invokingGitCommand } from '../git/invoker.js';

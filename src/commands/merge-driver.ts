@@ -8,7 +8,7 @@ import { ExitCode, GitTensorError, MissingObjectsError } from '../errors/index.j
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
 import { openRepo } from './context.js';
-import { LazyFetcher } from './fetch.js';
+import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
 
 export interface MergeDriverOptions {

@@ -1,9 +1,11 @@
-// Owns what every tensor transfer needs to know: the local store, the remote's underlying git URL, the
-// user's repository (for its config and refs), and how loud to be.
+// Owns what every tensor transfer needs to know: the local store, the remote's underlying git URL (and
+// which remote to use when none is named), the user's repository (for its config and refs), and how loud
+// to be.
 
 import { join } from 'node:path';
 import { gitRaw } from '../git/exec.js';
 import { ObjectStore } from '../store/store.js';
+import { NoTensorRemoteError } from './errors.js';
 import type { RetryOptions } from './git-run.js';
 
 export interface TransferContext {
@@ -22,6 +24,12 @@ export interface TransferContext {
   /** 0: errors only; 1: normal; 2+: chatty (git's `option verbosity`). */
   verbosity: number;
   retry?: RetryOptions;
+}
+
+/** The local side of a transfer: the store and the repository's common git directory (for its config). */
+export interface LocalRepo {
+  store: ObjectStore;
+  commonDir: string;
 }
 
 export const TENSOR_URL_PREFIX = 'tensor::';
@@ -55,5 +63,62 @@ export function retriesFromConfig(cwd?: string, env?: NodeJS.ProcessEnv): number
 export function retryNotice(verbosity: number): RetryOptions['onRetry'] {
   return (err, attempt, delayMs) => {
     if (verbosity > 0) process.stderr.write(`warning: ${err.message}; retrying in ${(delayMs / 1000).toFixed(1)}s (attempt ${attempt + 1})\n`);
+  };
+}
+
+export interface RemoteChoice {
+  name: string;
+  /** The git URL, without `tensor::`. */
+  url: string;
+}
+
+/** Remotes by name with their fetch URLs, in config order. */
+function configuredRemotes(cwd?: string): Map<string, string> {
+  const r = gitRaw(['config', '--get-regexp', '^remote\\..*\\.url$'], { cwd, okCodes: [1] });
+  const out = new Map<string, string>();
+  for (const line of r.stdout.toString('utf8').split('\n')) {
+    const m = /^remote\.(.+)\.url (.*)$/.exec(line);
+    if (m && !out.has(m[1]!)) out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+function currentBranchRemote(cwd?: string): string | undefined {
+  const head = gitRaw(['symbolic-ref', '-q', 'HEAD'], { cwd, okCodes: [1, 128] });
+  if (head.status !== 0) return undefined;
+  const branch = head.stdout.toString('utf8').trim().replace(/^refs\/heads\//, '');
+  const r = gitRaw(['config', '--get', `branch.${branch}.remote`], { cwd, okCodes: [1] });
+  return r.status === 0 ? r.stdout.toString('utf8').trim() : undefined;
+}
+
+/**
+ * The remote tensor objects come from: the one named, else the current branch's remote, else origin, else
+ * any other; `tensor::` remotes first. A plain git remote is used too (a repository cloned without
+ * `tensor::` whose host holds refs/tensor/*). Undefined when the repository has no remote at all.
+ */
+export function chooseRemote(cwd?: string, name?: string): RemoteChoice | undefined {
+  const remotes = configuredRemotes(cwd);
+  const strip = (url: string) => (url.startsWith(TENSOR_URL_PREFIX) ? url.slice(TENSOR_URL_PREFIX.length) : url);
+  if (name !== undefined) {
+    const url = remotes.get(name);
+    if (url === undefined) throw new NoTensorRemoteError(`no remote named ${JSON.stringify(name)} (see \`git remote -v\`)`);
+    return { name, url: strip(url) };
+  }
+  const order = [currentBranchRemote(cwd), 'origin', ...remotes.keys()].filter((n): n is string => n !== undefined && remotes.has(n));
+  const pick = order.find((n) => remotes.get(n)!.startsWith(TENSOR_URL_PREFIX)) ?? order[0];
+  return pick === undefined ? undefined : { name: pick, url: strip(remotes.get(pick)!) };
+}
+
+export function transferContext(repo: LocalRepo, remote: RemoteChoice, opts: { progress: boolean; verbosity: number; cwd?: string }): TransferContext {
+  return {
+    store: repo.store,
+    remoteName: remote.name,
+    url: remote.url,
+    userConfig: userConfigOf(repo.commonDir),
+    cwd: opts.cwd,
+    env: process.env,
+    progress: opts.progress,
+    verbosity: opts.verbosity,
+    retry: { attempts: retriesFromConfig(opts.cwd) + 1, onRetry: retryNotice(opts.verbosity) },
   };
 }
