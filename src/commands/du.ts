@@ -8,7 +8,8 @@ import { Encoding } from '../store/pack.js';
 import { ChunkEncoding } from '../store/encoding.js';
 import { objectClosure } from '../store/transfer.js';
 import { openRepo } from './context.js';
-import { objectIdsOf, pointersAt, pointersInHistory } from './pointers.js';
+import { objectIdsOf } from '../format/pointer.js';
+import { pointersAt, pointersInHistory } from './pointers.js';
 
 const ENCODING_NAMES: Record<number, string> = {
   [Encoding.raw]: 'raw',

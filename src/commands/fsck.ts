@@ -7,7 +7,8 @@ import { Encoding } from '../store/pack.js';
 import { sha256 } from '../store/store.js';
 import { verifyPointer } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
-import { objectIdsOf, pointersAt, pointersInHistory } from './pointers.js';
+import { objectIdsOf } from '../format/pointer.js';
+import { pointersAt, pointersInHistory } from './pointers.js';
 
 export interface FsckOptions {
   all?: boolean;

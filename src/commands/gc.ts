@@ -10,7 +10,8 @@ import { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
 import { LocatedObject, objectClosure, writePackOf } from '../store/transfer.js';
 import { openRepo } from './context.js';
-import { objectIdsOf, pointersInHistory } from './pointers.js';
+import { objectIdsOf } from '../format/pointer.js';
+import { pointersInHistory } from './pointers.js';
 
 export interface GcOptions {
   /** Unreachable objects in packs older than this many seconds are dropped (default two weeks; 0 = now). */

@@ -51,8 +51,3 @@ export async function pointersInHistory(cwd?: string, everything = false): Promi
   }
   return out;
 }
-
-/** Object ids a pointer needs (header and tensors, or the opaque object). */
-export function objectIdsOf(p: Pointer): string[] {
-  return p.kind === 'opaque' ? [p.id] : [p.header.id, ...p.tensors.map((t) => t.id)];
-}

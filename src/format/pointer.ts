@@ -57,6 +57,11 @@ export function hasConflictMarkers(text: string): boolean {
   return /^(<{7}|={7}|>{7})( |$)/m.test(text);
 }
 
+/** Object ids a pointer needs: the header's and each tensor's, in pointer order, or the opaque object's. */
+export function objectIdsOf(p: Pointer): string[] {
+  return p.kind === 'opaque' ? [p.id] : [p.header.id, ...p.tensors.map((t) => t.id)];
+}
+
 export function serializePointer(p: Pointer): string {
   const lines: string[] = [`${POINTER_MAGIC} ${p.kind}`, `size ${p.size}`];
   if (p.kind === 'opaque') {

@@ -4,7 +4,7 @@
 // have to fit in memory.
 
 import { GitTensorError } from '../errors/index.js';
-import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
+import { looksLikePointer, MAX_POINTER_BYTES, objectIdsOf, parsePointer } from '../format/pointer.js';
 import { gitRaw } from '../git/exec.js';
 import { readBlobs } from '../git/tree.js';
 
@@ -14,11 +14,6 @@ export interface BlobRef {
 }
 
 const BATCH_BYTES = 64 << 20;
-
-/** Object ids a pointer needs (header and tensors, or the opaque object). */
-export function idsOfPointer(p: Pointer): string[] {
-  return p.kind === 'opaque' ? [p.id] : [p.header.id, ...p.tensors.map((t) => t.id)];
-}
 
 /** The ids listed by every pointer among `blobs`; non-pointers and unparsable pointers are skipped. */
 export async function idsInBlobs(blobs: readonly BlobRef[], cwd?: string): Promise<string[]> {
@@ -30,7 +25,7 @@ export async function idsInBlobs(blobs: readonly BlobRef[], cwd?: string): Promi
     for (const blob of read.values()) {
       if (!looksLikePointer(blob)) continue;
       try {
-        for (const id of idsOfPointer(parsePointer(blob.toString('utf8')))) ids.add(id);
+        for (const id of objectIdsOf(parsePointer(blob.toString('utf8')))) ids.add(id);
       } catch (err) {
         if (!(err instanceof GitTensorError)) throw err;
       }

@@ -5,7 +5,7 @@
 import { GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
 import { DType, dtypeBits, dtypeKind, isDType } from '../format/dtype.js';
 import type { EncodeHint } from './encoding.js';
-import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
+import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, objectIdsOf, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
 import { createHash, Hash } from 'node:crypto';
@@ -388,8 +388,7 @@ export interface RestorePlan {
 
 export function planRestore(store: ObjectStore, pointerText: string, file: string): RestorePlan {
   const pointer = parsePointer(pointerText, file);
-  const ids = pointer.kind === 'opaque' ? [pointer.id] : [pointer.header.id, ...pointer.tensors.map((t) => t.id)];
-  return { pointer, missing: store.missing(ids) };
+  return { pointer, missing: store.missing(objectIdsOf(pointer)) };
 }
 
 /** Yields the exact bytes of the file the pointer stands for, verifying every chunk on the way. */

@@ -6,6 +6,7 @@ import {
   hasConflictMarkers,
   isIdString,
   looksLikePointer,
+  objectIdsOf,
   parsePointer,
   POINTER_MAGIC,
   serializePointer,
@@ -373,5 +374,19 @@ describe('fuzz', () => {
     // The mutations must reach past the first line, and some must keep the pointer valid.
     expect(outcomes.get('ok') ?? 0).toBeGreaterThan(0);
     expect(outcomes.get('E_POINTER_SYNTAX') ?? 0).toBeGreaterThan(100);
+  });
+});
+
+describe('objectIdsOf', () => {
+  it('lists the header object, then each tensor object in pointer order (what a checkout must have)', () => {
+    expect(objectIdsOf(parsePointer(DOC_EXAMPLE))).toEqual([
+      '6d9a53e01250f52ec49e99ef7039adb55fc331745ce50a874eb5394aa0316024',
+      'd266fdad411d3e0e756bfb916e6aeb3595a764eb5b9d176b165c1327e7a9e6cf',
+      '7fd2a0cdfabcc0bd3c6da0e783fa1ff498959bacada6245c0b7fae367ad5924e',
+    ]);
+  });
+
+  it('lists the one object of an opaque pointer', () => {
+    expect(objectIdsOf(parsePointer(OPAQUE_EXAMPLE))).toEqual(['6e0051aa644a4f96c653d2a968380cf87953d9cd5ff5a49b35104b914a6d9e44']);
   });
 });
