@@ -1,4 +1,4 @@
-// Keeps the layers of the design (README "Source layout") true: every import in src/ points down
+// Keeps the layers of DESIGN.md and README "Layout" true: every import in src/ points down
 //   cli -> commands -> {git, store, merge, diff, remote, probe} -> {model} -> {format, kernels} -> {errors}
 // A folder may import its own files and any folder on a lower level, with two narrowings: cli/ reaches
 // the rest only through commands/ (and errors/, to turn errors into exit codes), and format/ is pure (no
