@@ -1,5 +1,5 @@
 // Owns what a command handler returns: its result as data (what --json prints) and as text lines for
-// people, laid out with table(). cli/output.ts decides where each goes; handlers never write to the terminal.
+// people, laid out with table(). cli/output.ts decides where each goes, so handlers stay callable from tests.
 
 export interface Printable {
   /** What --json prints. */

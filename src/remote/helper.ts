@@ -12,7 +12,7 @@
 // refs from the objects it finds there) and refreshes the cache of the remote's pack indexes. `push`
 // first uploads the tensor objects the remote lacks for the pushed commits, then runs `git push <url>`
 // for the user's refs and reports each ref's outcome in git's vocabulary. Checkpoint bytes are not
-// fetched here: a checkout downloads what it needs (lazy fetch, src/commands/fetch.ts).
+// fetched here: a checkout downloads what it needs (lazy fetch, src/remote/lazy-fetch.ts).
 
 import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
