@@ -446,6 +446,43 @@ describe('validatePointer: a pointer that would give wrong bytes is refused, nam
     return expect(clean('m.safetensors', Buffer.from(edited))).rejects.toMatchObject({ code });
   });
 
+  it('property: any edit of the lines either is refused (exit 3) or restores exactly the file the edited pointer describes', async () => {
+    // A third tensor of a's size: swapping their ids is a valid pointer of another file, not an error.
+    const three = toFile([
+      { name: 'a', body: { dtype: 'F32', shape: [4, 4], data: noise('pa', 64) } },
+      { name: 'b', body: { dtype: 'U8', shape: [10], data: noise('pb', 10) } },
+      { name: 'c', body: { dtype: 'I32', shape: [16], data: noise('pc', 64) } },
+    ], { format: 'pt' });
+    const good = (await clean('m.safetensors', three)).text;
+    const q = parsePointer(good) as typeof p;
+    const ids = [q.header.id, ...q.tensors.map((t) => t.id)];
+    const edit = fc.oneof(
+      fc.tuple(fc.constantFrom(...ids), fc.constantFrom(...ids)).map(([x, y]) => (t: string) => t.replace(x, y)),
+      fc.integer({ min: -16, max: 16 }).map((d) => (t: string) => t.replace(/^header (\w+) (\d+)$/m, (_m, id: string, n: string) => `header ${id} ${Math.max(0, Number(n) + d)}`)),
+      fc.integer({ min: -70, max: 70 }).map((d) => (t: string) => t.replace(/^size (\d+)$/m, (_m, n: string) => `size ${Math.max(0, Number(n) + d)}`)),
+      fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom('F32', 'I32', 'U8', 'F16', 'BF16', 'F64', 'BOOL', 'F8_E4M3', 'Q4', 'X')).map(([n, d]) => (t: string) => t.replace(new RegExp(`"${n}" \\w+`), `"${n}" ${d}`)),
+      fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 3 })).map(([n, shape]) => (t: string) => t.replace(new RegExp(`("${n}" \\w+) \\[[0-9,]*\\]`), `$1 [${shape.join(',')}]`)),
+      fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom('a', 'b', 'c', 'd')).map(([x, y]) => (t: string) => t.replace(`tensor "${x}"`, `tensor "${y}"`)),
+      fc.constantFrom('"pt"', '"np"', '"pt "').map((v) => (t: string) => t.replace('meta "format" "pt"', `meta "format" ${v}`)),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(edit, { minLength: 1, maxLength: 3 }), async (edits) => {
+      const text = edits.reduce((t, e) => e(t), good);
+      const pointer = parsePointer(text, 'm.safetensors');
+      let pieces: AsyncGenerator<Buffer>;
+      try {
+        pieces = restore(store, pointer, 'm.safetensors');
+      } catch (err) {
+        expect(err).toMatchObject({ exitCode: 3, code: expect.stringMatching(/^E_POINTER_(INVALID|MISMATCH)$/) });
+        return;
+      }
+      const parts: Buffer[] = [];
+      for await (const piece of pieces) parts.push(piece);
+      const bytes = Buffer.concat(parts);
+      expect(bytes.length).toBe(pointer.size);
+      expect((await clean('m.safetensors', bytes)).text, 'the restored file is the one the edited pointer describes').toBe(text);
+    }), { numRuns: 300 });
+  });
+
   it('an opaque pointer whose object has another size', async () => {
     const { text: opaque } = await clean('w.bin', noise('op', 300));
     const bad = parsePointer(opaque.replace('size 300', 'size 301'));
