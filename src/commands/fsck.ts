@@ -5,7 +5,7 @@ import { Printable } from './printable.js';
 import { ExitCode, GitTensorError } from '../errors/index.js';
 import { Encoding } from '../store/pack.js';
 import { sha256 } from '../store/store.js';
-import { verifyPointer } from '../store/checkpoint.js';
+import { validatePointer } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
 import { pointersAt, pointersInHistory } from './pointers.js';
@@ -50,9 +50,8 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
     const path = p.path || `blob ${p.oid.slice(0, 12)}`;
     const missing = store.missing(objectIdsOf(p.pointer));
     for (const id of missing) report.missing.push({ id, path });
-    if (p.pointer.kind === 'safetensors' && missing.includes(p.pointer.header.id)) continue;
     try {
-      verifyPointer(store, p.pointer, path);
+      validatePointer(store, p.pointer, path);
     } catch (err) {
       if (!(err instanceof GitTensorError)) throw err;
       report.badPointers.push({ path, code: err.code, problem: err.message });

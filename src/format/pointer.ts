@@ -1,8 +1,11 @@
 // Owns the pointer: the small text file git commits in place of a checkpoint (spec: docs/pointer.md).
-// Pure parse/serialise; the pointer depends only on the stored file's bytes, so the same file gives the
-// same pointer on every machine (DESIGN.md principles 2 and 3).
+// Pure parse/serialise and the pointer's own consistency; the pointer depends only on the stored file's
+// bytes, so the same file gives the same pointer on every machine (DESIGN.md principles 2 and 3).
+// Checking a pointer against the store's objects is store/checkpoint.ts's validatePointer.
 
-import { PointerError } from '../errors/index.js';
+import { ExitCode, GitTensorError, PointerError } from '../errors/index.js';
+import { isDType, type DType } from './dtype.js';
+import { tensorByteLength } from './safetensors.js';
 
 export const POINTER_MAGIC = 'git-tensor v1';
 /** A pointer larger than this is not read as one (checked before buffering the rest of the input). */
@@ -139,6 +142,41 @@ export function parsePointer(text: string, file?: string): Pointer {
     tensors.push({ name, dtype: m![1]!, shape, id: m![3]! });
   }
   return { kind: 'safetensors', size, header, metadata, tensors };
+}
+
+/** The next step for a pointer that is wrong in itself or disagrees with the store. */
+export function badPointerHint(file: string): string {
+  return `The pointer was edited by hand or damaged: \`git tensor fsck\` lists every bad pointer. Take ${file} from a commit ` +
+    `where it is intact (\`git log -- ${file}\`, then \`git checkout <commit> -- ${file}\`), or add the original checkpoint again.`;
+}
+
+function invalidPointer(file: string, what: string, tensor?: string): never {
+  throw new GitTensorError('E_POINTER_INVALID', `${file}: invalid pointer: ${what}`, { data: { file, tensor }, exitCode: ExitCode.badInput, hint: badPointerHint(file) });
+}
+
+/**
+ * The byte length of each tensor line, in pointer order, after checking what the lines must satisfy
+ * without the store: known dtypes, unique names, sizes that can be computed. Throws E_POINTER_INVALID
+ * (exit 3) naming the file and tensor. Part of store/checkpoint.ts's validatePointer.
+ */
+export function pointerTensorLengths(p: Extract<Pointer, { kind: 'safetensors' }>, file: string): number[] {
+  const seen = new Set<string>();
+  return p.tensors.map((t) => {
+    if (seen.has(t.name)) invalidPointer(file, `tensor \`${t.name}\` is listed twice`, t.name);
+    seen.add(t.name);
+    if (!isDType(t.dtype)) invalidPointer(file, `tensor \`${t.name}\` has unknown dtype ${t.dtype}`, t.name);
+    try {
+      return tensorByteLength(t.dtype as DType, t.shape, { tensor: t.name });
+    } catch (err) {
+      return invalidPointer(file, err instanceof Error ? err.message : String(err), t.name);
+    }
+  });
+}
+
+/** The `size` line must be the 8-byte prefix, the header and the tensors (`lengths`) laid end to end. */
+export function checkPointerSize(p: Extract<Pointer, { kind: 'safetensors' }>, lengths: number[], file: string): void {
+  const total = 8 + p.header.length + lengths.reduce((a, b) => a + b, 0);
+  if (total !== p.size) invalidPointer(file, `size ${p.size}, but the 8-byte prefix, the ${p.header.length}-byte header and the tensors make ${total} bytes`);
 }
 
 type Fail = (line: number, what: string) => never;

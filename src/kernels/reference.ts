@@ -11,8 +11,17 @@ import {
 
 // ---- element access ----------------------------------------------------------------------------
 
+/**
+ * A copy of the bytes in a fresh ArrayBuffer. Not `bytes.slice()`: on a Node Buffer (the merge driver's
+ * tensor buffers) slice() is a view of the same memory, and a result written over the base then erased
+ * the base bits that TIES and DARE keep.
+ */
+function copyOf(bytes: Uint8Array): Uint8Array {
+  return new Uint8Array(bytes);
+}
+
 function aligned(bytes: Uint8Array, size: number): Uint8Array {
-  return bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  return bytes.byteOffset % size === 0 ? bytes : copyOf(bytes);
 }
 
 function view<T>(bytes: Uint8Array, Ctor: { new (b: ArrayBufferLike, o: number, n: number): T; BYTES_PER_ELEMENT: number }): T {
@@ -339,7 +348,7 @@ export interface CombineArgs {
 /** `base`, copied first when `out` overlaps it: a merge may write over its own base (restores read it after). */
 function apartFrom(base: Uint8Array, out: Uint8Array): Uint8Array {
   const overlaps = base.buffer === out.buffer && base.byteOffset < out.byteOffset + out.byteLength && out.byteOffset < base.byteOffset + base.byteLength;
-  return overlaps ? base.slice() : base;
+  return overlaps ? copyOf(base) : base;
 }
 
 /** Linear: sum c_i t_i. Task: o + sum c_i (t_i - o). Dare: the same over kept terms, o itself when none is kept. */

@@ -6,7 +6,7 @@ import { MissingObjectsError } from '../errors/index.js';
 import type { DType } from '../format/dtype.js';
 import { parseHeader, serializeHeader, tensorByteLength } from '../format/safetensors.js';
 import { Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
-import { checkTensorObjectSize, storeBlob, storeTensor } from '../store/checkpoint.js';
+import { storeBlob, storeTensor, validatePointer } from '../store/checkpoint.js';
 import { ObjectStore, ObjectWriter } from '../store/store.js';
 import { ElementCounts, mergeElements } from './elementwise.js';
 import { planMetadata, planTensors, Side, TensorPlan } from './plan.js';
@@ -47,6 +47,9 @@ export interface MergeOutcome {
 }
 
 export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, input: MergeInput): Promise<MergeOutcome> {
+  // A malformed or hand-edited side (unknown dtype, a name twice, an object of another size) is refused
+  // before planning; objects not here yet are checked when the merge runs again after fetching them.
+  for (const side of [input.base, input.ours, input.theirs]) if (side) validatePointer(store, side, input.path);
   const plans = planTensors({ base: input.base?.tensors ?? null, ours: input.ours.tensors, theirs: input.theirs.tensors });
   const needed = plans.flatMap((p) => (p.action === 'elementwise' ? [p.base.id, p.ours.id, p.theirs.id] : []));
   const missing = store.missing(needed);
@@ -110,12 +113,9 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
     case 'elementwise': {
       const { base, ours, theirs } = plan;
       const bytes = tensorByteLength(ours.dtype as DType, ours.shape);
-      const read = (t: PointerTensor, k: number, bases?: Map<string, Uint8Array>) => {
-        // Every object is present (checked above); one of another size would not fit the shared buffers.
-        checkTensorObjectSize(store, t.id, bytes, { file: path, tensor: name },
-          'A pointer was edited by hand or the store is damaged: run `git tensor fsck`, then `git merge --abort`.');
-        return store.readAsync(t.id, { file: path, tensor: name }, bases, buffers.get(k, bytes));
-      };
+      // Every object is present and of this size (validated in mergeCheckpoint), so it fits the shared buffers.
+      const read = (t: PointerTensor, k: number, bases?: Map<string, Uint8Array>) =>
+        store.readAsync(t.id, { file: path, tensor: name }, bases, buffers.get(k, bytes));
       // Each side was most likely stored as a delta against the base: decode the base once and let both
       // sides' deltas start from those bytes.
       const baseBytes = await read(base, 0);

@@ -2,10 +2,13 @@
 // and yields the pointer (clean), `restore` streams the exact bytes back from a pointer (smudge).
 // Memory stays bounded: at most one chunk plus the header is held, whatever the file size.
 
-import { GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
-import { DType, dtypeBits, dtypeKind, isDType } from '../format/dtype.js';
+import { ExitCode, GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
+import { DType, dtypeBits, dtypeKind } from '../format/dtype.js';
 import type { EncodeHint } from './encoding.js';
-import { hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, objectIdsOf, parsePointer, Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
+import {
+  badPointerHint, checkPointerSize, hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, objectIdsOf, parsePointer, Pointer, pointerTensorLengths,
+  PointerTensor, serializePointer,
+} from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
 import { createHash, Hash } from 'node:crypto';
@@ -58,8 +61,9 @@ export class Ingest {
   /** Decides from the first bytes and the name what this file is, then replays them into that sink. */
   private choose(): void {
     const head = Buffer.concat(this.sniff);
-    if (looksLikePointer(head)) this.sink = new PointerPassThrough(this.file);
-    else if (head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) this.sink = new PointerPassThrough(this.file);
+    if (looksLikePointer(head) || head.subarray(0, CONFLICT_PREFIX.length).equals(CONFLICT_PREFIX)) {
+      this.sink = new PointerPassThrough(this.writer.store, this.file);
+    }
     else if (isSafetensorsPath(this.file)) {
       this.sink = new SafetensorsSink(this.writer, this.inFlight, this.file, this.previous?.kind === 'safetensors' ? this.previous.tensors : []);
     }
@@ -88,11 +92,14 @@ class InFlight {
   }
 }
 
-/** A pointer given to clean (e.g. `git add` of a file left as a pointer) is checked and kept as is. */
+/**
+ * A pointer given to clean (e.g. `git add` of a file left as a pointer) is validated against the store and
+ * kept as is: a hand-edited pointer is refused here rather than committed.
+ */
 class PointerPassThrough implements Sink {
   private parts: Buffer[] = [];
   private size = 0;
-  constructor(private readonly file: string) {}
+  constructor(private readonly store: ObjectStore, private readonly file: string) {}
 
   push(bytes: Buffer): void {
     this.size += bytes.length;
@@ -108,7 +115,7 @@ class PointerPassThrough implements Sink {
       throw new PointerError('E_POINTER_CONFLICT', `${this.file} contains git conflict markers, not a checkpoint`, { file: this.file },
         `Finish the merge with \`git tensor resolve ${this.file} --strategy <name>\`, or take one side: \`git checkout --ours -- ${this.file}\` (or --theirs).`);
     }
-    parsePointer(text, this.file);
+    validatePointer(this.store, parsePointer(text, this.file), this.file);
     return text;
   }
 }
@@ -391,64 +398,91 @@ export function planRestore(store: ObjectStore, pointerText: string, file: strin
   return { pointer, missing: store.missing(objectIdsOf(pointer)) };
 }
 
-/** Yields the exact bytes of the file the pointer stands for, verifying every chunk on the way. */
-export async function* restore(store: ObjectStore, pointer: Pointer, file: string): AsyncGenerator<Buffer> {
+/**
+ * The exact bytes of the file the pointer stands for, verifying every chunk on the way. The pointer is
+ * validated against the store first (validatePointer), so a pointer that would give wrong bytes fails
+ * here, before the generator yields anything.
+ */
+export function restore(store: ObjectStore, pointer: Pointer, file: string): AsyncGenerator<Buffer> {
+  const headerBytes = validate(store, pointer, file);
+  return restoreValidated(store, pointer, file, headerBytes);
+}
+
+async function* restoreValidated(store: ObjectStore, pointer: Pointer, file: string, headerBytes: Buffer | null): AsyncGenerator<Buffer> {
   if (pointer.kind === 'opaque') {
     yield* store.streamChunks(pointer.id, { file });
     return;
   }
-  const headerBytes = store.read(pointer.header.id, { file });
-  const header = parseHeader(headerBytes, { file, fileSize: pointer.size });
-  checkPointerMatchesHeader(pointer, header, file);
+  // planRestore found every object present, so validate() read the header.
   const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(headerBytes.length));
+  prefix.writeBigUInt64LE(BigInt(headerBytes!.length));
   yield prefix;
-  yield headerBytes;
-  for (let k = 0; k < header.tensors.length; k++) {
-    yield* store.streamChunks(pointer.tensors[k]!.id, { file, tensor: header.tensors[k]!.name });
-  }
+  yield headerBytes!;
+  for (const t of pointer.tensors) yield* store.streamChunks(t.id, { file, tensor: t.name });
 }
 
-function checkPointerMatchesHeader(pointer: Extract<Pointer, { kind: 'safetensors' }>, header: SafetensorsHeader, file: string): void {
+/**
+ * The one check of a pointer against the store, shared by checkout (restore), clean's pointer
+ * pass-through, merges, diffs and fsck: the pointer is consistent in itself (checkPointer: known dtypes,
+ * unique names, sizes adding up); its header object holds `length` bytes, parses, and lists the same
+ * tensors (names, dtypes, shapes, order) and the same `__metadata__` as the pointer's lines; and each
+ * tensor object holds the bytes its dtype and shape need. Objects the store lacks are not checked (the
+ * caller reports or fetches them, then validates again). Throws E_POINTER_INVALID or E_POINTER_MISMATCH
+ * (exit 3) naming the file and tensor, with the `git tensor fsck` hint.
+ */
+export function validatePointer(store: ObjectStore, pointer: Pointer, file: string): void {
+  validate(store, pointer, file);
+}
+
+/** validatePointer; returns the header bytes when it read them. */
+function validate(store: ObjectStore, pointer: Pointer, file: string): Buffer | null {
   const mismatch = (what: string, tensor?: string): never => {
-    throw new GitTensorError('E_POINTER_MISMATCH', `${file}: pointer does not match its stored header: ${what}`, {
-      data: { file, tensor }, exitCode: 3,
-      hint: `The pointer was edited by hand. Take the file from a commit where it is intact (\`git log -- ${file}\`, ` +
-        `then \`git checkout <commit> -- ${file}\`) or add the original checkpoint again.`,
+    throw new GitTensorError('E_POINTER_MISMATCH', `${file}: pointer does not match the store: ${what}`, {
+      data: { file, tensor }, exitCode: ExitCode.badInput, hint: badPointerHint(file),
     });
   };
-  if (header.tensors.length !== pointer.tensors.length) mismatch(`${pointer.tensors.length} tensors listed, header has ${header.tensors.length}`);
-  header.tensors.forEach((t: TensorInfo, k: number) => {
-    const p = pointer.tensors[k]!;
-    if (p.name !== t.name || p.dtype !== t.dtype || p.shape.join() !== t.shape.join() || !isDType(p.dtype)) {
-      mismatch(`tensor \`${p.name}\` is ${p.dtype} [${p.shape.join(', ')}] in the pointer, \`${t.name}\` ${t.dtype} [${t.shape.join(', ')}] in the header`, p.name);
+  const holds = (id: string): number | undefined => store.locate(id)?.decodedSize;
+  if (pointer.kind === 'opaque') {
+    const size = holds(pointer.id);
+    if (size !== undefined && size !== pointer.size) mismatch(`object ${pointer.id.slice(0, 16)} holds ${size} bytes, the pointer says ${pointer.size}`);
+    return null;
+  }
+  // Tensor objects first: a hand-edited id or shape is then named by its tensor.
+  const lengths = pointerTensorLengths(pointer, file);
+  pointer.tensors.forEach((t, k) => {
+    const size = holds(t.id);
+    if (size !== undefined && size !== lengths[k]) {
+      mismatch(`tensor \`${t.name}\` object ${t.id.slice(0, 16)} holds ${size} bytes, its dtype and shape need ${lengths[k]}`, t.name);
     }
   });
-}
-
-/**
- * Checks that a pointer can be restored without reading tensor data: its header object parses, agrees
- * with the pointer's lines and size, and each tensor object has the size its dtype and shape need.
- * Throws the error checkout would meet.
- */
-export function verifyPointer(store: ObjectStore, pointer: Pointer, file: string): void {
-  if (pointer.kind === 'opaque') return;
-  const header = parseHeader(store.read(pointer.header.id, { file }), { file, fileSize: pointer.size });
-  checkPointerMatchesHeader(pointer, header, file);
-  header.tensors.forEach((t, k) => checkTensorObjectSize(store, pointer.tensors[k]!.id, t.end - t.begin, { file, tensor: t.name }));
-}
-
-/**
- * Fails with E_POINTER_MISMATCH when tensor object `id` does not hold the `bytes` its dtype and shape
- * need (a hand-edited pointer, or a damaged store). An object the store lacks is not checked here.
- */
-export function checkTensorObjectSize(store: ObjectStore, id: string, bytes: number, where: { file: string; tensor: string }, hint?: string): void {
-  const loc = store.locate(id);
-  if (loc && loc.decodedSize !== bytes) {
-    throw new GitTensorError('E_POINTER_MISMATCH', `${where.file}: tensor \`${where.tensor}\` object ${id.slice(0, 16)} holds ${loc.decodedSize} bytes, its dtype and shape need ${bytes}`, {
-      data: where, exitCode: 3, hint,
+  let headerBytes: Buffer | null = null;
+  const headerSize = holds(pointer.header.id);
+  if (headerSize !== undefined) {
+    if (headerSize !== pointer.header.length) {
+      mismatch(`header object ${pointer.header.id.slice(0, 16)} holds ${headerSize} bytes, the pointer says ${pointer.header.length}`);
+    }
+    headerBytes = store.read(pointer.header.id, { file });
+    let header: SafetensorsHeader;
+    try {
+      header = parseHeader(headerBytes, { file });
+    } catch (err) {
+      if (!(err instanceof GitTensorError)) throw err;
+      return mismatch(`header object ${pointer.header.id.slice(0, 16)} is not a safetensors header (${err.message})`);
+    }
+    if (header.tensors.length !== pointer.tensors.length) mismatch(`${pointer.tensors.length} tensors listed, the header has ${header.tensors.length}`);
+    header.tensors.forEach((t: TensorInfo, k: number) => {
+      const p = pointer.tensors[k]!;
+      if (p.name !== t.name || p.dtype !== t.dtype || p.shape.join() !== t.shape.join()) {
+        mismatch(`tensor \`${p.name}\` is ${p.dtype} [${p.shape.join(', ')}] in the pointer, \`${t.name}\` ${t.dtype} [${t.shape.join(', ')}] in the header`, p.name);
+      }
     });
+    const stored = header.metadata === null ? null : Object.entries(header.metadata);
+    if (JSON.stringify(stored) !== JSON.stringify(pointer.metadata)) {
+      mismatch(`its metadata lines say ${JSON.stringify(pointer.metadata)}, the header's __metadata__ ${JSON.stringify(stored)}`);
+    }
   }
+  checkPointerSize(pointer, lengths, file);
+  return headerBytes;
 }
 
 /**

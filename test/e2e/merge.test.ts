@@ -5,6 +5,8 @@
 // Every merged file is checked against an expected result computed in the test (test/helpers/merge-models.ts).
 
 import { beforeAll, describe, expect, it } from 'vitest';
+
+import { kernelInfo } from '../../src/kernels/index.js';
 import {
   commitFineTunes, dareCheck, disjointIndices, editValues, expectedMerge, floatTensor, mergeMismatches, readCheckpoint, withTensors,
   type FloatDType, type OracleStrategy,
@@ -218,6 +220,119 @@ describe('dense fine-tunes under the default strategy (fail)', () => {
       }
       expect(repo.gitTensor(['fsck']).status).toBe(0);
     });
+  });
+});
+
+describe('the same bytes from every kernel implementation (js, scalar, the default)', () => {
+  // The TypeScript kernels are what a machine without a compiler runs; scalar is the portable native
+  // code; the default is the best this machine has. Each runs one `git merge` in which every strategy
+  // settles its own tensors (a .gittensor rule each), and `resolve --strategy` with ties and dare (the
+  // strategies that keep the base's bits where no delta survives). Each tensor is checked against its
+  // formula, and the files must be identical across implementations.
+  type Case = { strategy: string; rule: string[]; oracle: OracleStrategy | { name: 'dare'; density: number } | null };
+  const CASES: Case[] = [
+    { strategy: 'ours', rule: [], oracle: { name: 'ours' } },
+    { strategy: 'theirs', rule: [], oracle: { name: 'theirs' } },
+    { strategy: 'base', rule: [], oracle: { name: 'base' } },
+    { strategy: 'average', rule: ['weights = 0.7,0.3'], oracle: { name: 'average', weights: [0.7, 0.3] } },
+    { strategy: 'task-arithmetic', rule: ['lambda = 0.8'], oracle: { name: 'task-arithmetic', lambda: 0.8 } },
+    { strategy: 'ties', rule: ['density = 0.3'], oracle: { name: 'ties', density: 0.3 } },
+    { strategy: 'dare', rule: ['density = 0.5', 'seed = 11'], oracle: { name: 'dare', density: 0.5 } },
+    // No independent formula here for dare-ties: it is held to the other implementations' bytes.
+    { strategy: 'dare-ties', rule: ['density = 0.5', 'seed = 11'], oracle: null },
+    { strategy: 'slerp', rule: ['t = 0.3'], oracle: { name: 'slerp', t: 0.3 } },
+  ];
+  const OTHER: FloatDType[] = ['BF16', 'F16', 'F64'];
+  /** Two small tensors per strategy, F32 and one of BF16/F16/F64: about 210 KiB. */
+  const small = CASES.flatMap(({ strategy }, i) => [
+    floatTensor(`${strategy}.f32`, 'F32', [48, 64], 'base'),
+    floatTensor(`${strategy}.${OTHER[i % 3]!.toLowerCase()}`, OTHER[i % 3]!, [48, 64], 'base'),
+  ]);
+  const caseOf = (name: string) => CASES.find((c) => name.startsWith(`${c.strategy}.`))!;
+  const smallOurs = small.map((t) => editValues(t, 'dense-A'));
+  const smallTheirs = small.map((t) => editValues(t, 'dense-B'));
+  const rules = CASES.map((c) => [`[merge "${c.strategy}.*"]`, `\tstrategy = ${c.strategy}`, ...c.rule.map((l) => `\t${l}`)].join('\n')).join('\n') + '\n';
+  const SUPPORTED = kernelInfo().supported;
+  const KERNELS = [
+    { label: 'js', active: 'js', env: { GIT_TENSOR_KERNELS: 'js' } },
+    { label: 'scalar', active: 'scalar', env: { GIT_TENSOR_KERNELS: 'scalar' } },
+    { label: 'default', active: kernelInfo().active, env: {} as Record<string, string> },
+  ];
+  /** "git merge" / "resolve ties" ... -> implementation -> the merged file. */
+  const written = new Map<string, Map<string, Buffer>>();
+
+  /** Per tensor, what differs from the strategy's formula (`strategyOf` picks the formula). */
+  function smallMismatches(file: Buffer, strategyOf: (name: string) => Case['oracle']): Record<string, string[]> {
+    const merged = readCheckpoint(file);
+    const out: Record<string, string[]> = {};
+    for (const [k, o] of small.entries()) {
+      const dtype = o.dtype as FloatDType;
+      const [a, b, got] = [smallOurs[k]!.data, smallTheirs[k]!.data, merged.tensors.get(o.name)!.data];
+      const s = strategyOf(o.name);
+      if (!s) continue;
+      const bad = s.name === 'dare' ? dareCheck(dtype, o.data, a, b, got, s.density).mismatches : mergeMismatches(got, expectedMerge(dtype, o.data, a, b, s));
+      if (bad.length) out[o.name] = bad.slice(0, 3);
+    }
+    return out;
+  }
+
+  describe.each(KERNELS)('$label kernels', ({ label, active, env }) => {
+    let repo: Repo;
+    let head: string;
+    const keep = (what: string, file: Buffer) => {
+      if (!written.has(what)) written.set(what, new Map());
+      written.get(what)!.set(label, file);
+    };
+    beforeAll(() => {
+      repo = makeRepo({ scope: 'file' });
+      Object.assign(repo.env, env);
+      commitFineTunes(repo, {
+        base: { [FILE]: toSafetensors(small, META) },
+        ours: { [FILE]: toSafetensors(smallOurs, META) },
+        theirs: { [FILE]: toSafetensors(smallTheirs, META) },
+      });
+      head = repo.git(['rev-parse', 'HEAD']).stdout.trim();
+    });
+
+    it('are the kernels that run', () => {
+      // An unavailable GIT_TENSOR_KERNELS warns and falls back: the comparison would then compare nothing.
+      if (!SUPPORTED.includes(active)) expect.fail(`the ${active} kernels are not built here (supported: ${SUPPORTED.join(', ')}); run \`npm run build:native\``);
+      expect(repo.gitTensor(['doctor'], { allowFail: true }).stdout).toContain(`kernels: active ${active};`);
+    });
+
+    it('`git merge` with a .gittensor rule per strategy: every tensor follows its formula', () => {
+      repo.git(['reset', '-q', '--hard', head]);
+      repo.write('.gittensor', rules);
+      repo.commit(['.gittensor'], 'a strategy for each tensor');
+      const r = merge(repo);
+      expect(r.status, r.output).toBe(0);
+      for (const { strategy } of CASES) expect(r.stderr).toMatch(new RegExp(`${strategy}\\.f32: \\d+ conflicting element\\(s\\) resolved by ${strategy}\\n`));
+      const file = repo.read(FILE);
+      keep('git merge', file);
+      expect(smallMismatches(file, (name) => caseOf(name).oracle)).toEqual({});
+      expectClean(repo);
+    });
+
+    it.each(['ties --density 0.3', 'dare --density 0.5 --seed 11'])('`git tensor resolve --strategy %s` finishes a conflicted merge', (flags) => {
+      repo.git(['reset', '-q', '--hard', head]);
+      expect(merge(repo).status).not.toBe(0);
+      const r = repo.gitTensor(['resolve', FILE, '--strategy', ...flags.split(' ')], { allowFail: true });
+      expect(r.status, r.stdout + r.stderr).toBe(0);
+      expect(repo.git(['status', '--porcelain']).stdout).toBe(`M  ${FILE}\n`);
+      const file = repo.read(FILE);
+      keep(`resolve ${flags}`, file);
+      const oracle = flags.startsWith('ties') ? { name: 'ties' as const, density: 0.3 } : { name: 'dare' as const, density: 0.5 };
+      expect(smallMismatches(file, () => oracle)).toEqual({});
+      repo.git(['commit', '-q', '--no-edit']);
+      expectClean(repo);
+    });
+  });
+
+  it.each(['git merge', 'resolve ties --density 0.3', 'resolve dare --density 0.5 --seed 11'])('%s: identical files', (what) => {
+    const files = written.get(what) ?? new Map<string, Buffer>();
+    expect([...files.keys()], 'every implementation merged').toEqual(KERNELS.map((k) => k.label));
+    const [first, ...rest] = [...files.values()];
+    for (const [k, f] of rest.entries()) expect(f.equals(first!), `${KERNELS[k + 1]!.label} vs ${KERNELS[0]!.label}`).toBe(true);
   });
 });
 

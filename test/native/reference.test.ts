@@ -106,6 +106,27 @@ describe.each(IMPLEMENTATIONS)('%s', (implementation) => {
     expect(values(half)).toEqual([8.5, 19, -0, 5]);
   });
 
+  test('ties written over its own base in a Node Buffer keeps the base\'s bits where no delta is kept', async () => {
+    // The merge driver's tensor buffers are Buffers, whose slice() is a view, not a copy: the base must
+    // still be read from a real copy when the result overwrites it.
+    const asBuffer = (x: Float32Array) => Buffer.from(new Uint8Array(x.buffer).slice());
+    const base = f32(10, 20, -0, 5), m1 = f32(11, 18, 0.5, 5), m2 = f32(7, 21, 0.25, 5);
+    const inPlace = asBuffer(base);
+    await ties({ base: inPlace, models: [asBuffer(m1), asBuffer(m2)], density: 0.5, lambda: 1, dtype: 'F32', out: inPlace }, opts);
+    expect(values(inPlace)).toEqual([7, 18, -0, 5]);
+    expect(Object.is(values(inPlace)[2], -0)).toBe(true);
+  });
+
+  test('dare written over its own base in a Node Buffer keeps the base\'s bits where it drops every delta', async () => {
+    const asBuffer = (x: Float32Array) => Buffer.from(new Uint8Array(x.buffer).slice());
+    // A dropped delta keeps the base's bits, here -0 (o + 0 would be +0).
+    const zeros = asBuffer(new Float32Array(64).fill(-0));
+    await dare({ base: zeros, models: [asBuffer(new Float32Array(64).fill(1))], density: 0.5, seed: 3, dtype: 'F32', out: zeros }, opts);
+    const got = values(zeros);
+    expect(got.every((x) => Object.is(x, -0) || x === 2), got.join(' ')).toBe(true);
+    expect(got.filter((x) => Object.is(x, -0)).length).toBeGreaterThan(10);
+  });
+
   test('dare with density 1 is task arithmetic; density 0.5 rescales the kept deltas by 2', async () => {
     const next = rng(9);
     const base = new Float32Array(1000).map(() => next()), model = base.map((x) => x + 0.25);

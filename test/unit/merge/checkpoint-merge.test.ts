@@ -8,9 +8,10 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Pointer, PointerTensor } from '../../../src/format/pointer.js';
 import { parsePointer } from '../../../src/format/pointer.js';
+import { parseHeader, serializeHeader, tensorByteLength } from '../../../src/format/safetensors.js';
 import { storeCodec } from '../../../src/store/codec.js';
 import { mergeCheckpoint } from '../../../src/merge/checkpoint-merge.js';
-import { storeTensor } from '../../../src/store/checkpoint.js';
+import { storeBlob, storeTensor } from '../../../src/store/checkpoint.js';
 import { ObjectStore } from '../../../src/store/store.js';
 
 type SafetensorsPointer = Extract<Pointer, { kind: 'safetensors' }>;
@@ -41,8 +42,15 @@ async function version(tensors: Record<string, Float32Array>, related?: Safetens
     const rel = related?.tensors.find((t) => t.name === name);
     out.push({ name, dtype: 'F32', shape: SHAPES[name]!, id: await storeTensor(w, 'F32', SHAPES[name]!, new Uint8Array(v.buffer), rel) });
   }
+  // A real header, so the pointer is what `git add` would write for these tensors (merges validate it).
+  const header = serializeHeader(out.map((t) => ({ name: t.name, dtype: 'F32', shape: t.shape, byteLength: tensorByteLength('F32', t.shape) })), null);
+  const headerId = storeBlob(w, header.headerBytes);
   w.commit();
-  return { kind: 'safetensors', size: 0, header: { id: 'f'.repeat(64), length: 0 }, metadata: null, tensors: out };
+  const byName = new Map(out.map((t) => [t.name, t]));
+  return {
+    kind: 'safetensors', size: 8 + header.headerBytes.length + header.dataLength, header: { id: headerId, length: header.headerBytes.length },
+    metadata: null, tensors: parseHeader(header.headerBytes).tensors.map((t) => byName.get(t.name)!),
+  };
 }
 
 describe('mergeCheckpoint', () => {

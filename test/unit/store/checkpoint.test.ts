@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { PointerError, SafetensorsError } from '../../../src/errors/index.js';
+import { type GitTensorError, PointerError, SafetensorsError } from '../../../src/errors/index.js';
 import { DTYPES, dtypeBits, type DType } from '../../../src/format/dtype.js';
 import { parsePointer, serializePointer, type Pointer } from '../../../src/format/pointer.js';
 import { parseSafetensors, serializeSafetensors, type TensorInput } from '../../../src/format/safetensors.js';
-import { Ingest, planRestore, restore, storeTensor } from '../../../src/store/checkpoint.js';
+import { Ingest, planRestore, restore, storeTensor, validatePointer } from '../../../src/store/checkpoint.js';
 import { storeCodec } from '../../../src/store/codec.js';
 import { chunkBatches } from '../../../src/kernels/chunks.js';
 import { CDC_MAX, CDC_MIN, tensorChunkBytes } from '../../../src/store/chunking.js';
@@ -397,8 +397,101 @@ describe('restore checks before it writes', () => {
     const file = toFile([{ name: 'w', body: { dtype: 'U8', shape: [10], data: noise('e', 10) } }], null);
     const { text } = await clean('m.safetensors', file);
     const edited = parsePointer(text.replace('tensor "w"', 'tensor "v"'));
-    const it = restore(store, edited, 'm.safetensors');
-    await expect(it.next()).rejects.toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH' }));
+    expect(() => restore(store, edited, 'm.safetensors')).toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH' }));
+  });
+});
+
+describe('validatePointer: a pointer that would give wrong bytes is refused, naming the file and tensor', () => {
+  // Two tensors of different sizes and metadata; each case edits the committed pointer text by hand.
+  const file = toFile([
+    { name: 'a', body: { dtype: 'F32', shape: [4, 4], data: noise('va', 64) } },
+    { name: 'b', body: { dtype: 'U8', shape: [10], data: noise('vb', 10) } },
+  ], { format: 'pt', step: '7' });
+  let text: string;
+  let p: Extract<Pointer, { kind: 'safetensors' }>;
+  beforeEach(async () => {
+    text = (await clean('m.safetensors', file)).text;
+    p = parsePointer(text) as typeof p;
+  });
+  const idOf = (name: string) => p.tensors.find((t) => t.name === name)!.id;
+
+  it('accepts the pointer clean wrote, and restore gives the file back', async () => {
+    expect(() => validatePointer(store, p, 'm.safetensors')).not.toThrow();
+    expect((await smudge(text, 'm.safetensors')).equals(file)).toBe(true);
+  });
+
+  it.each<[string, (t: string) => string, string, RegExp, string | undefined]>([
+    ['a tensor id swapped for another tensor\'s (another size)', (t) => t.replace(idOf('a'), idOf('b')), 'E_POINTER_MISMATCH', /tensor `a` object \w+ holds 10 bytes, its dtype and shape need 64/, 'a'],
+    ['a tensor id swapped for the header object\'s', (t) => t.replace(idOf('b'), p.header.id), 'E_POINTER_MISMATCH', /tensor `b` object \w+ holds \d+ bytes, its dtype and shape need 10/, 'b'],
+    ['the header id swapped for a tensor\'s', (t) => t.replace(`header ${p.header.id}`, `header ${idOf('a')}`), 'E_POINTER_MISMATCH', /header object \w+ holds 64 bytes, the pointer says \d+/, undefined],
+    ['a wrong header length', (t) => t.replace(`header ${p.header.id} ${p.header.length}`, `header ${p.header.id} ${p.header.length + 8}`), 'E_POINTER_MISMATCH', /header object \w+ holds \d+ bytes, the pointer says \d+/, undefined],
+    ['edited metadata', (t) => t.replace('meta "step" "7"', 'meta "step" "8"'), 'E_POINTER_MISMATCH', /metadata lines say .*"8".*__metadata__ .*"7"/, undefined],
+    ['a shape edited to another size', (t) => t.replace('"a" F32 [4,4]', '"a" F32 [4,2]'), 'E_POINTER_MISMATCH', /tensor `a` object \w+ holds 64 bytes, its dtype and shape need 32/, 'a'],
+    ['a shape edited to the same size', (t) => t.replace('"a" F32 [4,4]', '"a" F32 [2,8]'), 'E_POINTER_MISMATCH', /tensor `a` is F32 \[2, 8\] in the pointer, `a` F32 \[4, 4\] in the header/, 'a'],
+    ['an unknown dtype', (t) => t.replace('"b" U8', '"b" U7'), 'E_POINTER_INVALID', /tensor `b` has unknown dtype U7/, 'b'],
+    ['a tensor listed twice', (t) => t.replace('tensor "b"', 'tensor "a"'), 'E_POINTER_INVALID', /tensor `a` is listed twice/, 'a'],
+    ['a wrong size line', (t) => t.replace(`size ${p.size}`, `size ${p.size + 1}`), 'E_POINTER_INVALID', /size \d+, but .* make \d+ bytes/, undefined],
+  ])('%s', (_what, edit, code, message, tensor) => {
+    const edited = edit(text);
+    expect(edited).not.toBe(text);
+    const bad = parsePointer(edited, 'm.safetensors');
+    const err = (() => { try { validatePointer(store, bad, 'm.safetensors'); } catch (e) { return e; } })() as GitTensorError;
+    expect(err).toMatchObject({ code, exitCode: 3, data: { file: 'm.safetensors', tensor } });
+    expect(err.message).toMatch(message);
+    expect(err.message).toContain('m.safetensors');
+    expect(err.hint).toContain('git tensor fsck');
+    // Checkout refuses before producing a single byte.
+    expect(() => restore(store, bad, 'm.safetensors')).toThrow(expect.objectContaining({ code }));
+    // And clean refuses the edited pointer rather than committing it.
+    return expect(clean('m.safetensors', Buffer.from(edited))).rejects.toMatchObject({ code });
+  });
+
+  it('property: any edit of the lines either is refused (exit 3) or restores exactly the file the edited pointer describes', async () => {
+    // A third tensor of a's size: swapping their ids is a valid pointer of another file, not an error.
+    const three = toFile([
+      { name: 'a', body: { dtype: 'F32', shape: [4, 4], data: noise('pa', 64) } },
+      { name: 'b', body: { dtype: 'U8', shape: [10], data: noise('pb', 10) } },
+      { name: 'c', body: { dtype: 'I32', shape: [16], data: noise('pc', 64) } },
+    ], { format: 'pt' });
+    const good = (await clean('m.safetensors', three)).text;
+    const q = parsePointer(good) as typeof p;
+    const ids = [q.header.id, ...q.tensors.map((t) => t.id)];
+    const edit = fc.oneof(
+      fc.tuple(fc.constantFrom(...ids), fc.constantFrom(...ids)).map(([x, y]) => (t: string) => t.replace(x, y)),
+      fc.integer({ min: -16, max: 16 }).map((d) => (t: string) => t.replace(/^header (\w+) (\d+)$/m, (_m, id: string, n: string) => `header ${id} ${Math.max(0, Number(n) + d)}`)),
+      fc.integer({ min: -70, max: 70 }).map((d) => (t: string) => t.replace(/^size (\d+)$/m, (_m, n: string) => `size ${Math.max(0, Number(n) + d)}`)),
+      fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom('F32', 'I32', 'U8', 'F16', 'BF16', 'F64', 'BOOL', 'F8_E4M3', 'Q4', 'X')).map(([n, d]) => (t: string) => t.replace(new RegExp(`"${n}" \\w+`), `"${n}" ${d}`)),
+      fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.array(fc.integer({ min: 0, max: 20 }), { maxLength: 3 })).map(([n, shape]) => (t: string) => t.replace(new RegExp(`("${n}" \\w+) \\[[0-9,]*\\]`), `$1 [${shape.join(',')}]`)),
+      fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom('a', 'b', 'c', 'd')).map(([x, y]) => (t: string) => t.replace(`tensor "${x}"`, `tensor "${y}"`)),
+      fc.constantFrom('"pt"', '"np"', '"pt "').map((v) => (t: string) => t.replace('meta "format" "pt"', `meta "format" ${v}`)),
+    );
+    await fc.assert(fc.asyncProperty(fc.array(edit, { minLength: 1, maxLength: 3 }), async (edits) => {
+      const text = edits.reduce((t, e) => e(t), good);
+      const pointer = parsePointer(text, 'm.safetensors');
+      let pieces: AsyncGenerator<Buffer>;
+      try {
+        pieces = restore(store, pointer, 'm.safetensors');
+      } catch (err) {
+        expect(err).toMatchObject({ exitCode: 3, code: expect.stringMatching(/^E_POINTER_(INVALID|MISMATCH)$/) });
+        return;
+      }
+      const parts: Buffer[] = [];
+      for await (const piece of pieces) parts.push(piece);
+      const bytes = Buffer.concat(parts);
+      expect(bytes.length).toBe(pointer.size);
+      expect((await clean('m.safetensors', bytes)).text, 'the restored file is the one the edited pointer describes').toBe(text);
+    }), { numRuns: 300 });
+  });
+
+  it('an opaque pointer whose object has another size', async () => {
+    const { text: opaque } = await clean('w.bin', noise('op', 300));
+    const bad = parsePointer(opaque.replace('size 300', 'size 301'));
+    expect(() => restore(store, bad, 'w.bin')).toThrow(expect.objectContaining({ code: 'E_POINTER_MISMATCH', message: expect.stringContaining('holds 300 bytes, the pointer says 301') }));
+  });
+
+  it('objects the store lacks are left to the caller (fetch, or report missing)', () => {
+    const absent = parsePointer(text.replace(idOf('a'), 'e'.repeat(64))) as typeof p;
+    expect(() => validatePointer(store, absent, 'm.safetensors')).not.toThrow();
   });
 });
 
