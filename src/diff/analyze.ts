@@ -297,7 +297,7 @@ async function valuePass(
 async function floatValues(bytes: Uint8Array, dtype: string): Promise<FloatValues> {
   if (dtype === 'F32' || dtype === 'F64') {
     const size = dtype === 'F32' ? 4 : 8;
-    const src = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+    const src = bytes.byteOffset % size === 0 ? bytes : new Uint8Array(bytes); // a real copy: slice() on a Buffer is a view
     return dtype === 'F32'
       ? new Float32Array(src.buffer, src.byteOffset, src.byteLength / 4)
       : new Float64Array(src.buffer, src.byteOffset, src.byteLength / 8);

@@ -185,3 +185,20 @@ describe('structure and modules', () => {
 function byNameInput(list: TensorInput[], name: string): TensorInput {
   return list.find((t) => t.name === name)!;
 }
+
+describe('tensor bytes at any offset', () => {
+  it('compares F32 tensors whose bytes sit at an odd offset of a Buffer (slice() there is a view, not a copy)', async () => {
+    const values = (scale: number) => Float32Array.from({ length: 64 }, (_, i) => (i % 7) * scale);
+    const misaligned = (v: Float32Array): Uint8Array => {
+      const b = Buffer.alloc(v.byteLength + 1);
+      Buffer.from(v.buffer).copy(b, 1);
+      return b.subarray(1);
+    };
+    const side = (v: Float32Array): CheckpointSource => ({
+      size: 0, metadata: null, tensors: [{ name: 'w', dtype: 'F32', shape: [8, 8] }], read: () => misaligned(v),
+    });
+    const diff = await analyzeCheckpoint('m.safetensors', side(values(1)), side(values(2)));
+    const w = diff.tensors.find((t) => t.name === 'w')!;
+    expect(w.kind).toBe('rescale');
+  });
+});
