@@ -3,8 +3,15 @@
 //
 //   1. cmake-js, from native/CMakeLists.txt, into build/cmake/Release/git_tensor.node;
 //   2. if that fails (no cmake, say), node-gyp from binding.gyp into build/Release/git_tensor.node;
-//   3. if both fail, one warning line and exit 0: git-tensor then runs its TypeScript kernels.
+//   3. if both fail, a warning naming what is lost and exit 0 (exit 1 under GIT_TENSOR_REQUIRE_ADDON=1):
+//      git-tensor then runs its TypeScript kernels and stores chunks uncompressed, and says so
+//      (`git tensor doctor` exits 1).
 // With GIT_TENSOR_CUDA=1 and nvcc on the machine, also the CUDA addon into build/cmake-cuda/Release.
+//
+// zstd is always compiled into the addon from the C sources that the zstd-napi package ships
+// (deps/zstd/lib; its own install script is not run, see package.json "allowScripts"), so a machine
+// needs a C/C++ toolchain and nothing else. `--zstd-dir` and `--zstd-sources` print that folder and its
+// source files for binding.gyp, the same files native/CMakeLists.txt globs.
 //
 // Everything is offline. The addon uses only Node-API, whose headers come from the node-api-headers
 // and node-addon-api packages; cmake-js would still fetch the full Node source headers unless the
@@ -13,7 +20,7 @@
 // ones installed with node (npm's nodedir, or <prefix>/include/node) and skip it when there are none.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +32,27 @@ const started = Date.now();
 const seconds = () => ((Date.now() - started) / 1000).toFixed(1);
 const log = (msg) => process.stderr.write(`build-native: ${msg}\n`);
 
+/** zstd-napi's copy of zstd's lib/ folder; throws when the package is not installed. */
+function zstdDir() {
+  let pkg;
+  try {
+    pkg = require.resolve('zstd-napi/package.json');
+  } catch {
+    throw new Error('the zstd-napi package (zstd sources) is not installed: run `npm ci`');
+  }
+  const dir = path.join(path.dirname(pkg), 'deps', 'zstd', 'lib');
+  if (!existsSync(path.join(dir, 'zstd.h'))) throw new Error(`${dir} has no zstd.h`);
+  return dir;
+}
+
+/** The zstd library sources, as native/CMakeLists.txt globs them: common, compress, decompress. */
+function zstdSources(dir = zstdDir()) {
+  const files = ['common', 'compress', 'decompress'].flatMap((sub) =>
+    readdirSync(path.join(dir, sub)).filter((f) => f.endsWith('.c')).map((f) => path.join(dir, sub, f)));
+  if (process.arch === 'x64' && process.platform !== 'win32') files.push(path.join(dir, 'decompress', 'huf_decompress_amd64.S'));
+  return files.sort();
+}
+
 async function cmakeJs({ out, target, cmakeOptions = {} }) {
   const { BuildSystem } = require('cmake-js');
   const system = new BuildSystem({
@@ -33,7 +61,7 @@ async function cmakeJs({ out, target, cmakeOptions = {} }) {
     config: 'Release',
     target,
     parallel: os.availableParallelism?.() ?? os.cpus().length,
-    cMakeOptions: cmakeOptions,
+    cMakeOptions: { GT_ZSTD_DIR: zstdDir(), ...cmakeOptions },
   });
   // The documented switch is package.json "binary.napi_versions"; this is the option it sets.
   system.options.isNodeApi = true;
@@ -76,6 +104,7 @@ function findNvcc() {
 
 async function main() {
   let built = false;
+  const required = process.env.GIT_TENSOR_REQUIRE_ADDON === '1';
   try {
     await cmakeJs({ out: 'build/cmake' });
     built = true;
@@ -88,8 +117,17 @@ async function main() {
       log(`node-gyp built build/Release/git_tensor.node in ${seconds()} s`);
     } catch (err2) {
       console.warn(
-        `git-tensor: native kernels not built (${err2?.message ?? err2}); the slower JavaScript kernels will be used`,
+        [
+          `git-tensor: WARNING: the native addon was not built (${err2?.message ?? err2}).`,
+          'git-tensor: without it new chunks are stored uncompressed, no deltas are made and the slower',
+          'git-tensor: JavaScript kernels run. Install a C++ toolchain (g++ or clang, cmake or make) and run',
+          '`npm run build:native`; `git tensor doctor` shows the state.',
+        ].join('\n'),
       );
+      if (required) {
+        console.error('git-tensor: GIT_TENSOR_REQUIRE_ADDON=1: failing the build');
+        process.exitCode = 1;
+      }
     }
   }
   if (built && process.env.GIT_TENSOR_CUDA === '1') {
@@ -111,4 +149,6 @@ async function main() {
   }
 }
 
-await main();
+if (process.argv[2] === '--zstd-dir') console.log(zstdDir());
+else if (process.argv[2] === '--zstd-sources') console.log(zstdSources().join('\n'));
+else await main();
