@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// Builds the native kernels addon (`npm run build:native`, run by `npm ci` through `prepare`).
+// Builds the native kernels addon: `npm run build:native`, and the `install` script of `npm ci` and of
+// an installed package.
 //
 //   1. cmake-js, from native/CMakeLists.txt, into build/cmake/Release/git_tensor.node;
 //   2. if that fails (no cmake, say), node-gyp from binding.gyp into build/Release/git_tensor.node;
@@ -8,19 +9,16 @@
 //      (`git tensor doctor` exits 1).
 // With GIT_TENSOR_CUDA=1 and nvcc on the machine, also the CUDA addon into build/cmake-cuda/Release.
 //
-// zstd is always compiled into the addon from the C sources that the zstd-napi package ships
-// (deps/zstd/lib; its own install script is not run, see package.json "allowScripts"), so a machine
-// needs a C/C++ toolchain and nothing else. `--zstd-dir` and `--zstd-sources` print that folder and its
-// source files for binding.gyp, the same files native/CMakeLists.txt globs.
-//
-// Everything is offline. The addon uses only Node-API, whose headers come from the node-api-headers
-// and node-addon-api packages; cmake-js would still fetch the full Node source headers unless the
-// project is marked as Node-API (package.json "binary": {"napi_versions": [...]}), so we set that
-// option on the build system ourselves. node-gyp always wants the Node headers: we point it at the
-// ones installed with node (npm's nodedir, or <prefix>/include/node) and skip it when there are none.
+// zstd is always compiled into the addon, so a machine needs a C/C++ toolchain and nothing else. In a
+// checkout its sources are the ones the zstd-napi package ships (deps/zstd/lib; a devDependency whose
+// own install script is denied in package.json "allowScripts"); `npm pack` copies them into
+// vendor/zstd of the tarball (--vendor-zstd at prepack, --unvendor-zstd at postpack), so an installed
+// package builds from there, offline, without zstd-napi and its prebuild-install dependencies.
+// `--zstd-dir` and `--zstd-sources` print the folder and its source files for binding.gyp: the same
+// files native/CMakeLists.txt globs.
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -32,15 +30,22 @@ const started = Date.now();
 const seconds = () => ((Date.now() - started) / 1000).toFixed(1);
 const log = (msg) => process.stderr.write(`build-native: ${msg}\n`);
 
-/** zstd-napi's copy of zstd's lib/ folder; throws when the package is not installed. */
-function zstdDir() {
+const vendored = path.join(root, 'vendor', 'zstd');
+
+/** zstd-napi's copy of zstd (lib/, LICENSE, COPYING); throws when the package is not installed. */
+function zstdNapiCopy() {
   let pkg;
   try {
     pkg = require.resolve('zstd-napi/package.json');
   } catch {
-    throw new Error('the zstd-napi package (zstd sources) is not installed: run `npm ci`');
+    throw new Error('no zstd sources: neither vendor/zstd (a packed git-tensor) nor the zstd-napi package (run `npm ci`)');
   }
-  const dir = path.join(path.dirname(pkg), 'deps', 'zstd', 'lib');
+  return path.join(path.dirname(pkg), 'deps', 'zstd');
+}
+
+/** zstd's lib/ folder: vendor/zstd/lib in an installed tarball, zstd-napi's copy in a checkout. */
+function zstdDir() {
+  const dir = path.join(existsSync(vendored) ? vendored : zstdNapiCopy(), 'lib');
   if (!existsSync(path.join(dir, 'zstd.h'))) throw new Error(`${dir} has no zstd.h`);
   return dir;
 }
@@ -149,6 +154,16 @@ async function main() {
   }
 }
 
-if (process.argv[2] === '--zstd-dir') console.log(zstdDir());
-else if (process.argv[2] === '--zstd-sources') console.log(zstdSources().join('\n'));
+const mode = process.argv[2];
+if (mode === '--zstd-dir') console.log(zstdDir());
+// gyp wants source paths relative to binding.gyp's folder.
+else if (mode === '--zstd-sources') console.log(zstdSources().map((f) => path.relative(root, f)).join('\n'));
+else if (mode === '--vendor-zstd') {
+  rmSync(vendored, { recursive: true, force: true });
+  const from = zstdNapiCopy();
+  for (const item of ['lib', 'LICENSE', 'COPYING']) cpSync(path.join(from, item), path.join(vendored, item), { recursive: true });
+} else if (mode === '--unvendor-zstd') {
+  rmSync(vendored, { recursive: true, force: true });
+  if (existsSync(path.dirname(vendored)) && readdirSync(path.dirname(vendored)).length === 0) rmSync(path.dirname(vendored), { recursive: true });
+}
 else await main();
