@@ -1,9 +1,9 @@
 # node-gyp fallback build of the git-tensor kernels addon, used by scripts/build-native.mjs when
 # cmake-js cannot build native/CMakeLists.txt. Same CPU sources (test/native/sources.test.ts checks);
 # gyp has no per-file flags, so each ISA file is its own static library with its -m flags.
-# zstd is compiled from its sources (zstd-napi's copy, or vendor/zstd in a packed package): the files
-# native/CMakeLists.txt globs
-# (`node scripts/build-native.mjs --zstd-sources` lists them), as the static library git_tensor_zstd.
+# zstd is compiled from its sources (zstd-napi's copy, or vendor/zstd in a packed package), the files
+# native/CMakeLists.txt globs (`node scripts/build-native.mjs --zstd-sources` lists them), as the
+# static library git_tensor_zstd.
 {
   'target_defaults': {
     'cflags_cc!': ['-fno-exceptions'],
