@@ -1,12 +1,13 @@
-// Owns the store's compression codec: zstd from the native addon when it was built with libzstd, and
-// otherwise a pure-JavaScript zstd decoder (fzstd), so a repository written elsewhere with compression
-// can always be read. Only compression needs the native library.
+// Owns the store's compression codec: zstd from the native addon (which always compiles it in), and,
+// when the addon is missing, a pure-JavaScript zstd decoder (fzstd), so a repository written elsewhere
+// with compression can still be read. Only compression needs the addon; `git tensor doctor` reports its
+// absence and GIT_TENSOR_REQUIRE_ADDON=1 makes it an error (src/kernels/addon.ts).
 
 import { decompress as jsDecompress } from 'fzstd';
-import { cpuAddon } from './addon.js';
+import { addonStatus, cpuAddon } from './addon.js';
 
 export interface Codec {
-  /** null when this build cannot compress (no libzstd): new chunks are then stored raw. */
+  /** null when the native addon is missing: new chunks are then stored raw. */
   compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
   /** Planes + zstd fused (src/store/encoding.ts defines the transform); absent without the addon. */
@@ -43,10 +44,12 @@ export function storeCodec(): Codec {
     };
     return cached;
   }
+  // Loud, once per process: a store that silently grows by whole files is worse than a warning.
+  process.stderr.write(`git-tensor: warning: ${addonStatus().problem}: new chunks are stored uncompressed and no deltas are made (see \`git tensor doctor\`)\n`);
   cached = {
     compress: null,
     decompress: (src, size) => jsDecompress(src, new Uint8Array(size)),
-    description: 'zstd (JavaScript decoder only; build the addon with libzstd-dev to compress)',
+    description: 'none (no native addon: JavaScript zstd decoder only, new chunks stored raw)',
   };
   return cached;
 }
