@@ -72,6 +72,7 @@ it('npm pack, npm install -g <tarball>: git-tensor and git-remote-tensor round-t
     await registry.close();
   }
   for (const bin of ['git-tensor', 'git-remote-tensor']) expect(existsSync(join(prefix, 'bin', bin)), bin).toBe(true);
+  expect(existsSync(join(prefix, 'share', 'man', 'man1', 'git-tensor.1')), 'the man page `git tensor --help` shows').toBe(true);
 
   // A user with only the installed package on PATH (not this checkout's bin/).
   const env = { ...hermeticEnv(home), PATH: [join(prefix, 'bin'), process.env.PATH ?? ''].join(delimiter) };
