@@ -1,6 +1,9 @@
 # node-gyp fallback build of the git-tensor kernels addon, used by scripts/build-native.mjs when
 # cmake-js cannot build native/CMakeLists.txt. Same CPU sources (test/native/sources.test.ts checks);
 # gyp has no per-file flags, so each ISA file is its own static library with its -m flags.
+# zstd is compiled from its sources (zstd-napi's copy, or vendor/zstd in a packed package), the files
+# native/CMakeLists.txt globs (`node scripts/build-native.mjs --zstd-sources` lists them), as the
+# static library git_tensor_zstd.
 {
   'target_defaults': {
     'cflags_cc!': ['-fno-exceptions'],
@@ -25,16 +28,9 @@
         'native/kernels/scalar.cc',
         'native/kernels/neon.cc',
       ],
-      'dependencies': ['git_tensor_avx2', 'git_tensor_avx512'],
+      'dependencies': ['git_tensor_avx2', 'git_tensor_avx512', 'git_tensor_zstd'],
       'include_dirs': ["<!(node -p \"require('node-addon-api').include_dir\")"],
       'defines': ['NAPI_VERSION=8', 'NAPI_CPP_EXCEPTIONS'],
-      'conditions': [
-        # zstd for store compression, when the system has it (Debian: libzstd-dev).
-        ['<!(test -f /usr/include/zstd.h && echo 1 || echo 0)==1', {
-          'defines': ['GT_WITH_ZSTD'],
-          'libraries': ['-lzstd'],
-        }],
-      ],
     },
     {
       'target_name': 'git_tensor_avx2',
@@ -59,6 +55,18 @@
                                                       '-mavx512f', '-mavx512bw', '-mavx512vl', '-mavx512dq']},
         }],
       ],
+    },
+    {
+      'target_name': 'git_tensor_zstd',
+      'type': 'static_library',
+      'sources': ['<!@(node scripts/build-native.mjs --zstd-sources)'],
+      'cflags': ['-fvisibility=hidden', '-fPIC'],
+      'defines': ['XXH_NAMESPACE=ZSTD_', 'ZSTDLIB_VISIBLE=', 'ZSTDERRORLIB_VISIBLE=', 'ZSTD_NO_TRACE'],
+      'xcode_settings': {'GCC_SYMBOLS_PRIVATE_EXTERN': 'YES'},
+      'direct_dependent_settings': {
+        'include_dirs': ['<!(node scripts/build-native.mjs --zstd-dir)'],
+        'defines': ['GT_WITH_ZSTD', 'ZSTDLIB_VISIBLE=', 'ZSTDERRORLIB_VISIBLE='],
+      },
     },
   ],
 }

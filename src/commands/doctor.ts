@@ -1,6 +1,10 @@
-// Owns `git tensor doctor`: what is installed, how git is configured, and which kernels run.
+// Owns `git tensor doctor`: what is installed, how git is configured, whether the native addon loaded
+// with zstd compression, and which kernels run. Exits 1 when anything is missing or degraded, so a
+// script (or CI) can rely on it.
 
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Printable } from './printable.js';
 import { gitRaw } from '../git/exec.js';
 import { GIT_CONFIG } from './install.js';
@@ -14,15 +18,32 @@ export async function doctor(_opts: object): Promise<Printable> {
     const value = r.status === 0 ? rest.join('\t') : null;
     return { key, expected, value, scope: r.status === 0 ? scope : null, ok: value === expected };
   });
+  const { addonStatus } = await import('../kernels/addon.js');
   const { kernelInfo } = await import('../kernels/index.js');
-  const kernels = kernelInfo();
-  const data = { version: pkg.version, node: process.version, git: gitVersion, config, kernels };
+  const status = addonStatus();
+  // Under GIT_TENSOR_REQUIRE_ADDON=1 the kernel loader throws for a missing addon; doctor reports it.
+  const kernels = status.path ? kernelInfo() : { active: 'js', supported: ['js'], addonLoaded: false, cuda: false };
+  const addon = { loaded: status.path !== null, path: status.path, problem: status.problem };
+  const compression = { zstd: status.zstd };
+  const degraded = status.problem !== null;
+  const data = { version: pkg.version, node: process.version, git: gitVersion, config, addon, compression, kernels, degraded };
+
+  const pkgRoot = fileURLToPath(new URL('../..', import.meta.url));
   const text = [
     `git-tensor ${pkg.version} (node ${process.version}, ${gitVersion})`,
     'git config:',
     ...config.map((c) => `  ${c.ok ? 'ok     ' : 'MISSING'} ${c.key} = ${c.value ?? '(unset)'}${c.scope ? ` [${c.scope}]` : ''}`),
-    `kernels: active ${kernels.active}; supported: ${kernels.supported.join(', ')}; addon ${kernels.addonLoaded ? 'loaded' : 'not loaded'}; cuda ${kernels.cuda ? 'yes' : 'no'}`,
+    status.path
+      ? `addon: loaded (${path.relative(pkgRoot, status.path)})`
+      : `addon: NOT LOADED: ${status.problem}`,
+    status.zstd
+      ? `compression: zstd ${status.zstd}`
+      : 'compression: NONE: new chunks are stored uncompressed and no deltas are made',
+    `kernels: active ${kernels.active}; supported: ${kernels.supported.join(', ')}; cuda ${kernels.cuda ? 'yes' : 'no'}`,
   ];
   if (config.some((c) => !c.ok)) text.push('hint: run `git tensor install` to configure git.');
-  return { data, text, exitCode: config.every((c) => c.ok) ? 0 : 1 };
+  if (degraded) {
+    text.push(`hint: build the addon: \`npm run build:native\` in ${pkgRoot} (needs a C++ toolchain and cmake or make).`);
+  }
+  return { data, text, exitCode: config.every((c) => c.ok) && !degraded ? 0 : 1 };
 }

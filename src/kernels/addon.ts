@@ -1,13 +1,16 @@
 // Loads the native kernels addon (the only place in git-tensor that does) and decides which kernel
 // implementation runs: GIT_TENSOR_KERNELS=scalar|avx2|avx512|neon|cuda|js forces one, otherwise the
 // best one the addon supports on this machine. When the addon is missing or broken, the TypeScript
-// reference kernels run instead, after a one-line warning on stderr.
+// reference kernels run instead, after a one-line warning on stderr, and new chunks are stored
+// uncompressed; `git tensor doctor` reports that state (addonStatus) and exits 1. With
+// GIT_TENSOR_REQUIRE_ADDON=1 (CI sets it) a missing addon, or one without zstd, is an error instead.
 
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { GitTensorError } from '../errors/index.js';
 import type { DType } from './types.js';
 
 /** The addon's exports (native/src/addon.cc). Every kernel takes (implementation, threads, dtype, ...). */
@@ -54,6 +57,19 @@ export const ADDON_PATHS = ['build/cmake/Release/git_tensor.node', 'build/Releas
  */
 export const CUDA_ADDON_PATH = path.join(root, 'build/cmake-cuda/Release/git_tensor_cuda.node');
 
+/** Set to 1, a missing addon or one built without zstd throws AddonRequiredError instead of degrading. */
+export const REQUIRE_ADDON_ENV = 'GIT_TENSOR_REQUIRE_ADDON';
+
+const requireAddon = (env: NodeJS.ProcessEnv) => env[REQUIRE_ADDON_ENV] === '1';
+
+export class AddonRequiredError extends GitTensorError {
+  constructor(problem: string) {
+    super('E_ADDON_REQUIRED', `${REQUIRE_ADDON_ENV}=1, but ${problem}`, {
+      hint: 'run `npm run build:native` in the git-tensor package (it needs a C++ toolchain), then `git tensor doctor`',
+    });
+  }
+}
+
 /** Decides the backend from the environment; prints nothing (see backend()). */
 export function loadBackend(env: NodeJS.ProcessEnv = process.env, addonPaths: readonly string[] = ADDON_PATHS): KernelBackend {
   const wanted = (env.GIT_TENSOR_KERNELS ?? '').trim().toLowerCase();
@@ -65,6 +81,7 @@ export function loadBackend(env: NodeJS.ProcessEnv = process.env, addonPaths: re
   const addon = exports as NativeAddon | null;
   if (!addon) {
     const why = errors.length ? errors.join('; ') : 'not built (run `npm run build:native`)';
+    if (requireAddon(env)) throw new AddonRequiredError(`the native addon did not load (${why})`);
     return { ...jsOnly, warning: `git-tensor: native kernels unavailable (${why}); using the slower JavaScript kernels` };
   }
   const supported = [...addon.implementations().filter((i) => i.supported).map((i) => i.name), 'js'];
@@ -92,15 +109,39 @@ function requireFirst(paths: readonly string[]): { exports: Record<string, unkno
   return { exports: null, path: null, errors };
 }
 
-let plain: Record<string, unknown> | null | undefined;
+export interface AddonStatus {
+  /** Where the CPU addon was loaded from; null when it did not load. */
+  path: string | null;
+  /** The zstd version compiled into the addon; null without compression. */
+  zstd: string | null;
+  /** Why the addon is degraded (not built, failed to load, no zstd); null when it is complete. */
+  problem: string | null;
+}
+
+let plain: { exports: Record<string, unknown> | null; status: AddonStatus } | undefined;
+
+/** The CPU addon's state, for `git tensor doctor`; never throws. */
+export function addonStatus(paths: readonly string[] = ADDON_PATHS): AddonStatus {
+  if (paths === ADDON_PATHS && plain) return plain.status;
+  const { exports, path: addonPath, errors } = requireFirst(paths);
+  const zstd = (exports?.zstd as { version?: string } | undefined)?.version ?? null;
+  const problem = !exports
+    ? `the native addon did not load (${errors.length ? errors.join('; ') : 'not built: run `npm run build:native`'})`
+    : zstd === null ? `the native addon (${path.relative(root, addonPath!)}) was built without zstd` : null;
+  const status = { path: addonPath, zstd, problem };
+  if (paths === ADDON_PATHS) plain = { exports, status };
+  return status;
+}
 
 /**
  * The CPU addon's exports for what is not a kernel (the store codec, pipe sizing), whatever
- * GIT_TENSOR_KERNELS chose; null when it is missing or broken (the kernels loader reports why).
+ * GIT_TENSOR_KERNELS chose; null when it is missing or broken (doctor reports why). Under
+ * GIT_TENSOR_REQUIRE_ADDON=1 an addon that is missing or lacks zstd throws AddonRequiredError.
  */
-export function cpuAddon(): Record<string, unknown> | null {
-  if (plain === undefined) plain = requireFirst(ADDON_PATHS).exports;
-  return plain;
+export function cpuAddon(env: NodeJS.ProcessEnv = process.env): Record<string, unknown> | null {
+  const { problem } = addonStatus();
+  if (problem && requireAddon(env)) throw new AddonRequiredError(problem);
+  return plain!.exports;
 }
 
 /** The addon's zstd functions (native/src/codec.cc); the store's codec (src/store/codec.ts) wraps them. */

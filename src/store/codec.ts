@@ -1,13 +1,14 @@
 // Owns the store's compression codec: what it is (the Codec interface the chunk encodings of
-// src/store/encoding.ts call) and which one runs: zstd from the native addon when it was built with
-// libzstd, and otherwise a pure-JavaScript zstd decoder (fzstd), so a repository written elsewhere with
-// compression can always be read. Only compression needs the native library.
+// src/store/encoding.ts call) and which one runs: zstd from the native addon (which always compiles it
+// in), and, when the addon is missing, a pure-JavaScript zstd decoder (fzstd), so a repository written
+// elsewhere with compression can still be read. Only compression needs the addon; `git tensor doctor`
+// reports its absence and GIT_TENSOR_REQUIRE_ADDON=1 makes it an error (src/kernels/addon.ts).
 
 import { decompress as jsDecompress } from 'fzstd';
-import { nativeZstd } from '../kernels/addon.js';
+import { addonStatus, nativeZstd } from '../kernels/addon.js';
 
 export interface Codec {
-  /** null when compression is unavailable (no libzstd): new chunks are then written raw. */
+  /** null when the native addon is missing: new chunks are then stored raw. */
   compress: ((src: Uint8Array, level: number) => Uint8Array) | null;
   decompress(src: Uint8Array, decodedSize: number): Uint8Array;
   /**
@@ -40,10 +41,12 @@ export function storeCodec(): Codec {
     };
     return cached;
   }
+  // Loud, once per process: a store that silently grows by whole files is worse than a warning.
+  process.stderr.write(`git-tensor: warning: ${addonStatus().problem}: new chunks are stored uncompressed and no deltas are made (see \`git tensor doctor\`)\n`);
   cached = {
     compress: null,
     decompress: (src, size) => jsDecompress(src, new Uint8Array(size)),
-    description: 'zstd (JavaScript decoder only; build the addon with libzstd-dev to compress)',
+    description: 'none (no native addon: JavaScript zstd decoder only, new chunks stored raw)',
   };
   return cached;
 }

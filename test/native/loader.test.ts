@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 
 import { describe, expect, test } from 'vitest';
 
-import { ADDON_PATHS, loadBackend } from '../../src/kernels/addon.js';
+import { ADDON_PATHS, AddonRequiredError, addonStatus, loadBackend } from '../../src/kernels/addon.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const native = loadBackend({});
@@ -36,6 +36,28 @@ describe('loadBackend', () => {
     expect(b.active).toBe('js');
     expect(b.warning).toContain('git_tensor.node');
     expect(b.warning).not.toContain('\n');
+  });
+
+  test('GIT_TENSOR_REQUIRE_ADDON=1 turns a missing or broken addon into an error, unless the JS kernels are asked for', () => {
+    const missing = [path.join(os.tmpdir(), 'no-such-dir', 'git_tensor.node')];
+    expect(() => loadBackend({ GIT_TENSOR_REQUIRE_ADDON: '1' }, missing)).toThrow(AddonRequiredError);
+    expect(() => loadBackend({ GIT_TENSOR_REQUIRE_ADDON: '1' }, missing)).toThrow(/^GIT_TENSOR_REQUIRE_ADDON=1, but the native addon did not load \(/);
+    expect(loadBackend({ GIT_TENSOR_REQUIRE_ADDON: '1', GIT_TENSOR_KERNELS: 'js' }, missing).active).toBe('js');
+    expect(loadBackend({ GIT_TENSOR_REQUIRE_ADDON: '0' }, missing).active).toBe('js');
+  });
+
+  test('addonStatus names what is missing without throwing', () => {
+    const missing = addonStatus([path.join(os.tmpdir(), 'no-such-dir', 'git_tensor.node')]);
+    expect(missing).toEqual({ path: null, zstd: null, problem: 'the native addon did not load (not built: run `npm run build:native`)' });
+  });
+
+  // The addon is part of the product (it is built by `npm ci` with zstd compiled in); a suite that ran
+  // without it would skip the tests below and test a slower, uncompressing git-tensor.
+  test('the addon is built and loads, with zstd compression', () => {
+    const status = addonStatus();
+    expect(status.problem).toBeNull();
+    expect(status.zstd).toMatch(/^1\.\d+\.\d+$/);
+    expect(haveAddon).toBe(true);
   });
 
   test.runIf(haveAddon)('the addon picks the best implementation, and scalar is always there', () => {

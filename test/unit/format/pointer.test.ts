@@ -353,7 +353,6 @@ describe('fuzz', () => {
 
   it('mutated pointers either parse to something that re-serializes to the same text, or throw PointerError', () => {
     const outcomes = new Map<string, number>();
-    const start = performance.now();
     fc.assert(
       fc.property(fc.nat({ max: samples.length - 1 }), fc.array(mutationArb, { minLength: 1, maxLength: 3 }), (which, mutations) => {
         const text = mutations.reduce(mutate, samples[which]!).toString('utf8');
@@ -370,7 +369,6 @@ describe('fuzz', () => {
       }),
       { seed: 20240612, numRuns: 3000 },
     );
-    expect(performance.now() - start).toBeLessThan(3000);
     // The mutations must reach past the first line, and some must keep the pointer valid.
     expect(outcomes.get('ok') ?? 0).toBeGreaterThan(0);
     expect(outcomes.get('E_POINTER_SYNTAX') ?? 0).toBeGreaterThan(100);
