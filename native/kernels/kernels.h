@@ -94,6 +94,24 @@ struct TiesArgs {
   int majority;  // +1 or -1: the elected sign where the trimmed deltas sum to exactly zero
 };
 
+// y = x W^T + bias in f32 (an nn.Linear over a batch of rows): x is rows x in, W is out x in (PyTorch's
+// layout), y is rows x out, all row-major and contiguous; bias has `out` elements or is null. y must
+// not overlap x, W or bias. Sums use f32 fused multiply-add in an order each implementation chooses.
+struct MatmulArgs {
+  const float* x;
+  const float* w;
+  const float* bias;
+  float* y;
+  size_t rows, in, out;
+};
+
+// src/ops.cc hands a matmul kernel tiles of at most kMatmulTileCols columns (starting at a multiple of
+// it) and any number of rows, plus kMatmulPackFloats floats of 64-byte-aligned scratch per thread: room
+// for kMatmulTileCols columns of W over kMatmulDepth inputs, where a kernel may repack W.
+constexpr size_t kMatmulTileCols = 64;
+constexpr size_t kMatmulDepth = 128;
+constexpr size_t kMatmulPackFloats = kMatmulTileCols * kMatmulDepth;
+
 // Every pointer below points at the block; `first` (merges) is the block's element index in the whole
 // tensor, needed where the result depends on the position (the DARE PRNG) and by pointer arithmetic.
 struct KernelTable {
@@ -116,6 +134,9 @@ struct KernelTable {
   // transpose == false: y[r] = sum_c M[r,c] x[c] for the block's rows;
   // transpose == true:  y[c] += sum_r M[r,c] x[r] over the block's rows (x indexed by block row).
   void (*matvec)(const uint8_t* m, size_t rows, size_t cols, DType dt, const double* x, double* y, bool transpose);
+  // Rows [r0, r0 + nr) and columns [c0, c0 + nc) of MatmulArgs' y (see kMatmulTileCols). Null in
+  // tables without one (CUDA): src/ops.cc then runs the best CPU implementation's.
+  void (*matmul)(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack);
 };
 
 namespace scalar { const KernelTable& table(); }

@@ -315,6 +315,28 @@ Napi::Value Matvec(const Napi::CallbackInfo& info) {
                   undefined_result);
 }
 
+// matmul(impl, threads, x, w, bias|null, out, rows, in, outDim) -> Promise<void>: out = x w^T + bias,
+// all Float32Arrays (see MatmulArgs). src/kernels/index.ts has checked that out overlaps no input.
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const size_t rows = size_t(info[6].ToNumber().DoubleValue()), in = size_t(info[7].ToNumber().DoubleValue()),
+               out_dim = size_t(info[8].ToNumber().DoubleValue());
+  const Bytes x = bytes_of(info[2], "x"), w = bytes_of(info[3], "w"), y = bytes_of(info[5], "out");
+  const Bytes bias = info[4].IsNull() || info[4].IsUndefined() ? Bytes() : bytes_of(info[4], "bias");
+  need(x.size == rows * in * 4 && w.size == out_dim * in * 4 && y.size == rows * out_dim * 4 &&
+           (bias.data == nullptr || bias.size == out_dim * 4),
+       env, "matmul: sizes do not match rows x in, out x in, rows x out");
+  for (const Bytes* b : {&x, &w, &y, &bias})
+    need((reinterpret_cast<uintptr_t>(b->data) & 3) == 0, env, "matmul: arrays must be Float32Arrays");
+  const MatmulArgs args = {reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+                           reinterpret_cast<const float*>(bias.data), reinterpret_cast<float*>(y.data), rows, in,
+                           out_dim};
+  // Inline below kInlineBytes multiply-adds (tens of microseconds), like the other kernels below their byte size.
+  return Job::run(info, rows * in * out_dim, [=] { ops::matmul(k, threads, args); }, undefined_result);
+}
+
 // copy(threads, src, dst) -> Promise<void>: memcpy, the benchmark's bandwidth baseline.
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -336,6 +358,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("combine", Napi::Function::New(env, Combine));
   exports.Set("ties", Napi::Function::New(env, Ties));
   exports.Set("matvec", Napi::Function::New(env, Matvec));
+  exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("copy", Napi::Function::New(env, Copy));
   InitChunks(env, exports);
   InitCodec(env, exports);

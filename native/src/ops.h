@@ -27,6 +27,8 @@ void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t*
           uint8_t* out);
 void matvec(const KernelTable& k, unsigned threads, const uint8_t* m, size_t rows, size_t cols, DType dt,
             const double* x, double* y, bool transpose);
+// y = x W^T + bias (MatmulArgs); kernels without a matmul (CUDA) run the best CPU implementation's.
+void matmul(const KernelTable& k, unsigned threads, const MatmulArgs& a);
 // The bandwidth baseline for the benchmark: memcpy on the same threads and blocks.
 void copy(unsigned threads, const uint8_t* src, size_t bytes, uint8_t* dst);
 

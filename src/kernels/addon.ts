@@ -26,6 +26,8 @@ export interface NativeAddon {
     out: Uint8Array): Promise<void>;
   matvec(impl: string, threads: number, dtype: DType, matrix: Uint8Array, rows: number, cols: number, x: Float64Array,
     y: Float64Array, transpose: boolean): Promise<void>;
+  matmul(impl: string, threads: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array,
+    rows: number, inDim: number, outDim: number): Promise<void>;
   copy(threads: number, src: Uint8Array, dst: Uint8Array): Promise<void>;
   cuda: boolean;
 }

@@ -347,7 +347,9 @@ export async function matvec(
 
 /**
  * y = x W^T + bias for a batch of `rows` f32 rows: x is rows x inDim, W is outDim x inDim (nn.Linear's
- * layout), y is rows x outDim. The inference engine's one heavy kernel; see reference.matmul.
+ * layout), y is rows x outDim. The inference engine's one heavy kernel; see reference.matmul. Native
+ * implementations accumulate in f32 with fused multiply-add (docs/kernels.md gives the error bound);
+ * `out` must not overlap the inputs. Batch many rows per call: W is read once per call.
  */
 export async function matmul(
   args: { x: Float32Array; w: Float32Array; rows: number; inDim: number; outDim: number; bias?: Float32Array; out?: Float32Array },
@@ -359,9 +361,18 @@ export async function matmul(
   if (args.bias && args.bias.length !== outDim) throw new RangeError(`matmul: bias has ${args.bias.length} elements, expected ${outDim}`);
   const out = args.out ?? new Float32Array(rows * outDim);
   if (out.length !== rows * outDim) throw new RangeError(`matmul: out has ${out.length} elements, expected ${rows} x ${outDim}`);
-  // The native kernel is added by the inference-engine work; until then every implementation runs the reference.
-  void runner(opts);
-  return ref.matmul(x, w, rows, inDim, outDim, args.bias ?? null, out);
+  for (const [name, input] of [['x', x], ['w', w], ['bias', args.bias]] as const) {
+    if (input && overlaps(out, input)) throw new RangeError(`matmul: out overlaps ${name}`);
+  }
+  const r = runner(opts);
+  if (!r.addon) return ref.matmul(x, w, rows, inDim, outDim, args.bias ?? null, out);
+  await r.addon.matmul(r.impl, r.threads, x, w, args.bias ?? null, out, rows, inDim, outDim);
+  return out;
+}
+
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
+    a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /**
