@@ -8,6 +8,7 @@
 //                                   tensors: await fileTensorSource('model.safetensors') });
 //   const [logits] = await model.logits([{ ids: model.tokenizer!.encode('Once upon'), positions: [2] }]);
 
+import { ENCODER_ARCHITECTURES, loadEncoder } from './bert.js';
 import { ConfigReader } from './config.js';
 import { EXTERNAL_RUNNER_HINT, ModelError } from './errors.js';
 import { loadGpt2 } from './gpt2.js';
@@ -26,6 +27,7 @@ type Loader = (c: ConfigReader, w: WeightBinder) => Promise<Network>;
 const LOADERS: Record<string, Loader> = {
   ...Object.fromEntries(LLAMA_ARCHITECTURES.map((a) => [a, loadLlama])),
   GPT2LMHeadModel: loadGpt2,
+  ...Object.fromEntries(ENCODER_ARCHITECTURES.map((a) => [a, loadEncoder])),
 };
 
 /** The config.json `architectures` the engine runs. */
