@@ -1045,6 +1045,94 @@ def make_llama(seed):
              "one token) and rank-ordered merges.")
 
 
+SP_WORDS = """the cat sat on mat a is of and to in it red big tree bird sun sky blue model tensor git
+merge hello world""".split()
+SP_CHARS = ["▁"] + list("abcdefghijklmnopqrstuvwxyz") + ["T", "H", ".", ","]
+
+
+def sentencepiece_vocab():
+    """Llama 2 layout: <unk> <s> </s>, the 256 byte-fallback tokens <0x00>..<0xFF>, single characters,
+    then merged pieces (merges built as in bpe_vocab, over characters instead of bytes)."""
+    merges = []
+    for w in ["▁" + w for w in SP_WORDS] + ["▁The", "▁Hello"]:
+        while True:
+            pieces = bpe_word(list(w), {m: i for i, m in enumerate(merges)})
+            if len(pieces) == 1:
+                break
+            merges.append((pieces[0], pieces[1]))
+    tokens = list(dict.fromkeys(a + b for a, b in merges))
+    vocab = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)] + SP_CHARS + tokens
+    assert len(vocab) == len(set(vocab)) and len(vocab) <= 400
+    assert all(a in vocab and b in vocab for a, b in merges)
+    return vocab, merges
+
+
+def sentencepiece_encode(text, vocab, merges):
+    """Metaspace (replacement ▁, prepend_scheme first, no split): spaces become ▁ and one ▁ goes in
+    front; the whole text is then one BPE word. A character not in the vocab becomes the byte-fallback
+    tokens of its UTF-8 bytes (before merging); <s> in front (TemplateProcessing)."""
+    v = {t: i for i, t in enumerate(vocab)}
+    s = text.replace(" ", "▁")
+    if not s.startswith("▁"):
+        s = "▁" + s
+    syms = []
+    for ch in s:
+        syms.extend([ch] if ch in v else [f"<0x{b:02X}>" for b in ch.encode()])
+    return [v["<s>"]] + [v[t] for t in bpe_word(syms, {m: i for i, m in enumerate(merges)})]
+
+
+def make_llama2(seed):
+    name = "llama2-tiny"
+    d = folder_for(name)
+    vocab, merges = sentencepiece_vocab()
+    cfg = {
+        "architectures": ["LlamaForCausalLM"], "attention_bias": False, "attention_dropout": 0.0,
+        "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 32,
+        "initializer_range": 0.02, "intermediate_size": 86, "max_position_embeddings": 128,
+        "mlp_bias": False, "model_type": "llama", "num_attention_heads": 4, "num_hidden_layers": 2,
+        "num_key_value_heads": 4, "pretraining_tp": 1, "rms_norm_eps": 1e-06, "rope_scaling": None,
+        "rope_theta": 250000.0, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+        "transformers_version": TRANSFORMERS_VERSION, "use_cache": True, "vocab_size": len(vocab)}
+    w = Weights(f"{name}/{seed}")
+    llama_family_weights(w, cfg, bias=False, tied=False)
+    W = w.save(d, "BF16")
+    write_json(os.path.join(d, "config.json"), cfg)
+    specials = [added(0, "<unk>"), added(1, "<s>"), added(2, "</s>")]
+    write_json(os.path.join(d, "tokenizer.json"), {
+        "version": "1.0", "truncation": None, "padding": None, "added_tokens": specials, "normalizer": None,
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "▁", "prepend_scheme": "first", "split": False},
+        "post_processor": {
+            "type": "TemplateProcessing",
+            "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+            "pair": [{"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+                     {"SpecialToken": {"id": "<s>", "type_id": 1}}, {"Sequence": {"id": "B", "type_id": 1}}],
+            "special_tokens": {"<s>": {"id": "<s>", "ids": [1], "tokens": ["<s>"]}}},
+        "decoder": {"type": "Sequence", "decoders": [
+            {"type": "Replace", "pattern": {"String": "▁"}, "content": " "}, {"type": "ByteFallback"},
+            {"type": "Fuse"}, {"type": "Strip", "content": " ", "start": 1, "stop": 0}]},
+        "model": {"type": "BPE", "dropout": None, "unk_token": "<unk>", "continuing_subword_prefix": None,
+                  "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True, "ignore_merges": False,
+                  "vocab": {t: i for i, t in enumerate(vocab)}, "merges": [f"{a} {b}" for a, b in merges]}})
+    write_json(os.path.join(d, "tokenizer_config.json"), {
+        "add_bos_token": True, "add_eos_token": False,
+        "added_tokens_decoder": {str(t["id"]): {k: x for k, x in t.items() if k != "id"} for t in specials},
+        "bos_token": "<s>", "clean_up_tokenization_spaces": False, "eos_token": "</s>", "legacy": False,
+        "model_max_length": 1000000000000000019884624838656, "pad_token": None, "sp_model_kwargs": {},
+        "spaces_between_special_tokens": False, "tokenizer_class": "LlamaTokenizer", "unk_token": "<unk>",
+        "use_default_system_prompt": False})
+    fwd = lambda ids: llama_forward(W, cfg, ids)
+    cases = []
+    for cname, text in [("plain", "The cat sat on the mat."),
+                        ("byte_fallback", "Hello Zed, git merges the intense blue café!")]:
+        ids = sentencepiece_encode(text, vocab, merges)
+        cases.append(causal_case(fwd, cname, ids, cfg["max_position_embeddings"], text, [vocab[i] for i in ids]))
+    expected(d, name, "LlamaForCausalLM", "causal", "BF16", len(vocab), cases,
+             "Llama 2 layout: BF16 weights (upcast to float64 for the reference), rope_theta 250000, no head_dim "
+             "in config.json (hidden_size / num_attention_heads = 8), 4 key/value heads (no GQA), untied "
+             "lm_head.weight. Tokenizer: sentencepiece-style BPE (Metaspace ▁, byte_fallback <0xXX> tokens "
+             "for characters outside the vocab, <s> in front); ids from the script's own implementation.")
+
+
 def make_mistral(seed):
     name = "mistral-tiny"
     d = folder_for(name)
@@ -1072,7 +1160,7 @@ def make_mistral(seed):
 def main():
     check_building_blocks()
     os.makedirs(OUT, exist_ok=True)
-    for make in [make_bert, make_distilbert, make_roberta, make_gpt2, make_qwen2, make_llama, make_mistral]:
+    for make in [make_bert, make_distilbert, make_roberta, make_gpt2, make_qwen2, make_llama, make_llama2, make_mistral]:
         for seed in range(100):  # the first seed whose top-5 orders and greedy steps are clear
             try:
                 make(seed)
