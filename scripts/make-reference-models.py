@@ -694,10 +694,11 @@ def write_json(path, obj, compact=False):
         f.write("\n")
 
 
-def expected(folder, model, arch, kind, dtype, vocab_size, cases, note):
+def expected(folder, model, seed, arch, kind, dtype, vocab_size, cases, note):
     write_json(os.path.join(folder, "expected.json"), {
         "about": ABOUT + " " + note, "model": model, "architecture": arch, "kind": kind, "dtype": dtype,
-        "vocab_size": vocab_size, "cases": cases}, compact=True)
+        "vocab_size": vocab_size, "weights_rng": f"numpy.random.default_rng(zlib.crc32(b'{model}/{seed}'))",
+        "cases": cases}, compact=True)
 
 
 def folder_for(name):
@@ -760,7 +761,7 @@ def make_bert(seed):
         cases.append(masked_case(fwd, cname, ids, text, [vocab[i] for i in ids],
                                  mask_id=vocab.index("[MASK]") if "[MASK]" in text else None))
     cases.append(masked_case(fwd, "ids_only", [2, 40, 41, 42, 4, 43, 3], tokens=None, mask_id=4))
-    expected(d, name, "BertForMaskedLM", "masked", "F32", V, cases,
+    expected(d, name, seed, "BertForMaskedLM", "masked", "F32", V, cases,
              "token_type_ids are all 0 and the attention mask all 1. The decoder "
              "(cls.predictions.decoder.weight) is tied to bert.embeddings.word_embeddings.weight and not stored.")
 
@@ -804,7 +805,7 @@ def make_distilbert(seed):
         ids = wordpiece_encode(text, vocab)
         cases.append(masked_case(fwd, cname, ids, text, [vocab[i] for i in ids],
                                  mask_id=vocab.index("[MASK]") if "[MASK]" in text else None))
-    expected(d, name, "DistilBertForMaskedLM", "masked", "F32", V, cases,
+    expected(d, name, seed, "DistilBertForMaskedLM", "masked", "F32", V, cases,
              "LayerNorm eps is 1e-12 (fixed in DistilBERT's code). vocab_projector.weight is tied to "
              "distilbert.embeddings.word_embeddings.weight and not stored.")
 
@@ -866,7 +867,7 @@ def make_roberta(seed):
         ids = [v["<s>"]] + bpe_encode(text, vocab, merges, GPT2_SPLIT, specials=[("<mask>", True)]) + [v["</s>"]]
         cases.append(masked_case(fwd, cname, ids, text, [vocab[i] for i in ids],
                                  mask_id=v["<mask>"] if has_mask else None))
-    expected(d, name, "RobertaForMaskedLM", "masked", "F16", V, cases,
+    expected(d, name, seed, "RobertaForMaskedLM", "masked", "F16", V, cases,
              "Position ids start at pad_token_id + 1 = 2 (RoBERTa's create_position_ids_from_input_ids). "
              "lm_head.decoder.weight is tied to roberta.embeddings.word_embeddings.weight and not stored; "
              "the decoder bias is lm_head.bias. Byte-level BPE ids: the script's own GPT-2 pre-split "
@@ -921,7 +922,7 @@ def make_gpt2(seed):
     for cname, text in [("plain", "The cat sat on the mat."), ("not_whole_words", "Hello world, git merges the intense blue tensors")]:
         ids = bpe_encode(text, vocab, merges, GPT2_SPLIT)
         cases.append(causal_case(fwd, cname, ids, P, text, [vocab[i] for i in ids]))
-    expected(d, name, "GPT2LMHeadModel", "causal", "F32", V, cases,
+    expected(d, name, seed, "GPT2LMHeadModel", "causal", "F32", V, cases,
              "The tokenizer adds no BOS. Conv1D weights are [in, out]; lm_head is tied to transformer.wte.weight "
              "and not stored. Byte-level BPE ids: the script's own GPT-2 pre-split (ASCII form of the pattern) "
              "and rank-ordered merges.")
@@ -989,7 +990,7 @@ def make_qwen2(seed):
     for cname, text in CAUSAL_TEXTS + [("special_token", "<|im_start|>Hello world<|im_end|>")]:
         ids = bpe_encode(text, vocab, merges, QWEN2_SPLIT_ASCII, specials=[("<|im_start|>", False), ("<|im_end|>", False)])
         cases.append(causal_case(fwd, cname, ids, cfg["max_position_embeddings"], text, [vocab[i] for i in ids]))
-    expected(d, name, "Qwen2ForCausalLM", "causal", "BF16", len(vocab), cases,
+    expected(d, name, seed, "Qwen2ForCausalLM", "causal", "BF16", len(vocab), cases,
              "BF16 weights, upcast to float64 for the reference. q/k/v have biases, o_proj none; GQA with 4 query "
              "and 2 key/value heads (query head h uses key/value head h // 2); RoPE in the rotate_half convention, "
              "rope_theta 1e6; lm_head.weight stored (untied). The tokenizer adds no BOS. Byte-level BPE ids: "
@@ -1037,7 +1038,7 @@ def make_llama(seed):
     for cname, text in CAUSAL_TEXTS:
         ids = [bos] + bpe_encode(text, vocab, merges, LLAMA3_SPLIT_ASCII, ignore_merges=True)
         cases.append(causal_case(fwd, cname, ids, cfg["max_position_embeddings"], text, [vocab[i] for i in ids]))
-    expected(d, name, "LlamaForCausalLM", "causal", "F32", len(vocab), cases,
+    expected(d, name, seed, "LlamaForCausalLM", "causal", "F32", len(vocab), cases,
              "rope_theta 500000, head_dim 16, GQA 4 query / 2 key-value heads, no biases; tie_word_embeddings: "
              "the output layer is model.embed_tokens.weight, lm_head.weight is not stored. The tokenizer "
              "(Llama 3 layout) adds <|begin_of_text|> in front. Byte-level BPE ids: the script's own Llama 3 "
@@ -1126,7 +1127,7 @@ def make_llama2(seed):
                         ("byte_fallback", "Hello Zed, git merges the intense blue café!")]:
         ids = sentencepiece_encode(text, vocab, merges)
         cases.append(causal_case(fwd, cname, ids, cfg["max_position_embeddings"], text, [vocab[i] for i in ids]))
-    expected(d, name, "LlamaForCausalLM", "causal", "BF16", len(vocab), cases,
+    expected(d, name, seed, "LlamaForCausalLM", "causal", "BF16", len(vocab), cases,
              "Llama 2 layout: BF16 weights (upcast to float64 for the reference), rope_theta 250000, no head_dim "
              "in config.json (hidden_size / num_attention_heads = 8), 4 key/value heads (no GQA), untied "
              "lm_head.weight. Tokenizer: sentencepiece-style BPE (Metaspace ▁, byte_fallback <0xXX> tokens "
@@ -1151,7 +1152,7 @@ def make_mistral(seed):
     fwd = lambda ids: llama_forward(W, cfg, ids)
     cases = [causal_case(fwd, "ids_a", [1, 17, 250, 3, 99, 42, 42, 7], cfg["max_position_embeddings"]),
              causal_case(fwd, "ids_b", [1, 299, 0, 128, 64, 5], cfg["max_position_embeddings"])]
-    expected(d, name, "MistralForCausalLM", "causal", "F16", V, cases,
+    expected(d, name, seed, "MistralForCausalLM", "causal", "F16", V, cases,
              "No tokenizer files (probes give token ids). F16 weights, upcast to float64 for the reference. "
              "Multi-query attention (4 query heads, 1 key/value head), rope_theta 1e6, no biases, lm_head.weight "
              "stored (untied).")
