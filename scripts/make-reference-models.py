@@ -1038,8 +1038,11 @@ def make_llama(seed):
     for cname, text in CAUSAL_TEXTS:
         ids = [bos] + bpe_encode(text, vocab, merges, LLAMA3_SPLIT_ASCII, ignore_merges=True)
         cases.append(causal_case(fwd, cname, ids, cfg["max_position_embeddings"], text, [vocab[i] for i in ids]))
+    # 64 positions (then 20 more greedy ones): RoPE angles and causal attention further out than the texts go
+    long_ids = [bos] + np.random.default_rng(64).integers(0, bos, 63).tolist()
+    cases.append(causal_case(fwd, "long_ids", long_ids, cfg["max_position_embeddings"]))
     expected(d, name, seed, "LlamaForCausalLM", "causal", "F32", len(vocab), cases,
-             "rope_theta 500000, head_dim 16, GQA 4 query / 2 key-value heads, no biases; tie_word_embeddings: "
+             "The long_ids case has no text: 63 random ids after <|begin_of_text|>. rope_theta 500000, head_dim 16, GQA 4 query / 2 key-value heads, no biases; tie_word_embeddings: "
              "the output layer is model.embed_tokens.weight, lm_head.weight is not stored. The tokenizer "
              "(Llama 3 layout) adds <|begin_of_text|> in front. Byte-level BPE ids: the script's own Llama 3 "
              "pre-split (ASCII form of the pattern), ignore_merges (a pre-token that is a whole vocab entry is "
