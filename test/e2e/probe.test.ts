@@ -1,0 +1,183 @@
+// A user commits probes with the model and asks what each version believes: `git tensor probe` over three
+// commits, `git tensor diff --probes` naming the answers that flipped, `git tensor log --probes` with the
+// first commit where each answer flipped, the notes cache (a second run does not run the model again, and
+// the notes travel with push/fetch), and a lazy `tensor::` clone probing a version it never checked out.
+// The model is run by an external runner (test/fixtures/probe/bias-runner.mjs): a unigram over a-d whose
+// logits are the checkpoint's `bias` tensor, so every expected number is worked out by hand below.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { toSafetensors } from '../helpers/models.js';
+import { makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
+import { cloneRepo, startHttpServer, type HttpGitHost } from '../helpers/servers.js';
+
+const RUNNER = join(PROJECT_ROOT, 'test', 'fixtures', 'probe', 'bias-runner.mjs');
+
+function checkpoint(bias: number[]): Buffer {
+  const data = Buffer.alloc(16);
+  bias.forEach((x, i) => data.writeFloatLE(x, 4 * i));
+  // A second tensor that never changes, so versions share objects as real fine-tunes do.
+  const fixed = Buffer.alloc(64, 7);
+  return toSafetensors([{ name: 'bias', dtype: 'F32', shape: [4], data }, { name: 'embed', dtype: 'F32', shape: [4, 4], data: fixed }]);
+}
+
+const PROBES = [
+  { id: 'first', prompt: 'x', targets: ['a', 'b'] },
+  { id: 'likes-c', prompt: 'x', targets: ['c'] },
+  { id: 'pick', choices: ['ab', 'ba'] },
+  { id: 'story', text: 'abcd' },
+].map((p) => JSON.stringify(p)).join('\n') + '\n';
+
+/** log-softmax of the bias, by hand. */
+function lsm(bias: number[]): number[] {
+  const lse = Math.log(bias.reduce((s, x) => s + Math.exp(x), 0));
+  return bias.map((x) => x - lse);
+}
+
+// v1 prefers a, v2 prefers b (the answer of `first` flips, lost), v3 prefers c (`likes-c` gained).
+const V1 = [2, 0, 0, 0], V2 = [0, 2, 0, 0], V3 = [0, 1, 3, 0];
+
+function modelRepo(counter: string): Repo {
+  const repo = makeRepo();
+  repo.write('.gittensor', `[probe]\n\tfile = probes.jsonl\n\tcommand = PROBE_COUNTER=${counter} node ${RUNNER}\n`);
+  repo.git(['config', 'tensor-probe.trust', 'true']);
+  repo.write('probes.jsonl', PROBES);
+  repo.write('config.json', '{"architectures": ["BiasForCausalLM"]}');
+  repo.commit(['.gittensor', 'probes.jsonl', 'config.json'], 'probes');
+  for (const [k, bias] of [V1, V2, V3].entries()) {
+    repo.write('model.safetensors', checkpoint(bias));
+    repo.commit(['model.safetensors'], `train step ${k + 1}`);
+  }
+  return repo;
+}
+
+function runs(counter: string): string[] {
+  return existsSync(counter) ? readFileSync(counter, 'utf8').split('\n').filter(Boolean) : [];
+}
+
+afterEach(async () => {
+  await new Promise((resolve) => setTimeout(resolve, 20));
+});
+
+describe('git tensor probe with an external runner', () => {
+  it('reports target logprob, prob and rank, the chosen statement and the text loss of each version', () => {
+    const repo = modelRepo('');
+    const counter = repo.path('.git/runs');
+    repo.git(['config', 'tensor-probe.command', `PROBE_COUNTER=${counter} node ${RUNNER}`]);
+    const r = repo.gitTensor(['probe', 'HEAD~2', 'HEAD', '--json']);
+    const out = JSON.parse(r.stdout);
+    expect(out.versions.map((v: any) => v.label)).toEqual(['HEAD~2:model.safetensors', 'HEAD:model.safetensors']);
+    const l1 = lsm(V1), l3 = lsm(V3);
+    const [first, likesC, pick, story] = out.versions[0].probes;
+    expect(first.targets[0].logprob).toBeCloseTo(l1[0]!, 5);
+    expect(first.targets[0].prob).toBeCloseTo(Math.exp(l1[0]!), 5);
+    expect(first.targets[0].rank).toBe(1);
+    expect(first).toMatchObject({ id: 'first', answer: 'a', correct: true });
+    expect(likesC).toMatchObject({ answer: 'c', correct: false });
+    expect(pick.choices[0].logprob).toBeCloseTo(l1[0]! + l1[1]!, 5);
+    expect(story.loss).toBeCloseTo(-(l1[0]! + l1[1]! + l1[2]! + l1[3]!) / 4, 5);
+    expect(out.versions[1].probes[1]).toMatchObject({ answer: 'c', correct: true });
+    expect(out.versions[1].probes[1].targets[0].logprob).toBeCloseTo(l3[2]!, 5);
+    expect(runs(counter)).toEqual(['HEAD~2:model.safetensors', 'HEAD:model.safetensors']);
+
+    const text = repo.gitTensor(['probe', 'HEAD']).stdout;
+    expect(text).toMatch(/HEAD:model.safetensors {2}\(cached\)/);
+    expect(text).toMatch(/first: next -> "b" {2}\(wrong\)/);
+    expect(runs(counter)).toHaveLength(2);
+  });
+
+  it('refuses a runner command committed in .gittensor until the clone trusts it', () => {
+    const repo = modelRepo(join('/nonexistent', 'runs'));
+    repo.git(['config', '--unset', 'tensor-probe.trust']);
+    const r = repo.gitTensor(['probe', 'HEAD'], { allowFail: true });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/E_PROBE_UNTRUSTED/);
+    expect(r.stderr).toMatch(/git config tensor-probe.trust true/);
+  });
+
+  it('names the command when the runner fails or prints results that do not match the probes', () => {
+    const repo = modelRepo('');
+    repo.git(['config', 'tensor-probe.command', 'echo oops; exit 3']);
+    let r = repo.gitTensor(['probe', 'HEAD'], { allowFail: true });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/probe command "echo oops; exit 3" failed for HEAD:model.safetensors \(exit 3\)/);
+    repo.git(['config', 'tensor-probe.command', `echo '{"schema": 1, "probes": []}'`]);
+    r = repo.gitTensor(['probe', 'HEAD'], { allowFail: true });
+    expect(r.status).toBe(3);
+    expect(r.stderr).toMatch(/E_PROBE_RESULTS.*no result for 4 probe\(s\): first, likes-c, pick, story/);
+  });
+
+  it('diff --probes adds the behaviour section: flips gained and lost, logprob changes, KL, text loss', () => {
+    const repo = modelRepo(repo0Counter());
+    const r = repo.gitTensor(['diff', 'HEAD~2', 'HEAD', '--probes']);
+    expect(r.stdout).toMatch(/bias/); // the weight table comes first
+    expect(r.stdout).toMatch(/behaviour on 4 probe\(s\):/);
+    expect(r.stdout).toMatch(/gained {2}likes-c: "a" -> "c"/);
+    expect(r.stdout).toMatch(/lost {4}first: "a" -> "b"/);
+    const data = JSON.parse(repo.gitTensor(['diff', 'HEAD~2', 'HEAD', '--json', '--probes']).stdout).behaviour;
+    const l1 = lsm(V1), l3 = lsm(V3);
+    expect(data.flips.map((f: any) => [f.id, f.change])).toEqual([['first', 'lost'], ['likes-c', 'gained'], ['pick', 'changed']]);
+    expect(data.agreement).toBe(0);
+    const c = data.changes.find((x: any) => x.id === 'likes-c');
+    expect(c.delta).toBeCloseTo(l3[2]! - l1[2]!, 5);
+    // Both top-k lists hold the whole 4-token distribution, so the KL is exact: sum p log p/q.
+    const p = l1.map(Math.exp);
+    const kl = p.reduce((s, pi, i) => s + pi * (l1[i]! - l3[i]!), 0);
+    expect(data.meanKl).toBeCloseTo(kl, 5);
+    expect(data.textLoss[0].delta).toBeCloseTo(-(l3.reduce((a, b) => a + b) - l1.reduce((a, b) => a + b)) / 4, 5);
+    expect(data.moved.up[0].token).toBe('c');
+    expect(data.moved.down[0].token).toBe('a');
+  });
+
+  it('log --probes: one row per commit, the first flip of each probe, and a second run from the notes cache', () => {
+    const repo = modelRepo('');
+    const counter = repo.path('.git/runs');
+    repo.git(['config', 'tensor-probe.command', `PROBE_COUNTER=${counter} node ${RUNNER}`]);
+    const first = JSON.parse(repo.gitTensor(['log', '--probes', '--json']).stdout);
+    expect(first.commits).toHaveLength(3);
+    expect(first.computed).toBe(3);
+    const head = repo.git(['rev-parse', 'HEAD~1']).stdout.trim();
+    expect(first.first_flips.first.commit).toBe(head);
+    expect(runs(counter)).toHaveLength(3);
+    const again = repo.gitTensor(['log', '--probes']);
+    expect(runs(counter)).toHaveLength(3);
+    expect(again.stdout).toMatch(/first: answer first flipped at [0-9a-f]+ \("a" -> "b"\)/);
+    expect(again.stdout.split('\n')[0]).toMatch(/^commit +first +likes-c +pick +story$/);
+    // The cache lives in git notes, one commit per write.
+    expect(repo.git(['rev-list', '--count', 'refs/notes/tensor-probes']).stdout.trim()).toBe('3');
+  });
+});
+
+function repo0Counter(): string {
+  return '/dev/null';
+}
+
+describe('probe results over a tensor:: remote', () => {
+  let host: HttpGitHost;
+  beforeAll(async () => {
+    host = await startHttpServer();
+  });
+
+  it('a lazy clone probes a version it never checked out; the notes travel with push and fetch', () => {
+    const a = modelRepo('/dev/null');
+    host.createRepo('probes');
+    const url = host.url('probes');
+    a.git(['remote', 'add', 'origin', `tensor::${url}`]);
+    a.git(['push', '-q', 'origin', 'main']);
+    a.gitTensor(['probe', 'HEAD~2']);
+    a.git(['push', '-q', 'origin', 'refs/notes/tensor-probes']);
+
+    const b = cloneRepo(`tensor::${url}`);
+    const counter = join(b.root, 'runs');
+    b.git(['config', 'tensor-probe.command', `PROBE_COUNTER=/dev/null node ${RUNNER}`]);
+    // Results computed by the first clone come with the notes (same checkpoint, probes and command key).
+    b.git(['fetch', '-q', 'origin', 'refs/notes/tensor-probes:refs/notes/tensor-probes']);
+    expect(JSON.parse(b.gitTensor(['probe', 'HEAD~2', '--json']).stdout).versions[0].cached).toBe(true);
+    // HEAD~1 was never checked out here (nor computed anywhere): its tensors come from the remote.
+    b.git(['config', 'tensor-probe.command', `PROBE_COUNTER=${counter} node ${RUNNER}`]);
+    const r = JSON.parse(b.gitTensor(['probe', 'HEAD~1', '--json']).stdout);
+    expect(r.versions[0].probes[0]).toMatchObject({ answer: 'b' });
+    expect(runs(counter)).toEqual(['HEAD~1:model.safetensors']);
+  });
+});
