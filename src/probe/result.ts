@@ -27,7 +27,10 @@ export interface PromptResult {
   id: string;
   kind: 'causal' | 'masked';
   targets: TargetResult[];
-  /** The best target, or with no targets the most likely next/mask token. */
+  /**
+   * The best of several targets; with one target, the target when the model produces it (greedy) and
+   * else the most likely next/mask token; with no targets, the most likely next/mask token.
+   */
   answer: string;
   /** The first target is the answer (null without targets). */
   correct: boolean | null;
@@ -206,7 +209,7 @@ function validateOne(r: Record<string, unknown>, probe: Probe, where: string, fa
     return out;
   });
   if (typeof r.answer !== 'string') fail(`${where}: "answer" must be a string`);
-  if (targets.length && !probe.targets.includes(r.answer as string)) fail(`${where}: "answer" must be one of the targets`);
+  if (targets.length > 1 && !probe.targets.includes(r.answer as string)) fail(`${where}: "answer" must be one of the targets`);
   if (r.correct !== null && typeof r.correct !== 'boolean') fail(`${where}: "correct" must be true, false or null`);
   if (!targets.length && r.correct !== null) fail(`${where}: "correct" must be null for a probe without targets`);
   if (!Array.isArray(r.top5) || r.top5.length > 5) fail(`${where}: "top5" must be a list of at most 5 {token, logprob}`);

@@ -237,9 +237,10 @@ function promptResult(c: Ctx, probe: PromptProbe, kind: 'causal' | 'masked', tar
   if (targets.length) {
     let best = 0;
     targets.forEach((t, i) => { if (t.logprob > targets[best]!.logprob) best = i; });
-    answer = targets[best]!.text;
-    // One target: right when the model would produce it (greedy); several: when it beats the others.
+    // One target: right when the model would produce it (greedy), and the answer is what it produces
+    // instead when it would not; several targets: the best one, right when it is the first.
     correct = targets.length === 1 ? targets[0]!.greedy === true : best === 0;
+    answer = targets.length === 1 && !correct ? top5[0]!.token : targets[best]!.text;
   } else {
     answer = top5[0]!.token;
     correct = null;

@@ -25,7 +25,7 @@ function checkpoint(bias: number[]): Buffer {
 const PROBES = [
   { id: 'first', prompt: 'x', targets: ['a', 'b'] },
   { id: 'likes-c', prompt: 'x', targets: ['c'] },
-  { id: 'pick', choices: ['ab', 'ba'] },
+  { id: 'pick', choices: ['ad', 'bd'] },
   { id: 'story', text: 'abcd' },
 ].map((p) => JSON.stringify(p)).join('\n') + '\n';
 
@@ -74,8 +74,8 @@ describe('git tensor probe with an external runner', () => {
     expect(first.targets[0].prob).toBeCloseTo(Math.exp(l1[0]!), 5);
     expect(first.targets[0].rank).toBe(1);
     expect(first).toMatchObject({ id: 'first', answer: 'a', correct: true });
-    expect(likesC).toMatchObject({ answer: 'c', correct: false });
-    expect(pick.choices[0].logprob).toBeCloseTo(l1[0]! + l1[1]!, 5);
+    expect(likesC).toMatchObject({ answer: 'a', correct: false }); // one target the model would not say: the answer is what it says
+    expect(pick.choices[0].logprob).toBeCloseTo(l1[0]! + l1[3]!, 5);
     expect(story.loss).toBeCloseTo(-(l1[0]! + l1[1]! + l1[2]! + l1[3]!) / 4, 5);
     expect(out.versions[1].probes[1]).toMatchObject({ answer: 'c', correct: true });
     expect(out.versions[1].probes[1].targets[0].logprob).toBeCloseTo(l3[2]!, 5);
@@ -109,7 +109,7 @@ describe('git tensor probe with an external runner', () => {
   });
 
   it('diff --probes adds the behaviour section: flips gained and lost, logprob changes, KL, text loss', () => {
-    const repo = modelRepo(repo0Counter());
+    const repo = modelRepo('/dev/null');
     const r = repo.gitTensor(['diff', 'HEAD~2', 'HEAD', '--probes']);
     expect(r.stdout).toMatch(/bias/); // the weight table comes first
     expect(r.stdout).toMatch(/behaviour on 4 probe\(s\):/);
@@ -117,7 +117,7 @@ describe('git tensor probe with an external runner', () => {
     expect(r.stdout).toMatch(/lost {4}first: "a" -> "b"/);
     const data = JSON.parse(repo.gitTensor(['diff', 'HEAD~2', 'HEAD', '--json', '--probes']).stdout).behaviour;
     const l1 = lsm(V1), l3 = lsm(V3);
-    expect(data.flips.map((f: any) => [f.id, f.change])).toEqual([['first', 'lost'], ['likes-c', 'gained'], ['pick', 'changed']]);
+    expect(data.flips.map((f: any) => [f.id, f.change])).toEqual([['first', 'lost'], ['likes-c', 'gained'], ['pick', 'lost']]);
     expect(data.agreement).toBe(0);
     const c = data.changes.find((x: any) => x.id === 'likes-c');
     expect(c.delta).toBeCloseTo(l3[2]! - l1[2]!, 5);
@@ -148,10 +148,6 @@ describe('git tensor probe with an external runner', () => {
     expect(repo.git(['rev-list', '--count', 'refs/notes/tensor-probes']).stdout.trim()).toBe('3');
   });
 });
-
-function repo0Counter(): string {
-  return '/dev/null';
-}
 
 describe('probe results over a tensor:: remote', () => {
   let host: HttpGitHost;

@@ -81,6 +81,8 @@ describe('scoreProbes on a causal model', () => {
     expect(two.top5.map((t: any) => t.token).slice(0, 3)).toEqual(['c', 'b', 'a']);
     expect(two.top5[1].logprob).toBeCloseTo(Math.log(0.2), 5);
     expect(one).toMatchObject({ answer: 'c', correct: true });
+    const miss = (await scoreProbes(fakeModel('causal'), probes({ id: 'miss', prompt: 'b', targets: ['c'] }), { label: 'v' })).probes[0];
+    expect(miss).toMatchObject({ answer: 'a', correct: false }); // after b the model says a (0.6), not c
     // "ab": P(a|<s>) P(b|a) = 0.25 * 0.2; "ba": 0.5 * 0.6 = 0.3: the second wins by ln 6.
     expect(pick.chosen).toBe(1);
     expect(pick.correct).toBe(false);
