@@ -105,6 +105,26 @@ struct MatmulArgs {
   size_t rows, in, out;
 };
 
+// Elementwise activations of the inference engine, in place on f32 (docs/kernels.md gives the formulas):
+// Gelu = x Phi(x) with erf by Abramowitz & Stegun 7.1.26, GeluTanh = x sigmoid(2 sqrt(2/pi)(x + 0.044715 x^3))
+// (= 0.5 x (1 + tanh(...))), Silu = x sigmoid(x). exp is a Cephes-style polynomial: within 2 ulp.
+enum class Activation : uint8_t { Gelu, GeluTanh, Silu };
+
+// Scaled dot-product attention over packed sequences (src/model's layout): q and out are
+// [rows x heads*head_dim], k and v [rows x kv_heads*head_dim]; query head h reads key/value head
+// h / (heads / kv_heads). Scores are scale * q.k; causal: token i sees j <= i, and with window > 0 only
+// j > i - window. Softmax and sums in f32.
+struct AttentionArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  size_t heads, kv_heads, head_dim;
+  float scale;
+  bool causal;
+  size_t window;  // 0: none
+};
+
 // src/ops.cc hands a matmul kernel tiles of at most kMatmulTileCols columns (starting at a multiple of
 // it) and any number of rows, plus kMatmulPackFloats floats of 64-byte-aligned scratch per thread: room
 // for kMatmulTileCols columns of W over kMatmulDepth inputs, where a kernel may repack W.
@@ -137,6 +157,9 @@ struct KernelTable {
   // Rows [r0, r0 + nr) and columns [c0, c0 + nc) of MatmulArgs' y (see kMatmulTileCols). Null in
   // tables without one (CUDA): src/ops.cc then runs the best CPU implementation's.
   void (*matmul)(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack);
+  void (*activation)(Activation fn, float* x, size_t n);
+  // One head of one sequence (rows [start, start + len)); `scores` holds len floats.
+  void (*attention)(const AttentionArgs& a, size_t start, size_t len, size_t head, float* scores);
 };
 
 namespace scalar { const KernelTable& table(); }

@@ -317,7 +317,8 @@ void from_f32(const float* src, size_t n, DType dt, uint8_t* dst) {
 const KernelTable& table() {
   static const KernelTable t = {"neon", change_mask, classify3, diff_stats, to_f32, from_f32, select,
                                 combine, ties_histogram, ties_signs, ties_merge, matvec,
-                                scalar::table().matmul};  // no NEON GEMM yet
+                                scalar::table().matmul,  // no NEON GEMM yet
+                                activation, attention};
   return t;
 }
 

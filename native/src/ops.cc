@@ -238,6 +238,30 @@ void matmul(const KernelTable& k, unsigned threads, const MatmulArgs& a) {
   });
 }
 
+void activation(const KernelTable& k, unsigned threads, Activation fn, float* x, size_t n) {
+  parallel_blocks(block_count(n), threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.activation(fn, x + r.first, r.n);
+  });
+}
+
+void attention(const KernelTable& k, unsigned threads, const AttentionArgs& a, const uint32_t* seqs, size_t count) {
+  size_t longest = 0, work = 0;
+  for (size_t s = 0; s < count; s++) {
+    longest = std::max<size_t>(longest, seqs[2 * s + 1]);
+    work += size_t(seqs[2 * s + 1]) * seqs[2 * s + 1];
+  }
+  // Below about a million multiply-adds a second thread costs more than it saves.
+  if (work * a.heads * a.head_dim < (size_t(1) << 20)) threads = 1;
+  const size_t jobs = count * a.heads;
+  const unsigned workers = unsigned(std::max<size_t>(1, std::min<size_t>(threads, jobs)));
+  std::vector<float> scores(size_t(workers) * std::max<size_t>(1, longest));
+  parallel_blocks(jobs, workers, [&](size_t job, unsigned worker) {
+    const size_t s = job / a.heads, h = job % a.heads;
+    k.attention(a, seqs[2 * s], seqs[2 * s + 1], h, scores.data() + size_t(worker) * longest);
+  });
+}
+
 void copy(unsigned threads, const uint8_t* src, size_t bytes, uint8_t* dst) {
   const size_t per = kBlockElements * 4;
   parallel_blocks(block_count(bytes, per), threads, [&](size_t b, unsigned) {

@@ -370,6 +370,51 @@ export async function matmul(
   return out;
 }
 
+export type { ActivationName, AttentionArgs } from './reference.js';
+
+/**
+ * An activation in place over f32 values (the inference engine's [tokens x intermediate] MLP):
+ * 'gelu' (exact, erf), 'gelu_tanh' (gelu_new / gelu_pytorch_tanh), 'silu'. Native kernels use a
+ * polynomial exp and are within ACTIVATION tolerances of docs/kernels.md.
+ */
+export async function activation(args: { x: Float32Array; fn: ref.ActivationName }, opts?: RunOptions): Promise<Float32Array> {
+  if (!['gelu', 'gelu_tanh', 'silu'].includes(args.fn)) throw new TypeError(`unknown activation ${args.fn}`);
+  const r = runner(opts);
+  if (!r.addon) return ref.activation(args.x, args.fn);
+  await r.addon.activation(r.impl, r.threads, args.fn, args.x);
+  return args.x;
+}
+
+/**
+ * Scaled dot-product attention over packed sequences, one job per sequence and head on the kernel
+ * threads: the same arguments and result as src/model/ops.ts's attention (f32 softmax natively).
+ */
+export async function attention(args: ref.AttentionArgs, opts?: RunOptions): Promise<Float32Array> {
+  const { heads, kvHeads, headDim } = args;
+  if (!(Number.isInteger(heads) && Number.isInteger(kvHeads) && headDim > 0 && kvHeads > 0 && heads % kvHeads === 0)) {
+    throw new RangeError(`attention: ${heads} heads do not split into ${kvHeads} key/value heads`);
+  }
+  if (args.window !== null && !(Number.isInteger(args.window) && args.window >= 1)) throw new RangeError(`attention: window ${args.window} is not a positive integer`);
+  const rows = args.q.length / (heads * headDim);
+  if (!Number.isInteger(rows) || args.out.length !== args.q.length || args.k.length !== rows * kvHeads * headDim || args.v.length !== args.k.length) {
+    throw new RangeError('attention: q, k, v and out do not hold the same rows');
+  }
+  const seqs = new Uint32Array(2 * args.seqs.length);
+  args.seqs.forEach((s, i) => {
+    if (!(s.start >= 0 && s.length >= 0 && s.start + s.length <= rows)) throw new RangeError(`attention: sequence ${i} runs past the ${rows} rows`);
+    seqs[2 * i] = s.start;
+    seqs[2 * i + 1] = s.length;
+  });
+  for (const [name, input] of [['q', args.q], ['k', args.k], ['v', args.v]] as const) {
+    if (overlaps(args.out, input)) throw new RangeError(`attention: out overlaps ${name}`);
+  }
+  const r = runner(opts);
+  if (!r.addon) return ref.attention(args);
+  await r.addon.attention(r.impl, r.threads, args.q, args.k, args.v, args.out, seqs, heads, kvHeads, headDim, args.scale,
+    args.causal, args.window);
+  return args.out;
+}
+
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
     a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
