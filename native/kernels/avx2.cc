@@ -364,30 +364,37 @@ inline __m256i lanes_below(long n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::max(0L, std::min(8L, n)))), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
+// Rows [r0, r0 + nr) of one 64-column panel over inputs [k0, k0 + kc), 16 columns at a time.
+void matmul_panel(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  pack_panel(a, c0, nc, k0, kc, pack);
+  const bool first = k0 == 0;
+  for (size_t s = 0; s < nc; s += 16) {
+    const __m256i m0 = lanes_below(long(nc - s)), m1 = lanes_below(long(nc - s) - 8);
+    const float* bias = a.bias ? a.bias + c0 + s : nullptr;
+    const float* p = pack + s;
+    const float* x = a.x + r0 * a.in + k0;
+    float* y = a.y + r0 * a.out + c0 + s;
+    size_t r = 0;
+    for (; r + 6 <= nr; r += 6) matmul_tile<6>(x + r * a.in, a.in, p, kc, y + r * a.out, a.out, m0, m1, bias, first);
+    const float* xr = x + r * a.in;
+    float* yr = y + r * a.out;
+    switch (nr - r) {
+      case 5: matmul_tile<5>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 4: matmul_tile<4>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 3: matmul_tile<3>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 2: matmul_tile<2>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 1: matmul_tile<1>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      default: break;
+    }
+  }
+}
+
+// Input blocks outermost, as in avx512.cc.
 void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack) {
   for (size_t k0 = 0; k0 < a.in; k0 += kMatmulDepth) {
     const size_t kc = std::min(kMatmulDepth, a.in - k0);
-    pack_panel(a, c0, nc, k0, kc, pack);
-    const bool first = k0 == 0;
-    for (size_t s = 0; s < nc; s += 16) {
-      const __m256i m0 = lanes_below(long(nc - s)), m1 = lanes_below(long(nc - s) - 8);
-      const float* bias = a.bias ? a.bias + c0 + s : nullptr;
-      const float* p = pack + s;
-      const float* x = a.x + r0 * a.in + k0;
-      float* y = a.y + r0 * a.out + c0 + s;
-      size_t r = 0;
-      for (; r + 6 <= nr; r += 6) matmul_tile<6>(x + r * a.in, a.in, p, kc, y + r * a.out, a.out, m0, m1, bias, first);
-      const float* xr = x + r * a.in;
-      float* yr = y + r * a.out;
-      switch (nr - r) {
-        case 5: matmul_tile<5>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
-        case 4: matmul_tile<4>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
-        case 3: matmul_tile<3>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
-        case 2: matmul_tile<2>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
-        case 1: matmul_tile<1>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
-        default: break;
-      }
-    }
+    for (size_t c = c0; c < c0 + nc; c += kMatmulTileCols)
+      matmul_panel(a, r0, nr, c, std::min(kMatmulTileCols, c0 + nc - c), k0, kc, pack);
   }
 }
 

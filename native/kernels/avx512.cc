@@ -394,31 +394,39 @@ inline void matmul_tile(const float* x, size_t ldx, const float* pack, size_t kc
     for (int j = 0; j < 4; j++) _mm512_mask_storeu_ps(y + i * ldy + 16 * j, mask[j], acc[i][j]);
 }
 
-void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack) {
+// Rows [r0, r0 + nr) of one 64-column panel over inputs [k0, k0 + kc).
+void matmul_panel(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
   __mmask16 mask[4];
   for (size_t j = 0; j < 4; j++) {
     const size_t n = nc > 16 * j ? std::min<size_t>(16, nc - 16 * j) : 0;
     mask[j] = __mmask16((1u << n) - 1);
   }
   const float* bias = a.bias ? a.bias + c0 : nullptr;
+  pack_panel(a, c0, nc, k0, kc, pack);
+  const bool first = k0 == 0;
+  const float* x = a.x + r0 * a.in + k0;
+  float* y = a.y + r0 * a.out + c0;
+  size_t r = 0;
+  for (; r + 6 <= nr; r += 6) matmul_tile<6>(x + r * a.in, a.in, pack, kc, y + r * a.out, a.out, mask, bias, first);
+  const float* xr = x + r * a.in;
+  float* yr = y + r * a.out;
+  switch (nr - r) {
+    case 5: matmul_tile<5>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 4: matmul_tile<4>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 3: matmul_tile<3>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 2: matmul_tile<2>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 1: matmul_tile<1>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    default: break;
+  }
+}
+
+// Input blocks outermost: the block's slice of x (nr x kMatmulDepth floats) stays in L2 while every
+// panel of the column range uses it.
+void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack) {
   for (size_t k0 = 0; k0 < a.in; k0 += kMatmulDepth) {
     const size_t kc = std::min(kMatmulDepth, a.in - k0);
-    pack_panel(a, c0, nc, k0, kc, pack);
-    const bool first = k0 == 0;
-    const float* x = a.x + r0 * a.in + k0;
-    float* y = a.y + r0 * a.out + c0;
-    size_t r = 0;
-    for (; r + 6 <= nr; r += 6) matmul_tile<6>(x + r * a.in, a.in, pack, kc, y + r * a.out, a.out, mask, bias, first);
-    const float* xr = x + r * a.in;
-    float* yr = y + r * a.out;
-    switch (nr - r) {
-      case 5: matmul_tile<5>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
-      case 4: matmul_tile<4>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
-      case 3: matmul_tile<3>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
-      case 2: matmul_tile<2>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
-      case 1: matmul_tile<1>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
-      default: break;
-    }
+    for (size_t c = c0; c < c0 + nc; c += kMatmulTileCols)
+      matmul_panel(a, r0, nr, c, std::min(kMatmulTileCols, c0 + nc - c), k0, kc, pack);
   }
 }
 

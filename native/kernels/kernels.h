@@ -125,9 +125,9 @@ struct AttentionArgs {
   size_t window;  // 0: none
 };
 
-// src/ops.cc hands a matmul kernel tiles of at most kMatmulTileCols columns (starting at a multiple of
-// it) and any number of rows, plus kMatmulPackFloats floats of 64-byte-aligned scratch per thread: room
-// for kMatmulTileCols columns of W over kMatmulDepth inputs, where a kernel may repack W.
+// src/ops.cc hands a matmul kernel a block of rows and columns plus kMatmulPackFloats floats of
+// 64-byte-aligned scratch per thread: room for one panel of kMatmulTileCols columns of W over
+// kMatmulDepth inputs, where a kernel may repack W.
 constexpr size_t kMatmulTileCols = 64;
 constexpr size_t kMatmulDepth = 128;
 constexpr size_t kMatmulPackFloats = kMatmulTileCols * kMatmulDepth;
@@ -154,7 +154,7 @@ struct KernelTable {
   // transpose == false: y[r] = sum_c M[r,c] x[c] for the block's rows;
   // transpose == true:  y[c] += sum_r M[r,c] x[r] over the block's rows (x indexed by block row).
   void (*matvec)(const uint8_t* m, size_t rows, size_t cols, DType dt, const double* x, double* y, bool transpose);
-  // Rows [r0, r0 + nr) and columns [c0, c0 + nc) of MatmulArgs' y (see kMatmulTileCols). Null in
+  // Rows [r0, r0 + nr) and columns [c0, c0 + nc) of MatmulArgs' y. Null in
   // tables without one (CUDA): src/ops.cc then runs the best CPU implementation's.
   void (*matmul)(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack);
   void (*activation)(Activation fn, float* x, size_t n);
