@@ -59,7 +59,8 @@ export function loadTokenizer(json: unknown, configArg: unknown, label: string):
       }
       return ids;
     },
-    decode: (ids) => hf.decode(ids, { skip_special_tokens: false }),
+    // the library throws on an empty list; an empty continuation is an empty string
+    decode: (ids) => (ids.length === 0 ? '' : hf.decode(ids, { skip_special_tokens: false })),
     tokenToId: (token) => hf.token_to_id(token),
     idToToken: (id) => hf.id_to_token(id),
     maskToken,
