@@ -352,18 +352,49 @@ void select(const uint8_t* a, const uint8_t* b, const uint8_t* mask, size_t n, D
 
 // ---- matmul ----
 
+// Transposes 16 rows of 16 floats in registers (unpack, then 4x4 blocks, then 128-bit lanes).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
 // Packs columns [c0, c0 + nc) of W over inputs [k0, k0 + kc) as pack[k * 64 + j] = W[c0 + j][k0 + k]
 // (kMatmulTileCols = 64), columns past nc as zeros: the micro-kernel then reads W as whole vectors of
 // consecutive output columns, from one 32 KiB panel that stays in L1 while every row strip uses it.
+// 16 x 16 blocks go through a register transpose: with few rows (one probe, the LM head on 100 last
+// tokens) the packing would otherwise cost as much as the multiply-adds.
 void pack_panel(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
-  for (size_t j = 0; j < kMatmulTileCols; j++) {
-    float* dst = pack + j;
-    if (j >= nc) {
-      for (size_t k = 0; k < kc; k++) dst[k * kMatmulTileCols] = 0.0f;
-      continue;
+  for (size_t g = 0; g < kMatmulTileCols; g += 16) {
+    for (size_t kb = 0; kb < kc; kb += 16) {
+      const size_t kn = std::min<size_t>(16, kc - kb);
+      const __mmask16 km = __mmask16((1u << kn) - 1);
+      __m512 r[16];
+      for (size_t j = 0; j < 16; j++)
+        r[j] = g + j < nc ? _mm512_maskz_loadu_ps(km, a.w + (c0 + g + j) * a.in + k0 + kb) : _mm512_setzero_ps();
+      transpose16(r);
+      for (size_t k = 0; k < kn; k++) _mm512_store_ps(pack + (kb + k) * kMatmulTileCols + g, r[k]);
     }
-    const float* src = a.w + (c0 + j) * a.in + k0;
-    for (size_t k = 0; k < kc; k++) dst[k * kMatmulTileCols] = src[k];
   }
 }
 
