@@ -5,7 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Printable } from '../cli/output.js';
-import { UsageError } from '../errors/index.js';
+import { GitTensorError, UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import { compareResults, type BehaviourDiff } from '../probe/compare.js';
 import { parseProbes, type ProbeSet } from '../probe/probes.js';
@@ -14,7 +14,7 @@ import type { VersionResults } from '../probe/result.js';
 import { openRepo, type RepoContext } from './context.js';
 import { LazyFetcher } from './fetch.js';
 import { ProbeCache, type CacheKey } from './probe-cache.js';
-import { loadProbeSettings, runnerCommand } from './probe-config.js';
+import { loadProbeSettings, type ProbeSettings, runnerCommand } from './probe-config.js';
 import { commitVersion, diskVersion, MODEL_FILES, modelFiles, type ModelVersion } from './probe-source.js';
 import { runExternal } from './probe-runner.js';
 
@@ -26,22 +26,29 @@ export const BUILTIN_ENGINE = 'builtin/1';
 
 /** Everything a probe run shares across versions. */
 export class ProbeSession {
-  readonly repo: RepoContext;
+  /** null only for `--path` outside a repository: no cache, no runner settings. */
+  readonly repo: RepoContext | null;
   readonly topLevel: string;
   readonly probes: ProbeSet;
   readonly probesFile: string;
   readonly command: string | undefined;
   readonly engine: string;
-  readonly lazy: LazyFetcher;
-  private readonly cache: ProbeCache;
+  readonly lazy: LazyFetcher | null;
+  private readonly cache: ProbeCache | null;
   /** Versions computed (not read from the cache) by this session. */
   computed = 0;
 
-  constructor(opts: { probes?: string; generate?: number }) {
-    this.repo = openRepo();
-    this.topLevel = this.repo.topLevel;
+  constructor(opts: { probes?: string; generate?: number; outsideRepo?: boolean }) {
+    let repo: RepoContext | null = null;
+    try {
+      repo = openRepo();
+    } catch (err) {
+      if (!(opts.outsideRepo && err instanceof GitTensorError && err.code === 'E_NOT_A_REPO')) throw err;
+    }
+    this.repo = repo;
+    this.topLevel = repo ? repo.topLevel : process.cwd();
     if (!this.topLevel) throw new UsageError('git tensor probe needs a working tree (the probes file is read from it)', 'Run it inside a checkout.');
-    const settings = loadProbeSettings(this.topLevel);
+    const settings: ProbeSettings = repo ? loadProbeSettings(this.topLevel) : { trusted: false };
     const given = opts.probes || undefined;
     const file = given ? resolve(given) : settings.file ? join(this.topLevel, settings.file) : undefined;
     if (!file) throw new UsageError('no probes file', 'Pass --probes <file>, or name one in .gittensor: [probe] file = probes.jsonl (docs/probe.md).');
@@ -52,8 +59,8 @@ export class ProbeSession {
     this.command = runnerCommand(settings);
     this.engine = `${this.command !== undefined ? `command ${this.command}` : BUILTIN_ENGINE} generate=${opts.generate ?? 0}`;
     this.generate = opts.generate ?? 0;
-    this.lazy = new LazyFetcher(this.repo);
-    this.cache = new ProbeCache(this.topLevel, this.repo.commonDir);
+    this.lazy = repo && new LazyFetcher(repo);
+    this.cache = repo && new ProbeCache(this.topLevel, repo.commonDir);
   }
 
   readonly generate: number;
@@ -65,7 +72,7 @@ export class ProbeSession {
   /** Results for each version, from the cache where possible; each version is computed at most once. */
   async results(versions: ModelVersion[]): Promise<{ results: VersionResults; cached: boolean }[]> {
     const keys = versions.map((v) => this.key(v));
-    const hits = await this.cache.getMany(keys.filter((k): k is CacheKey => k !== null), this.probes);
+    const hits = !this.cache ? [] : await this.cache.getMany(keys.filter((k): k is CacheKey => k !== null), this.probes);
     let h = 0;
     const out: { results: VersionResults; cached: boolean }[] = [];
     const done = new Map<string, VersionResults>();
@@ -83,7 +90,7 @@ export class ProbeSession {
       }
       const results = await this.compute(v);
       this.computed++;
-      if (key) {
+      if (key && this.cache) {
         this.cache.put([{ key, label: v.label, results }]);
         done.set(id!, results);
       }
@@ -94,7 +101,7 @@ export class ProbeSession {
 
   private async compute(v: ModelVersion): Promise<VersionResults> {
     if (this.command !== undefined) {
-      return runExternal({ command: this.command, version: v, probes: this.probes, probesFile: this.probesFile, generate: this.generate, repo: this.repo, lazy: this.lazy, cwd: this.topLevel });
+      return runExternal({ command: this.command, version: v, probes: this.probes, probesFile: this.probesFile, generate: this.generate, repo: this.repo!, lazy: this.lazy!, cwd: this.topLevel });
     }
     const { loadModel } = await import('../model/index.js');
     const { scoreProbes } = await import('../probe/score.js');
@@ -107,8 +114,8 @@ export class ProbeSession {
   }
 
   close(): void {
-    this.lazy.close();
-    this.repo.store.close();
+    this.lazy?.close();
+    this.repo?.store.close();
   }
 }
 
@@ -124,7 +131,7 @@ export interface ProbeOptions {
 export async function probe(opts: ProbeOptions): Promise<Printable> {
   if (opts.generate !== undefined && (!Number.isInteger(opts.generate) || opts.generate < 0)) throw new UsageError(`--generate ${opts.generate}: expected a whole number >= 0`);
   if (opts.path && opts.revs.length) throw new UsageError('give revisions or --path, not both', 'Use `git tensor probe <rev>...` or `git tensor probe --path <checkpoint>`.');
-  const s = new ProbeSession(opts);
+  const s = new ProbeSession({ ...opts, outsideRepo: !!opts.path });
   try {
     const versions: ModelVersion[] = opts.path ? [diskVersion(opts.path)] : [];
     for (const rev of opts.path ? [] : opts.revs.length ? opts.revs : ['HEAD']) versions.push(await commitVersion(rev, s.topLevel));

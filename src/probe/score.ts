@@ -107,7 +107,11 @@ export async function scoreProbes(model: LanguageModel, set: ProbeSet, opts: Sco
   if (opts.generate && model.kind === 'causal') {
     const generated = await greedy(model, prompts.map((p) => p.ids), opts.generate);
     let k = 0;
-    for (const r of results) if (r.kind === 'causal') r.generated = tok.decode(generated[k++]!);
+    for (const r of results) {
+      if (r.kind !== 'causal') continue;
+      r.generated = continuation(tok, prompts[k]!.ids, generated[k]!);
+      k++;
+    }
   }
   return { schema: RESULTS_SCHEMA, probes: results };
 }
@@ -147,8 +151,21 @@ function checkLength(c: Ctx, probe: Probe, ids: number[]): void {
   }
 }
 
+/**
+ * A token as text, with its leading space: SentencePiece decoders drop the `▁` of a lone token, so the
+ * raw spelling is read for those.
+ */
 function tokenText(tok: Tokenizer, id: number): string {
+  const raw = tok.idToToken(id);
+  if (raw !== undefined && raw.startsWith('\u2581')) return ' ' + raw.slice(1).replace(/\u2581/g, ' ');
   return tok.decode([id]);
+}
+
+/** The text `ids` add after `prefix` (decoding the whole keeps spaces a lone decode would drop). */
+function continuation(tok: Tokenizer, prefix: number[], ids: number[]): string {
+  const before = tok.decode(prefix);
+  const all = tok.decode([...prefix, ...ids]);
+  return all.startsWith(before) ? all.slice(before.length) : tok.decode(ids);
 }
 
 function topOf(tok: Tokenizer, row: LogRow, k: number): TopK {
@@ -205,6 +222,7 @@ function maskedPrompt(c: Ctx, probe: PromptProbe): { ids: number[]; result: () =
   checkLength(c, probe, ids);
   const at = ids.indexOf(mask.id);
   if (at < 0 || ids.indexOf(mask.id, at + 1) >= 0) throw new ProbeScoreError(c.label, probe, `${mask.text} does not encode to one mask token`);
+  const unknown = ['[UNK]', '<unk>'].map((u) => tok.tokenToId(u)).filter((id): id is number => id !== undefined);
   const targetIds = probe.targets.map((t) => {
     const direct = tok.tokenToId(t);
     if (direct !== undefined) return direct;
@@ -213,6 +231,7 @@ function maskedPrompt(c: Ctx, probe: PromptProbe): { ids: number[]; result: () =
       throw new ProbeScoreError(c.label, probe, `target ${JSON.stringify(t)} is ${enc.length} tokens; a masked LM fills one token per ${mask.text}`,
         `Use a single-token target (the tokenizer splits it into ${enc.map((id) => JSON.stringify(tok.idToToken(id) ?? String(id))).join(' ')}).`);
     }
+    if (unknown.includes(enc[0]!)) throw new ProbeScoreError(c.label, probe, `target ${JSON.stringify(t)} is not in the vocabulary (it encodes to ${tok.idToToken(enc[0]!)})`);
     return enc[0]!;
   });
   let row: LogRow | undefined;
