@@ -10,7 +10,7 @@
 // transformers: models/llama/modeling_llama.py, models/mistral, models/qwen2.
 
 import { matmul } from '../kernels/index.js';
-import type { ConfigReader } from './config.js';
+import { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
 import { ACTIVATIONS, addInPlace, attention, gatedActivation, gatherRows, rmsnorm, rope, ropeInverseFrequencies } from './ops.js';
 import type { Linear, WeightBinder } from './weights.js';
@@ -59,9 +59,6 @@ function readConfig(c: ConfigReader, arch: LlamaArchitecture): LlamaConfig {
   if (heads % kvHeads !== 0) throw c.unsupported('num_key_value_heads', kvHeads, `must divide num_attention_heads = ${heads}`);
   const headDim = c.size('head_dim', Math.floor(hidden / heads));
   if (headDim % 2 !== 0) throw c.unsupported('head_dim', headDim, 'RoPE needs an even head dimension');
-  const ropeScaling = c.value('rope_scaling') as { rope_type?: string; type?: string } | undefined;
-  const ropeType = ropeScaling?.rope_type ?? ropeScaling?.type ?? 'default';
-  if (ropeType !== 'default') throw c.unsupported('rope_scaling', ropeScaling, 'only unscaled RoPE is implemented');
   if ((c.value('partial_rotary_factor') ?? 1) !== 1) throw c.unsupported('partial_rotary_factor', c.value('partial_rotary_factor'), 'only full rotary embedding is implemented');
   const act = c.oneOf('hidden_act', ['silu', 'swish', 'gelu', 'gelu_new', 'gelu_pytorch_tanh', 'relu'], 'silu');
   let window: number | null = null;
@@ -78,7 +75,7 @@ function readConfig(c: ConfigReader, arch: LlamaArchitecture): LlamaConfig {
     headDim,
     vocab: c.size('vocab_size'),
     eps: c.num('rms_norm_eps', 1e-6),
-    invFreq: ropeInverseFrequencies(headDim, c.num('rope_theta', 10000)),
+    invFreq: ropeFrequencies(c, headDim),
     act: ACTIVATIONS[act],
     qkvBias: arch === 'Qwen2ForCausalLM' || attentionBias,
     outBias: attentionBias,
@@ -87,6 +84,36 @@ function readConfig(c: ConfigReader, arch: LlamaArchitecture): LlamaConfig {
     window,
     maxPositions: c.size('max_position_embeddings', MAX_POSITIONS_DEFAULT[arch]),
   };
+}
+
+/**
+ * RoPE's inverse frequencies, with `rope_scaling` applied as transformers' modeling_rope_utils does:
+ * none/`default`; `linear` (every frequency / factor); `llama3` (Llama 3.1+: long wavelengths / factor,
+ * short ones kept, the band between interpolated). Other types change attention with sequence length
+ * (dynamic, YaRN, LongRoPE) and are refused.
+ */
+export function ropeFrequencies(c: ConfigReader, headDim: number): Float32Array {
+  const inv = ropeInverseFrequencies(headDim, c.num('rope_theta', 10000));
+  const scaling = c.value('rope_scaling');
+  if (scaling === undefined) return inv;
+  if (typeof scaling !== 'object' || Array.isArray(scaling)) throw c.unsupported('rope_scaling', scaling, 'expected an object');
+  const s = new ConfigReader(scaling, c.label, `${c.architecture} rope_scaling`);
+  const type = s.value('rope_type') ?? s.value('type') ?? 'default';
+  if (type === 'default') return inv;
+  if (type === 'linear') return inv.map((f) => f / s.num('factor'));
+  if (type === 'llama3') {
+    const factor = s.num('factor'), low = s.num('low_freq_factor'), high = s.num('high_freq_factor');
+    const old = s.num('original_max_position_embeddings');
+    const lowWavelen = old / low, highWavelen = old / high;
+    return inv.map((f) => {
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen < highWavelen) return f;
+      if (wavelen > lowWavelen) return f / factor;
+      const smooth = (old / wavelen - low) / (high - low);
+      return (1 - smooth) * (f / factor) + smooth * f;
+    });
+  }
+  throw c.unsupported('rope_scaling', scaling, 'implemented: none, default, linear, llama3');
 }
 
 export async function loadLlama(c: ConfigReader, w: WeightBinder): Promise<Network> {

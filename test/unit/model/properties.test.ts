@@ -1,11 +1,13 @@
 // Properties of the engine that follow from the equations rather than from a reference's numbers:
-// Mistral's sliding window against RoPE's invariance to shifting every position, and the byte-level
-// tokenizer's round trip.
+// Mistral's sliding window against RoPE's invariance to shifting every position, RoPE scaling, and the
+// byte-level tokenizer's round trip.
 
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { ConfigReader } from '../../../src/model/config.js';
+import { ropeFrequencies } from '../../../src/model/llama.js';
 import { PROJECT_ROOT } from '../../helpers/repo.js';
 import { loadModelDir, readJson } from './helpers.js';
 
@@ -52,5 +54,33 @@ describe('tokenizer', () => {
     fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (text) => {
       expect(tok.decode(tok.encode(text))).toBe(text);
     }), { numRuns: 200 });
+  });
+});
+
+describe('rope_scaling', () => {
+  const freqs = (rope_scaling: unknown) =>
+    ropeFrequencies(new ConfigReader({ rope_theta: 500000, rope_scaling }, 'test', 'LlamaForCausalLM'), 64);
+
+  it('llama3 matches transformers\' _compute_llama3_parameters (Llama 3.2 values)', () => {
+    // Made with numpy in float64 from transformers 4.46 modeling_rope_utils._compute_llama3_parameters:
+    //   inv = 1 / 500000 ** (arange(0, 64, 2) / 64); wl = 2 pi / inv; r = where(wl > 8192, inv / 32, inv)
+    //   sm = (8192 / wl - 1) / 3; med = !(wl < 2048) & !(wl > 8192); where(med, (1 - sm) r / 32 + sm r, r)
+    const expected = [1.0, 0.663601238, 0.440366603, 0.292227823, 0.193922745, 0.128687373, 0.0853971003, 0.0566696214,
+      0.0376060309, 0.0249554087, 0.0165604401, 0.0109895285, 0.00729266474, 0.00483942135, 0.00321144599, 0.00129054793,
+      0.000429556797, 9.7082878e-05, 1.94616382e-05, 1.29147672e-05, 8.57025549e-06, 5.68723215e-06, 3.77405429e-06,
+      2.5044671e-06, 1.66196747e-06, 1.10288367e-06, 7.31874968e-07, 4.85673134e-07, 3.22293293e-07, 2.13874228e-07,
+      1.41927203e-07, 9.41830673e-08];
+    const got = freqs({ rope_type: 'llama3', factor: 32, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 });
+    expected.forEach((e, i) => expect(Math.abs(got[i]! - e) / e, `frequency ${i}`).toBeLessThanOrEqual(1e-6));
+  });
+
+  it('linear divides every frequency by the factor; default and none change nothing', () => {
+    const none = freqs(null);
+    expect(freqs({ type: 'default' })).toEqual(none);
+    freqs({ type: 'linear', factor: 4 }).forEach((f, i) => expect(f).toBeCloseTo(none[i]! / 4, 12));
+  });
+
+  it('a llama3 scaling without its parameters names the missing one', () => {
+    expect(() => freqs({ rope_type: 'llama3', factor: 8 })).toThrow(/low_freq_factor/);
   });
 });
