@@ -3,11 +3,13 @@
 // fixture's expected.json, computed by an independent float64 implementation of the Hugging Face forward
 // pass (see its README): a target's logprob is the sum of the reference's next-token logprobs over the
 // target's tokens, a text's loss their negated mean, and --generate reproduces the greedy continuation.
-// A masked-LM probe runs on the project's bert-tiny reference model once the engine supports BERT.
+// A masked-LM probe runs on the project's bert-tiny reference model (test/fixtures/models), checked against
+// the logits at the mask in its expected.json.
 
 import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { SUPPORTED_ARCHITECTURES } from '../../src/model/index.js';
 import { makeRepo, PROJECT_ROOT, SHARED_DIR } from '../helpers/repo.js';
 
 const BABYLLAMA = join(SHARED_DIR, 'fixtures', 'models', 'babyllama');
@@ -44,24 +46,27 @@ describe.skipIf(!existsSync(BABYLLAMA))('git tensor probe with the built-in engi
   });
 });
 
-describe.skipIf(!existsSync(join(BERT_TINY, 'model.safetensors')))('git tensor probe on a masked LM (bert-tiny)', () => {
+describe.skipIf(!existsSync(join(BERT_TINY, 'model.safetensors')) || !SUPPORTED_ARCHITECTURES.includes('BertForMaskedLM'))('git tensor probe on a masked LM (bert-tiny)', () => {
   it('scores a [MASK] probe and refuses a multi-token target by name', async () => {
-    const { SUPPORTED_ARCHITECTURES } = await import('../../src/model/index.js');
-    if (!SUPPORTED_ARCHITECTURES.includes('BertForMaskedLM')) return; // the engine does not run BERT yet
     const repo = makeRepo();
     for (const f of ['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(BERT_TINY, f), repo.path(f));
-    repo.write('probes.jsonl', JSON.stringify({ id: 'capital', prompt: 'Paris is the [MASK] of France.', targets: ['capital', 'city'] }) + '\n');
+    // The reference's `mask` case: logits at the mask position from the independent float64 implementation.
+    const ref = (JSON.parse(readFileSync(join(BERT_TINY, 'expected.json'), 'utf8')).cases as { name: string; text: string; mask_position: number; top5_ids: number[]; logits: number[][] }[]).find((c) => c.name === 'mask')!;
+    const vocab = (JSON.parse(readFileSync(join(BERT_TINY, 'tokenizer.json'), 'utf8')).model.vocab) as Record<string, number>;
+    const row = ref.logits[ref.mask_position]!;
+    const lse = Math.log(row.reduce((a, x) => a + Math.exp(x), 0));
+    repo.write('probes.jsonl', JSON.stringify({ id: 'capital', prompt: ref.text, targets: ['paris', 'london'] }) + '\n');
     repo.commit(['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json', 'probes.jsonl'], 'bert');
-    const out = JSON.parse(repo.gitTensor(['probe', '--probes', 'probes.jsonl', '--json']).stdout);
-    const t = out.versions[0].probes[0].targets[0];
-    const p = out.versions[0].probes[0];
+    const p = JSON.parse(repo.gitTensor(['probe', '--probes', 'probes.jsonl', '--json']).stdout).versions[0].probes[0];
     expect(p.kind).toBe('masked');
-    expect(t.tokens).toBe(1);
-    expect(t.rank).toBeGreaterThanOrEqual(1);
-    expect(t.prob).toBeCloseTo(Math.exp(t.logprob), 6);
-    // The top-5 are the mask's most likely tokens: the target's rank agrees with them.
-    if (t.rank <= 5) expect(p.top5[t.rank - 1].token.trim()).toBe('capital');
-    else expect(p.top5[4].logprob).toBeGreaterThanOrEqual(t.logprob);
+    for (const [i, word] of ['paris', 'london'].entries()) {
+      const x = row[vocab[word]!]!;
+      expect(p.targets[i].tokens).toBe(1);
+      expect(Math.abs(p.targets[i].logprob - (x - lse))).toBeLessThan(1e-3);
+      expect(p.targets[i].rank).toBe(1 + row.filter((y) => y > x).length);
+    }
+    const byId = Object.fromEntries(Object.entries(vocab).map(([t, id]) => [id, t]));
+    expect(p.top5.map((t: { token: string }) => t.token.trim())).toEqual(ref.top5_ids.map((id) => byId[id]));
     repo.write('probes.jsonl', JSON.stringify({ id: 'solid', prompt: 'The king [MASK] to London.', targets: ['walked'] }) + '\n');
     const bad = repo.gitTensor(['probe', '--probes', 'probes.jsonl'], { allowFail: true });
     expect(bad.status).toBe(3);
