@@ -18,8 +18,16 @@ interface Located {
   byteLength: number;
 }
 
+async function openChecked(file: string): Promise<fs.FileHandle> {
+  try {
+    return await fs.open(file, 'r');
+  } catch (err) {
+    throw new ModelError('E_MODEL_TENSOR', file, `cannot read the checkpoint: ${(err as Error).message}`);
+  }
+}
+
 async function readFileHeader(file: string): Promise<Located[]> {
-  const handle = await fs.open(file, 'r');
+  const handle = await openChecked(file);
   try {
     const { size } = await handle.stat();
     const prefix = Buffer.alloc(Math.min(8, size));
@@ -40,7 +48,7 @@ async function readFileHeader(file: string): Promise<Located[]> {
 }
 
 async function readRange(loc: Located): Promise<Uint8Array> {
-  const handle = await fs.open(loc.file, 'r');
+  const handle = await openChecked(loc.file);
   try {
     const out = new Uint8Array(loc.byteLength);
     let done = 0;
@@ -64,7 +72,7 @@ export async function fileTensorSource(file: string): Promise<TensorSource> {
   if (file.endsWith('.json')) {
     let index: unknown;
     try {
-      index = JSON.parse(await fs.readFile(file, 'utf8'));
+      index = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
     } catch (err) {
       throw new ModelError('E_MODEL_CONFIG', file, `not a readable shard index: ${(err as Error).message}`);
     }

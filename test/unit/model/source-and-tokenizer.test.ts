@@ -39,6 +39,12 @@ function shardGpt2(): string {
 }
 
 describe('fileTensorSource', () => {
+  it('a checkpoint that is not there is a ModelError naming the path', async () => {
+    const err = await fileTensorSource('/nonexistent/model.safetensors').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ModelError);
+    expect((err as Error).message).toContain('/nonexistent/model.safetensors');
+  });
+
   it('reads a sharded checkpoint through its index: the same logits as the single file', async () => {
     const dir = shardGpt2();
     const ids = readJson(GPT2, 'expected.json').cases[0].ids as number[];
