@@ -48,6 +48,8 @@ export async function loadModel(files: ModelFiles): Promise<LanguageModel> {
       { data: { architecture }, hint: EXTERNAL_RUNNER_HINT });
   }
   const config = new ConfigReader(files.config, label, architecture);
+  const quantization = config.value('quantization_config');
+  if (quantization !== undefined) throw config.unsupported('quantization_config', quantization, 'the engine runs F32, F16 and BF16 weights, not quantized ones');
   let net: Network | null = await load(config, await WeightBinder.open(files.tensors, label));
   const tokenizer = files.tokenizer === undefined ? null : loadTokenizer(files.tokenizer, files.tokenizerConfig, label);
 

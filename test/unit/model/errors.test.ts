@@ -87,6 +87,13 @@ describe('loading', () => {
     expect(err.message).toContain(field);
   });
 
+  it('a quantized checkpoint is refused by its quantization_config', async () => {
+    const config = { ...readJson(QWEN2, 'config.json'), quantization_config: { quant_method: 'gptq', bits: 4 } };
+    const err = await loadError(loadModelDir(QWEN2, { config }));
+    expect(err.code).toBe('E_MODEL_UNSUPPORTED');
+    expect(err.message).toContain('quantization_config');
+  });
+
   it('a config field of the wrong type is E_MODEL_CONFIG naming it', async () => {
     const config = { ...readJson(GPT2, 'config.json'), n_layer: '2' };
     const err = await loadError(loadModelDir(GPT2, { config }));
