@@ -91,6 +91,8 @@ export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
       ?? vocabularyAt(`:${tokenizerPathFor(newPath)}`, store) ?? vocabularyAt(`HEAD:${tokenizerPathFor(newPath)}`, store);
     const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer, fetchMissing });
     lines.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
+    // With a probes file named in .gittensor, what the change did to the model's answers (docs/probe.md).
+    if (d.kind === 'safetensors' && oldV && newV) lines.push(...(await (await import('./probe-diff.js')).driverBehaviour({ path: newPath, oldHex: opts.oldHex, newHex: opts.newHex, topLevel })));
     return { data: d, text: lines };
   } catch (err) {
     // git stops the whole diff when a driver fails; report this file and let git go on with the others.

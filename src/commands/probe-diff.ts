@@ -2,10 +2,15 @@
 // `git diff` reads them (commands/diff.ts resolveSides), are probed and compared after the weight table.
 
 import { Printable } from '../cli/output.js';
-import { UsageError } from '../errors/index.js';
+import { join } from 'node:path';
+import { GitTensorError, UsageError } from '../errors/index.js';
+import { compareResults } from '../probe/compare.js';
+import { renderBehaviour } from '../probe/report.js';
+import { loadProbeSettings } from './probe-config.js';
+import { blobVersion, diskVersion } from './probe-source.js';
 import { gitRaw } from '../git/exec.js';
 import { resolveSides } from './diff.js';
-import { behaviourDiff } from './probe.js';
+import { behaviourDiff, ProbeSession } from './probe.js';
 
 export interface BehaviourSideOptions {
   revs: string[];
@@ -33,4 +38,28 @@ export async function diffWithBehaviour(weights: Printable, opts: BehaviourSideO
 function toTopLevel(path: string, cwd: string): string {
   const prefix = gitRaw(['rev-parse', '--show-prefix'], { cwd }).stdout.toString('utf8').trim();
   return (prefix + path).replace(/\/$/, '');
+}
+
+/**
+ * The behaviour lines git's diff driver adds under a checkpoint's weight table when `.gittensor` names a
+ * probes file. A failure becomes a line, never a failed `git diff`.
+ */
+export async function driverBehaviour(o: { path: string; oldHex?: string; newHex?: string; topLevel: string }): Promise<string[]> {
+  if (!o.topLevel || !loadProbeSettings(o.topLevel).file) return [];
+  const isBlob = (h?: string) => !!h && !/^0+$/.test(h) && h !== '.';
+  if (!isBlob(o.oldHex)) return [];
+  try {
+    const s = new ProbeSession({});
+    try {
+      const a = await blobVersion(o.path, o.oldHex!, `${o.oldHex!.slice(0, 10)}:${o.path}`, s.topLevel);
+      const b = isBlob(o.newHex) ? await blobVersion(o.path, o.newHex!, `${o.newHex!.slice(0, 10)}:${o.path}`, s.topLevel) : diskVersion(join(s.topLevel, o.path));
+      const [ra, rb] = await s.results([a, b]);
+      return ['', ...renderBehaviour(compareResults(ra!.results, rb!.results))];
+    } finally {
+      s.close();
+    }
+  } catch (err) {
+    if (!(err instanceof GitTensorError)) throw err;
+    return ['', `behaviour skipped: ${err.message}`, ...(err.hint ? [`hint: ${err.hint}`] : [])];
+  }
 }

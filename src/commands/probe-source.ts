@@ -34,6 +34,7 @@ export interface CommitVersion {
   type: 'commit';
   /** What the user wrote, e.g. `HEAD~2`. */
   rev: string;
+  /** The commit id ('' for a blob given by git's diff driver). */
   commit: string;
   /** Repository-relative checkpoint path (the shard index for a sharded checkpoint). */
   path: string;
@@ -124,9 +125,35 @@ export async function commitVersion(spec: string, cwd: string, path?: string): P
     if (p.kind !== 'safetensors') throw new GitTensorError('E_PROBE_CHECKPOINT', `${rev}:${file} is not a safetensors checkpoint`, { exitCode: ExitCode.badInput, data: { file } });
     pointers.set(s, p);
   }
+  return { type: 'commit', rev, commit, path: chosen, label, blobs, pointers, contentKey: contentKeyOf(blobs) };
+}
+
+/**
+ * The version of the single checkpoint `path` whose pointer is blob `oid` (what git's diff driver is
+ * given), with the model files beside it taken from the index: the driver does not know the commit.
+ */
+export async function blobVersion(path: string, oid: string, label: string, cwd: string): Promise<CommitVersion> {
+  const dir = dirOf(path);
+  const blobs = new Map<string, string>();
+  const staged = gitRaw(['ls-files', '-s', '-z', '--', ...MODEL_FILES.map((n) => `:(top,literal)${inDir(dir, n)}`)], { cwd }).stdout.toString('utf8');
+  for (const rec of staged.split('\0').filter(Boolean)) {
+    const tab = rec.indexOf('\t');
+    const [, blob, stage] = rec.slice(0, tab).split(' ');
+    if (stage === '0') blobs.set(basename(rec.slice(tab + 1)), blob!);
+  }
+  const name = basename(path);
+  blobs.set(name, oid);
+  const bytes = (await readBlobs([oid], cwd)).get(oid);
+  if (!bytes || !looksLikePointer(bytes)) throw new GitTensorError('E_PROBE_CHECKPOINT', `${label} is not stored by git-tensor (no pointer)`, { exitCode: ExitCode.badInput, data: { file: path } });
+  const p = parsePointer(bytes.toString('utf8'), path);
+  if (p.kind !== 'safetensors') throw new GitTensorError('E_PROBE_CHECKPOINT', `${label} is not a safetensors checkpoint`, { exitCode: ExitCode.badInput, data: { file: path } });
+  return { type: 'commit', rev: label, commit: '', path, label, blobs, pointers: new Map([[name, p]]), contentKey: contentKeyOf(blobs) };
+}
+
+function contentKeyOf(blobs: Map<string, string>): string {
   const key = createHash('sha256');
   for (const [name, oid] of [...blobs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) key.update(`${name} ${oid}\n`);
-  return { type: 'commit', rev, commit, path: chosen, label, blobs, pointers, contentKey: key.digest('hex') };
+  return key.digest('hex');
 }
 
 /** Shard file names a model.safetensors.index.json names, in first-use order. */
@@ -162,7 +189,7 @@ export async function ensureObjects(v: CommitVersion, repo: RepoContext, lazy: L
   const ids = [...v.pointers.values()].flatMap(objectIdsOf);
   let missing = repo.store.missing(ids);
   if (missing.length) {
-    await lazy.fetch(missing, { file: v.path, treeish: v.commit });
+    await lazy.fetch(missing, { file: v.path, treeish: v.commit || undefined });
     missing = repo.store.missing(ids);
     if (missing.length) throw new MissingObjectsError(missing, { file: v.path });
   }

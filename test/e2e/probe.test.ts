@@ -130,6 +130,16 @@ describe('git tensor probe with an external runner', () => {
     expect(data.moved.down[0].token).toBe('a');
   });
 
+  it('git diff shows the behaviour section under the weight table when .gittensor names a probes file', () => {
+    const repo = modelRepo('/dev/null');
+    const out = repo.git(['diff', 'HEAD~2', 'HEAD']).stdout;
+    expect(out).toMatch(/diff --tensor a\/model.safetensors b\/model.safetensors/);
+    expect(out).toMatch(/behaviour on 4 probe\(s\):\n {2}gained {2}likes-c: "a" -> "c"\n {2}lost {4}first: "a" -> "b"/);
+    // An edit in the working tree is compared with HEAD the same way.
+    repo.write('model.safetensors', checkpoint(V1));
+    expect(repo.git(['diff']).stdout).toMatch(/gained {2}first: "b" -> "a"/);
+  });
+
   it('log --probes: one row per commit, the first flip of each probe, and a second run from the notes cache', () => {
     const repo = modelRepo('');
     const counter = repo.path('.git/runs');
