@@ -55,8 +55,10 @@ export class WeightBinder {
       throw new ModelError('E_MODEL_UNSUPPORTED', this.label, `tensor ${name} is ${info.dtype}; the inference engine reads F32, F16, BF16 and F64 weights`, { data: { tensor: name } });
     }
     const bytes = await this.source.read(name);
-    const f32 = info.dtype === 'F32' && bytes.byteOffset % 4 === 0
-      ? new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4)
+    // An F32 tensor that owns its whole buffer is used in place; a view into a larger buffer (a source
+    // that read several tensors at once) is copied, so the weights never pin memory they do not use.
+    const f32 = info.dtype === 'F32' && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+      ? new Float32Array(bytes.buffer, 0, bytes.byteLength / 4)
       : await toF32(bytes, info.dtype);
     this.loaded.set(name, f32);
     return f32;
