@@ -54,6 +54,25 @@ describe('fileTensorSource', () => {
     expect(sharded).toEqual(single);
   });
 
+  it('a source handing out views into one buffer (and at odd offsets) gives the same logits', async () => {
+    const bytes = readFileSync(join(GPT2, 'model.safetensors'));
+    const header = parseSafetensors(bytes);
+    const start = 8 + header.headerLength;
+    const shifted = new Uint8Array(bytes.length + 1).fill(0); // one byte in: every F32 view is misaligned
+    shifted.set(bytes, 1);
+    const tensors = {
+      list: async () => header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape })),
+      read: async (name: string) => {
+        const t = header.tensors.find((x) => x.name === name)!;
+        return shifted.subarray(1 + start + t.begin, 1 + start + t.end);
+      },
+    };
+    const ids = readJson(GPT2, 'expected.json').cases[0].ids as number[];
+    const [views] = await (await loadModelDir(GPT2, { tensors })).logits([{ ids, positions: [ids.length - 1] }]);
+    const [file] = await (await loadModelDir(GPT2)).logits([{ ids, positions: [ids.length - 1] }]);
+    expect(views).toEqual(file);
+  });
+
   it('an index naming a shard that lacks the tensor is an error naming both', async () => {
     const dir = shardGpt2();
     const indexFile = join(dir, 'model.safetensors.index.json');
