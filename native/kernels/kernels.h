@@ -125,6 +125,19 @@ struct AttentionArgs {
   size_t window;  // 0: none
 };
 
+// Per row of `dim` floats: layernorm out = (x - mean) / sqrt(var + eps) * weight + bias (biased variance,
+// nn.LayerNorm); with rms, out = x / sqrt(mean(x^2) + eps) * weight (Llama's RMSNorm). Sums in f64.
+// bias may be null; out may be x.
+struct NormArgs {
+  const float* x;
+  const float* weight;
+  const float* bias;
+  float* out;
+  size_t dim;
+  float eps;
+  bool rms;
+};
+
 // src/ops.cc hands a matmul kernel a block of rows and columns plus kMatmulPackFloats floats of
 // 64-byte-aligned scratch per thread: room for one panel of kMatmulTileCols columns of W over
 // kMatmulDepth inputs, where a kernel may repack W.
@@ -160,6 +173,8 @@ struct KernelTable {
   void (*activation)(Activation fn, float* x, size_t n);
   // One head of one sequence (rows [start, start + len)); `scores` holds len floats.
   void (*attention)(const AttentionArgs& a, size_t start, size_t len, size_t head, float* scores);
+  // Rows [r0, r0 + n).
+  void (*norm)(const NormArgs& a, size_t r0, size_t n);
 };
 
 namespace scalar { const KernelTable& table(); }

@@ -318,7 +318,7 @@ const KernelTable& table() {
   static const KernelTable t = {"neon", change_mask, classify3, diff_stats, to_f32, from_f32, select,
                                 combine, ties_histogram, ties_signs, ties_merge, matvec,
                                 scalar::table().matmul,  // no NEON GEMM yet
-                                activation, attention};
+                                activation, attention, norm};
   return t;
 }
 

@@ -135,7 +135,7 @@ void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, flo
 
 const KernelTable& table() {
   static const KernelTable t = {"scalar", change_mask, classify3, diff_stats, to_f32, from_f32, select,
-                                combine, ties_histogram, ties_signs, ties_merge, matvec, matmul, activation, attention};
+                                combine, ties_histogram, ties_signs, ties_merge, matvec, matmul, activation, attention, norm};
   return t;
 }
 

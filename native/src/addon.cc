@@ -384,6 +384,24 @@ Napi::Value AttentionFn(const Napi::CallbackInfo& info) {
   return Job::run(info, work * heads * head_dim, [=] { ops::attention(k, threads, a, s, seqs.size / 8); }, undefined_result);
 }
 
+// norm(impl, threads, x, weight, bias|null, out, rows, dim, eps, rms) -> Promise<void>; out may be x.
+Napi::Value NormFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const Bytes x = bytes_of(info[2], "x"), w = bytes_of(info[3], "weight"), out = bytes_of(info[5], "out");
+  const Bytes bias = info[4].IsNull() || info[4].IsUndefined() ? Bytes() : bytes_of(info[4], "bias");
+  const size_t rows = size_t(info[6].ToNumber().DoubleValue()), dim = size_t(info[7].ToNumber().DoubleValue());
+  need(dim > 0 && x.size == rows * dim * 4 && out.size == x.size && w.size == dim * 4 && (bias.data == nullptr || bias.size == dim * 4),
+       env, "norm: sizes do not match rows x dim");
+  for (const Bytes* b : {&x, &w, &out, &bias})
+    need((reinterpret_cast<uintptr_t>(b->data) & 3) == 0, env, "norm: arrays must be Float32Arrays");
+  const NormArgs a = {reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+                      reinterpret_cast<const float*>(bias.data), reinterpret_cast<float*>(out.data), dim,
+                      float(info[8].ToNumber().DoubleValue()), info[9].ToBoolean().Value()};
+  return Job::run(info, x.size * 2, [=] { ops::norm(k, threads, a, rows); }, undefined_result);
+}
+
 // copy(threads, src, dst) -> Promise<void>: memcpy, the benchmark's bandwidth baseline.
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -408,6 +426,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("activation", Napi::Function::New(env, ActivationFn));
   exports.Set("attention", Napi::Function::New(env, AttentionFn));
+  exports.Set("norm", Napi::Function::New(env, NormFn));
   exports.Set("copy", Napi::Function::New(env, Copy));
   InitChunks(env, exports);
   InitCodec(env, exports);

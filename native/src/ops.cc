@@ -268,6 +268,14 @@ void attention(const KernelTable& k, unsigned threads, const AttentionArgs& a, c
   });
 }
 
+void norm(const KernelTable& k, unsigned threads, const NormArgs& a, size_t rows) {
+  const size_t per_block = std::max<size_t>(1, kBlockElements / 16 / std::max<size_t>(1, a.dim));
+  parallel_blocks(block_count(rows, per_block), threads, [&](size_t b, unsigned) {
+    const size_t r0 = b * per_block;
+    k.norm(a, r0, std::min(per_block, rows - r0));
+  });
+}
+
 void copy(unsigned threads, const uint8_t* src, size_t bytes, uint8_t* dst) {
   const size_t per = kBlockElements * 4;
   parallel_blocks(block_count(bytes, per), threads, [&](size_t b, unsigned) {

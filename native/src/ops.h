@@ -32,6 +32,7 @@ void matmul(const KernelTable& k, unsigned threads, const MatmulArgs& a);
 void activation(const KernelTable& k, unsigned threads, Activation fn, float* x, size_t n);
 // seqs: `count` (start, length) pairs of rows; one job per sequence and head.
 void attention(const KernelTable& k, unsigned threads, const AttentionArgs& a, const uint32_t* seqs, size_t count);
+void norm(const KernelTable& k, unsigned threads, const NormArgs& a, size_t rows);
 // The bandwidth baseline for the benchmark: memcpy on the same threads and blocks.
 void copy(unsigned threads, const uint8_t* src, size_t bytes, uint8_t* dst);
 

@@ -415,6 +415,45 @@ export async function attention(args: ref.AttentionArgs, opts?: RunOptions): Pro
   return args.out;
 }
 
+export interface NormArgs {
+  /** [rows x dim] */
+  x: Float32Array;
+  rows: number;
+  dim: number;
+  weight: Float32Array;
+  /** layernorm only; none when omitted. */
+  bias?: Float32Array | null;
+  eps: number;
+  /** [rows x dim]; may be `x` itself; a new array when omitted. */
+  out?: Float32Array;
+}
+
+/** nn.LayerNorm per row: (x - mean) / sqrt(var + eps) * weight + bias, biased variance, sums in f64. */
+export function layernorm(args: NormArgs, opts?: RunOptions): Promise<Float32Array> {
+  return runNorm(args, false, opts);
+}
+
+/** Llama's RMSNorm per row: x / sqrt(mean(x^2) + eps) * weight, sums in f64. */
+export function rmsnorm(args: Omit<NormArgs, 'bias'>, opts?: RunOptions): Promise<Float32Array> {
+  return runNorm(args, true, opts);
+}
+
+async function runNorm(args: NormArgs, rms: boolean, opts: RunOptions | undefined): Promise<Float32Array> {
+  const { x, rows, dim, weight, eps } = args;
+  const bias = rms ? null : args.bias ?? null;
+  const what = rms ? 'rmsnorm' : 'layernorm';
+  if (!(dim > 0) || x.length !== rows * dim) throw new RangeError(`${what}: x has ${x.length} elements, expected ${rows} x ${dim}`);
+  if (weight.length !== dim || (bias && bias.length !== dim)) throw new RangeError(`${what}: weight and bias need ${dim} elements`);
+  const out = args.out ?? new Float32Array(x.length);
+  if (out.length !== x.length) throw new RangeError(`${what}: out has ${out.length} elements, expected ${x.length}`);
+  const sameAsX = out.buffer === x.buffer && out.byteOffset === x.byteOffset;
+  if (!sameAsX && overlaps(out, x)) throw new RangeError(`${what}: out overlaps x (it may only be x itself)`);
+  const r = runner(opts);
+  if (!r.addon) return ref.norm(x, rows, dim, weight, bias, eps, rms, out);
+  await r.addon.norm(r.impl, r.threads, x, weight, bias, out, rows, dim, eps, rms);
+  return out;
+}
+
 function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
   return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
     a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;

@@ -573,3 +573,24 @@ export function attention(a: AttentionArgs): Float32Array {
   }
   return out;
 }
+
+/**
+ * Per row of `dim`: layernorm (x - mean) / sqrt(var + eps) * weight + bias (biased variance), or with
+ * rms x / sqrt(mean(x^2) + eps) * weight. Sums in f64. `out` may be `x`.
+ */
+export function norm(x: Float32Array, rows: number, dim: number, weight: Float32Array, bias: Float32Array | null, eps: number,
+  rms: boolean, out: Float32Array): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mean = 0;
+    if (!rms) {
+      for (let i = 0; i < dim; i++) mean += x[o + i]!;
+      mean /= dim;
+    }
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += (x[o + i]! - mean) ** 2;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = (x[o + i]! - mean) * inv * weight[i]! + (bias ? bias[i]! : 0);
+  }
+  return out;
+}

@@ -5,7 +5,7 @@
 
 import { describe, expect, test } from 'vitest';
 
-import { activation, attention, type ActivationName, type AttentionArgs } from '../../src/kernels/index.js';
+import { activation, attention, layernorm, rmsnorm, type ActivationName, type AttentionArgs } from '../../src/kernels/index.js';
 import { IMPLEMENTATIONS, rng } from './helpers.js';
 
 /**
@@ -98,5 +98,43 @@ describe('engine op arguments', () => {
 
   test('an unknown activation is a TypeError', async () => {
     await expect(activation({ x: new Float32Array(2), fn: 'tanh' as ActivationName })).rejects.toThrow(/unknown activation/);
+  });
+});
+
+describe.each(IMPLEMENTATIONS)('norms with %s', (implementation) => {
+  /** Sums in f64 everywhere; the f32 arithmetic after them rounds a few times: 1e-6 is about 8 ulps. */
+  const NORM_TOL = 1e-6;
+  test.each([
+    { rows: 1, dim: 1 }, { rows: 3, dim: 7 }, { rows: 17, dim: 768 }, { rows: 40, dim: 130 }, { rows: 2000, dim: 33 },
+  ])('layernorm and rmsnorm %o, with and without bias, in place and not: within NORM_TOL of the reference', async ({ rows, dim }) => {
+    const next = rng(23 + dim);
+    const x = Float32Array.from({ length: rows * dim }, () => (next() - 0.3) * 10);
+    const weight = Float32Array.from({ length: dim }, () => next() * 2 - 1);
+    const bias = Float32Array.from({ length: dim }, () => next() - 0.5);
+    const run = async (rms: boolean, b: Float32Array | null, inPlace: boolean, impl: string) => {
+      const input = x.slice();
+      const args = { x: input, rows, dim, weight, bias: b, eps: 1e-5, out: inPlace ? input : undefined };
+      return rms ? rmsnorm(args, { implementation: impl }) : layernorm(args, { implementation: impl });
+    };
+    for (const rms of [false, true]) {
+      for (const b of [bias, null]) {
+        const want = await run(rms, b, false, 'js');
+        for (const inPlace of [false, true]) {
+          const got = await run(rms, b, inPlace, implementation);
+          for (let j = 0; j < want.length; j++) {
+            // a few f32 roundings of the output's terms: (x - mean) inv w, the bias, and mean's rounding times inv w
+            const scale = Math.abs(want[j]!) + (b ? Math.abs(b[j % dim]!) : 0) + Math.abs(weight[j % dim]!);
+            if (!(Math.abs(got[j]! - want[j]!) <= NORM_TOL * scale)) {
+              expect.fail(`${rms ? 'rmsnorm' : 'layernorm'} element ${j}: ${got[j]}, reference ${want[j]}`);
+            }
+          }
+        }
+      }
+    }
+  });
+
+  test('a constant row normalises to the bias (layernorm)', async () => {
+    const out = await layernorm({ x: new Float32Array(8).fill(3), rows: 1, dim: 8, weight: new Float32Array(8).fill(2), bias: new Float32Array(8).fill(0.5), eps: 1e-5 }, { implementation });
+    expect([...out]).toEqual(new Array(8).fill(0.5));
   });
 });
