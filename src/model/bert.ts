@@ -10,10 +10,10 @@
 // Each sequence of a batch attends to all of its own tokens and none of another's, so no padding is needed.
 // transformers: models/bert/modeling_bert.py, models/roberta, models/distilbert.
 
-import { matmul } from '../kernels/index.js';
+import { attention, matmul } from '../kernels/index.js';
 import type { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
-import { ACTIVATIONS, addInPlace, addRows, attention, gatherRows, layernorm, type ActivationName } from './ops.js';
+import { ACTIVATIONS, addInPlace, addRows, gatherRows, layernorm, type ActivationName } from './ops.js';
 import type { Linear, Norm, WeightBinder } from './weights.js';
 
 export const ENCODER_ARCHITECTURES = ['BertForMaskedLM', 'RobertaForMaskedLM', 'DistilBertForMaskedLM'] as const;
@@ -154,13 +154,13 @@ export async function loadEncoder(c: ConfigReader, w: WeightBinder): Promise<Net
     const attn = new Float32Array(T * E);
     for (const L of layers) {
       const q = await linear(x, T, L.q), k = await linear(x, T, L.k), val = await linear(x, T, L.v);
-      attention({ q, k, v: val, seqs: b.seqs, heads, kvHeads: heads, headDim: D, scale: 1 / Math.sqrt(D), causal: false, window: null, out: attn });
+      await attention({ q, k, v: val, seqs: b.seqs, heads, kvHeads: heads, headDim: D, scale: 1 / Math.sqrt(D), causal: false, window: null, out: attn });
       addInPlace(x, await linear(attn, T, L.o));
       layernorm(x, T, E, L.attnNorm.weight, L.attnNorm.bias, v.eps, x);
-      addInPlace(x, await linear(act(await linear(x, T, L.fc)), T, L.out));
+      addInPlace(x, await linear(await act(await linear(x, T, L.fc)), T, L.out));
       layernorm(x, T, E, L.outNorm.weight, L.outNorm.bias, v.eps, x);
     }
-    const h = headAct(await linear(gatherRows(x, E, b.outRows), b.outRows.length, dense));
+    const h = await headAct(await linear(gatherRows(x, E, b.outRows), b.outRows.length, dense));
     layernorm(h, b.outRows.length, E, headNorm.weight, headNorm.bias, v.headEps, h);
     return linear(h, b.outRows.length, decoder);
   }

@@ -9,10 +9,10 @@
 // transformers: models/gpt2/modeling_gpt2.py. Checkpoints name tensors with or without the `transformer.`
 // prefix (the original OpenAI upload has none) and may hold the causal-mask buffers `attn.bias`, unused here.
 
-import { matmul } from '../kernels/index.js';
+import { attention, matmul } from '../kernels/index.js';
 import type { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
-import { ACTIVATIONS, addInPlace, addRows, attention, gatherRows, layernorm } from './ops.js';
+import { ACTIVATIONS, addInPlace, addRows, gatherRows, layernorm } from './ops.js';
 import type { Linear, Norm, WeightBinder } from './weights.js';
 
 interface Gpt2Layer {
@@ -72,10 +72,10 @@ export async function loadGpt2(c: ConfigReader, w: WeightBinder): Promise<Networ
         v.set(qkv.subarray(r * 3 * E + 2 * E, r * 3 * E + 3 * E), r * E);
       }
       const scale = (scaleWeights ? 1 / Math.sqrt(D) : 1) / (scaleByLayer ? i + 1 : 1);
-      attention({ q, k, v, seqs: b.seqs, heads, kvHeads: heads, headDim: D, scale, causal: true, window: null, out: attn });
+      await attention({ q, k, v, seqs: b.seqs, heads, kvHeads: heads, headDim: D, scale, causal: true, window: null, out: attn });
       addInPlace(x, await linear(attn, T, L.proj));
       layernorm(x, T, E, L.ln2.weight, L.ln2.bias, eps, h);
-      addInPlace(x, await linear(act(await linear(h, T, L.fc)), T, L.mlpProj));
+      addInPlace(x, await linear(await act(await linear(h, T, L.fc)), T, L.mlpProj));
     }
     const last = gatherRows(x, E, b.outRows);
     layernorm(last, b.outRows.length, E, lnF.weight, lnF.bias, eps, last);

@@ -1,8 +1,11 @@
-// Owns the inference engine's elementwise and per-row ops, as plain TypeScript reference code: norms,
-// activations, rotary position embedding, softmax and attention. Each is a separate named function on
-// Float32Arrays of row-major [rows x dim] activations so a native kernel can replace a hot one behind the
-// same call (the matmul already lives in src/kernels). Accumulations are in float64 (JS numbers) and
-// stored as f32, which is at least as accurate as PyTorch's f32 kernels.
+// Owns the inference engine's per-row and elementwise ops that are not (yet) native kernels: norms,
+// rotary position embedding, residual adds, embedding lookups, and the activation table mapping
+// transformers' names onto the kernels' activation. Each is a separate named function on Float32Arrays of
+// row-major [rows x dim] activations so a native kernel can replace a hot one behind the same call
+// (matmul, attention and the GELU/SiLU activations already live in src/kernels). Accumulations are in
+// float64 (JS numbers) and stored as f32, at least as accurate as PyTorch's f32 kernels.
+
+import { activation } from '../kernels/index.js';
 
 /** out = x / sqrt(mean(x^2) + eps) * weight, per row (Llama's RMSNorm). `out` may be `x`. */
 export function rmsnorm(x: Float32Array, rows: number, dim: number, weight: Float32Array, eps: number, out: Float32Array): Float32Array {
@@ -35,42 +38,16 @@ export function layernorm(
 
 // ---- activations (in place) ----------------------------------------------------------------------
 
-export function silu(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) x[i] = x[i]! / (1 + Math.exp(-x[i]!));
-  return x;
-}
+export type Activation = (x: Float32Array) => Promise<Float32Array>;
 
-/** erf by Abramowitz & Stegun 7.1.26: absolute error < 1.5e-7, about one f32 ulp of GELU's (1 + erf) factor. */
-export function erf(v: number): number {
-  const s = v < 0 ? -1 : 1;
-  const a = Math.abs(v);
-  if (a > 6) return s;
-  const t = 1 / (1 + 0.3275911 * a);
-  const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
-  return s * (1 - poly * Math.exp(-a * a));
-}
-
-/** The exact GELU: x * Phi(x) (`gelu` in transformers' ACT2FN). */
-export function gelu(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) x[i] = 0.5 * x[i]! * (1 + erf(x[i]! / Math.SQRT2));
-  return x;
-}
-
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
-/** The tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`). */
-export function geluTanh(x: Float32Array): Float32Array {
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    x[i] = 0.5 * v * (1 + Math.tanh(SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)));
-  }
-  return x;
-}
-
-export function relu(x: Float32Array): Float32Array {
+function relu(x: Float32Array): Promise<Float32Array> {
   for (let i = 0; i < x.length; i++) if (x[i]! < 0) x[i] = 0;
-  return x;
+  return Promise.resolve(x);
 }
+
+const silu: Activation = (x) => activation({ x, fn: 'silu' });
+const gelu: Activation = (x) => activation({ x, fn: 'gelu' });
+const geluTanh: Activation = (x) => activation({ x, fn: 'gelu_tanh' });
 
 /** Activations by their transformers ACT2FN names; an architecture rejects any other name at load. */
 export const ACTIVATIONS = {
@@ -80,13 +57,12 @@ export const ACTIVATIONS = {
   gelu_new: geluTanh,
   gelu_pytorch_tanh: geluTanh,
   relu,
-} as const satisfies Record<string, (x: Float32Array) => Float32Array>;
+} as const satisfies Record<string, Activation>;
 export type ActivationName = keyof typeof ACTIVATIONS;
-export const ACTIVATION_NAMES = Object.keys(ACTIVATIONS) as ActivationName[];
 
 /** gate = act(gate) * up, elementwise (the gated MLP of Llama: SwiGLU with act = silu). */
-export function gatedActivation(gate: Float32Array, up: Float32Array, act: (x: Float32Array) => Float32Array): Float32Array {
-  act(gate);
+export async function gatedActivation(gate: Float32Array, up: Float32Array, act: Activation): Promise<Float32Array> {
+  await act(gate);
   for (let i = 0; i < gate.length; i++) gate[i] = gate[i]! * up[i]!;
   return gate;
 }
@@ -144,73 +120,4 @@ export function rope(x: Float32Array, rows: number, heads: number, headDim: numb
     }
   }
   return x;
-}
-
-// ---- attention -----------------------------------------------------------------------------------
-
-/** Softmax of x[offset, offset + n) in place, max-subtracted. */
-export function softmax(x: Float32Array | Float64Array, offset: number, n: number): void {
-  let max = -Infinity;
-  for (let i = 0; i < n; i++) max = Math.max(max, x[offset + i]!);
-  let sum = 0;
-  for (let i = 0; i < n; i++) {
-    const e = Math.exp(x[offset + i]! - max);
-    x[offset + i] = e;
-    sum += e;
-  }
-  for (let i = 0; i < n; i++) x[offset + i] = x[offset + i]! / sum;
-}
-
-export interface AttentionArgs {
-  /** [rows x heads*headDim] */
-  q: Float32Array;
-  /** [rows x kvHeads*headDim]; query head h reads key/value head floor(h / (heads / kvHeads)) (GQA). */
-  k: Float32Array;
-  v: Float32Array;
-  /** The packed sequences: attention never crosses from one to another. */
-  seqs: readonly { start: number; length: number }[];
-  heads: number;
-  kvHeads: number;
-  headDim: number;
-  /** Scores are q.k * scale. */
-  scale: number;
-  /** Token i sees tokens j <= i only. */
-  causal: boolean;
-  /** With causal: token i sees only j > i - window (Mistral's sliding window); null for no window. */
-  window: number | null;
-  /** [rows x heads*headDim] */
-  out: Float32Array;
-}
-
-/** Scaled dot-product attention, per sequence and head: out_i = sum_j softmax_j(scale q_i.k_j) v_j. */
-export function attention(a: AttentionArgs): Float32Array {
-  const { q, k, v, heads, kvHeads, headDim, scale, out } = a;
-  const group = heads / kvHeads;
-  const qStride = heads * headDim, kvStride = kvHeads * headDim;
-  let scores = new Float64Array(0);
-  for (const seq of a.seqs) {
-    if (scores.length < seq.length) scores = new Float64Array(seq.length);
-    for (let h = 0; h < heads; h++) {
-      const kvOff = Math.floor(h / group) * headDim;
-      for (let i = 0; i < seq.length; i++) {
-        const hi = a.causal ? i + 1 : seq.length;
-        const lo = a.causal && a.window !== null ? Math.max(0, i - a.window + 1) : 0;
-        const qo = (seq.start + i) * qStride + h * headDim;
-        for (let j = lo; j < hi; j++) {
-          const ko = (seq.start + j) * kvStride + kvOff;
-          let dot = 0;
-          for (let d = 0; d < headDim; d++) dot += q[qo + d]! * k[ko + d]!;
-          scores[j - lo] = dot * scale;
-        }
-        softmax(scores, 0, hi - lo);
-        const oo = (seq.start + i) * qStride + h * headDim;
-        for (let d = 0; d < headDim; d++) {
-          let acc = 0;
-          for (let j = lo; j < hi; j++) acc += scores[j - lo]! * v[(seq.start + j) * kvStride + kvOff + d]!;
-          out[oo + d] = acc;
-        }
-      }
-    }
-  }
-  return out;
 }
