@@ -8,6 +8,7 @@
 // `git update-ref`, retrying when another writer moved it first: concurrent writers never lose each
 // other's notes, and a killed command leaves the ref as it was.
 
+import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { git, gitRaw } from '../git/exec.js';
@@ -28,14 +29,19 @@ function keyText(k: CacheKey): string {
   return `git-tensor probe results v1\ncheckpoint ${k.checkpoint}\nprobes ${k.probes}\nengine ${k.engine}\n`;
 }
 
-function keyOid(k: CacheKey, cwd: string): string {
-  return git(['hash-object', '-w', '--stdin'], { cwd, input: keyText(k) });
+/** The git blob id of the key text, computed here (no git process per lookup) in the repository's hash. */
+function keyOid(k: CacheKey, format: 'sha1' | 'sha256'): string {
+  const body = Buffer.from(keyText(k), 'utf8');
+  return createHash(format).update(`blob ${body.length}\0`).update(body).digest('hex');
 }
 
 export class ProbeCache {
   private notes: Map<string, string> | undefined;
+  private readonly format: 'sha1' | 'sha256';
 
-  constructor(private readonly cwd: string, private readonly tmpParent: string) {}
+  constructor(private readonly cwd: string, private readonly tmpParent: string) {
+    this.format = git(['rev-parse', '--show-object-format'], { cwd }) === 'sha256' ? 'sha256' : 'sha1';
+  }
 
   /** annotated id -> note blob id, read once per command. */
   private entries(): Map<string, string> {
@@ -55,7 +61,7 @@ export class ProbeCache {
   async getMany(keys: CacheKey[], probes: ProbeSet): Promise<(VersionResults | undefined)[]> {
     const entries = this.entries();
     if (!entries.size) return keys.map(() => undefined);
-    const oids = keys.map((k) => entries.get(keyOid(k, this.cwd)));
+    const oids = keys.map((k) => entries.get(keyOid(k, this.format)));
     const blobs = await readBlobs(oids.filter((o): o is string => !!o), this.cwd);
     return oids.map((o, i) => {
       if (!o || !blobs.has(o)) return undefined;
@@ -76,7 +82,8 @@ export class ProbeCache {
     if (!items.length) return;
     const cwd = this.cwd;
     const adds = items.map(({ key, label, results }) => ({
-      path: keyOid(key, cwd),
+      // The key object is written too, so git's own notes commands see an existing annotated object.
+      path: git(['hash-object', '-w', '--stdin'], { cwd, input: keyText(key) }),
       blob: git(['hash-object', '-w', '--stdin'], { cwd, input: JSON.stringify({ key, label, results }) + '\n' }),
     }));
     const tmp = mkdtempSync(join(this.tmpParent, 'probe-notes-'));

@@ -156,6 +156,61 @@ function contentKeyOf(blobs: Map<string, string>): string {
   return key.digest('hex');
 }
 
+/** Entries of a git tree object (binary format: `<mode> <name>\0<raw id>`...), name -> hex id of blobs. */
+function parseTree(bytes: Buffer, idBytes: number): Map<string, string> {
+  const out = new Map<string, string>();
+  let at = 0;
+  while (at < bytes.length) {
+    const sp = bytes.indexOf(0x20, at), nul = bytes.indexOf(0, sp);
+    const mode = bytes.toString('latin1', at, sp);
+    const name = bytes.toString('utf8', sp + 1, nul);
+    if (!mode.startsWith('4') && !mode.startsWith('16')) out.set(name, bytes.toString('hex', nul + 1, nul + 1 + idBytes));
+    at = nul + 1 + idBytes;
+  }
+  return out;
+}
+
+/**
+ * The version of checkpoint `path` at each of `commits` (full ids), read in bulk: one `git cat-file
+ * --batch` for the folders' trees and one for the pointers, whatever the number of commits (what makes a
+ * cached `log --probes` fast). Commits without the checkpoint are left out.
+ */
+export async function commitVersionsOf(commits: { commit: string; rev: string }[], path: string, cwd: string): Promise<CommitVersion[]> {
+  const dir = dirOf(path);
+  const name = basename(path);
+  const trees = await readBlobs(commits.map((c) => `${c.commit}:${dir}`), cwd);
+  const listed = commits.map((c) => {
+    const tree = trees.get(`${c.commit}:${dir}`);
+    return tree ? parseTree(tree, c.commit.length / 2) : new Map<string, string>();
+  });
+  const indexes = await readBlobs(name === SHARD_INDEX ? listed.map((t) => t.get(name)).filter((o): o is string => !!o) : [], cwd);
+  const shardsAt = listed.map((t, i) => {
+    const oid = t.get(name);
+    if (!oid) return null;
+    return name === SHARD_INDEX ? shardsOf(indexes.get(oid)!.toString('utf8'), `${commits[i]!.rev}:${path}`) : [name];
+  });
+  const pointerBlobs = await readBlobs(listed.flatMap((t, i) => (shardsAt[i] ?? []).map((s) => t.get(s)).filter((o): o is string => !!o)), cwd);
+  const out: CommitVersion[] = [];
+  listed.forEach((t, i) => {
+    const shards = shardsAt[i];
+    if (!shards) return;
+    const c = commits[i]!;
+    const label = `${c.rev}:${path}`;
+    const blobs = new Map<string, string>();
+    for (const n of [...MODEL_FILES, SHARD_INDEX, ...shards]) if (t.has(n)) blobs.set(n, t.get(n)!);
+    const pointers = new Map<string, Extract<Pointer, { kind: 'safetensors' }>>();
+    for (const s of shards) {
+      const bytes = pointerBlobs.get(t.get(s) ?? '');
+      if (!bytes || !looksLikePointer(bytes)) return;
+      const p = parsePointer(bytes.toString('utf8'), inDir(dir, s));
+      if (p.kind !== 'safetensors') return;
+      pointers.set(s, p);
+    }
+    out.push({ type: 'commit', rev: c.rev, commit: c.commit, path, label, blobs, pointers, contentKey: contentKeyOf(blobs) });
+  });
+  return out;
+}
+
 /** Shard file names a model.safetensors.index.json names, in first-use order. */
 export function shardsOf(text: string, label: string): string[] {
   let map: unknown;

@@ -15,7 +15,7 @@ import { openRepo, type RepoContext } from './context.js';
 import { LazyFetcher } from './fetch.js';
 import { ProbeCache, type CacheKey } from './probe-cache.js';
 import { loadProbeSettings, type ProbeSettings, runnerCommand } from './probe-config.js';
-import { commitVersion, diskVersion, MODEL_FILES, modelFiles, type ModelVersion } from './probe-source.js';
+import { commitVersion, commitVersionsOf, diskVersion, MODEL_FILES, modelFiles, type ModelVersion } from './probe-source.js';
 import { runExternal } from './probe-runner.js';
 
 /**
@@ -201,20 +201,10 @@ export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
     const r = gitRaw(['log', '--format=%H%x00%h%x00%s', '--reverse', ...(opts.maxCount ? [`--max-count=${opts.maxCount}`] : []), range, '--', ...pathspec], { cwd: s.topLevel, okCodes: [128] });
     if (r.status !== 0) throw new UsageError(`cannot read the history of ${range}: ${r.stderr.trim()}`, 'Check the range with `git log --oneline <range>`.');
     const commits = r.stdout.toString('utf8').split('\n').filter(Boolean).map((l) => l.split('\0') as [string, string, string]);
-    const versions: ModelVersion[] = [];
-    const rows: { hash: string; short: string; subject: string }[] = [];
-    for (const [hash, short, subject] of commits) {
-      let v;
-      try {
-        v = await commitVersion(hash, s.topLevel, tipVersion.path);
-      } catch (err) {
-        // Commits before the checkpoint existed have nothing to probe.
-        if (err instanceof UsageError) continue;
-        throw err;
-      }
-      versions.push(v);
-      rows.push({ hash, short, subject });
-    }
+    const found = await commitVersionsOf(commits.map(([hash, short]) => ({ commit: hash, rev: short })), tipVersion.path, s.topLevel);
+    const versions: ModelVersion[] = found;
+    const bySha = new Map(commits.map(([hash, short, subject]) => [hash, { hash, short, subject }]));
+    const rows = found.map((v) => bySha.get(v.commit)!);
     const results = await s.results(versions);
     const logRows: LogRow[] = rows.map((row, i) => ({ short: row.short, subject: row.subject, results: results[i]!.results }));
     const flips = firstFlips(logRows);
