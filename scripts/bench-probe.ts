@@ -11,6 +11,10 @@
 //   one forward per probe over the whole sequence, as a user script would.
 // - engine: src/model's loadModel + one logits() call over all probes (one batch: the weights are read
 //   once), in a child `node --import tsx` process (so its wall time includes compiling the TypeScript).
+// - command: `git tensor probe --path <model.safetensors> --probes <probes.jsonl> --json` (bin/git-tensor,
+//   so run `npm run build` first), the same probes as text prompts through a generated word-level
+//   tokenizer.json (WordPiece over whole words "t<id>", BERT's [CLS]/[SEP]/[MASK]); prompt-only probes,
+//   so each is one sequence scored for its top-5.
 // The logits at the probed positions are compared: max |engine - torch| / max |torch| and top-1 agreement.
 
 import { spawnSync } from 'node:child_process';
@@ -170,6 +174,33 @@ function bert(): ModelSpec {
   };
 }
 
+/**
+ * A tokenizer.json whose every id is a whole word ("t<id>", BERT's specials by their names) and the
+ * probes as prompts in those words: the probe command then runs exactly the ids of probes.json.
+ */
+function writeTextProbes(m: ModelSpec, probes: { ids: number[]; positions: number[] }[], mdir: string): void {
+  const specials: Record<number, string> = m.name === 'bert' ? { 0: '[PAD]', 100: '[UNK]', 101: '[CLS]', 102: '[SEP]', 103: '[MASK]' } : { [m.vocab - 1]: '<|endoftext|>' };
+  const word = (id: number) => specials[id] ?? `t${id}`;
+  const vocab: Record<string, number> = {};
+  for (let id = 0; id < m.vocab; id++) vocab[word(id)] = id;
+  const added = Object.entries(specials).map(([id, content]) => ({
+    id: Number(id), content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+  }));
+  writeFileSync(join(mdir, 'tokenizer.json'), JSON.stringify({
+    version: '1.0', truncation: null, padding: null, added_tokens: added, normalizer: null,
+    pre_tokenizer: { type: 'WhitespaceSplit' },
+    post_processor: m.name === 'bert' ? { type: 'BertProcessing', sep: ['[SEP]', 102], cls: ['[CLS]', 101] } : null,
+    decoder: null,
+    model: { type: 'WordPiece', unk_token: m.name === 'bert' ? '[UNK]' : '<|endoftext|>', continuing_subword_prefix: '##', max_input_chars_per_word: 100, vocab },
+  }));
+  writeFileSync(join(mdir, 'tokenizer_config.json'), JSON.stringify(m.name === 'bert' ? { mask_token: '[MASK]' } : {}));
+  const lines = probes.map((p, i) => {
+    const words = (m.name === 'bert' ? p.ids.slice(1, -1) : p.ids).map(word);
+    return JSON.stringify({ id: `p${i}`, prompt: words.join(' ') });
+  });
+  writeFileSync(join(mdir, 'probes.jsonl'), lines.join('\n') + '\n');
+}
+
 /** 12 to 16 random ids per probe (14 on average); GPT-2 is probed at the last token, BERT at a [MASK]. */
 function makeProbes(m: ModelSpec, seed: number): { ids: number[]; positions: number[] }[] {
   let s = seed;
@@ -318,7 +349,14 @@ function runOnce(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Run {
   const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', timeFile, cmd, ...argv], { env, encoding: 'utf8', maxBuffer: 1 << 26 });
   const wall = Number(process.hrtime.bigint() - t) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}):\n${r.stderr}`);
-  const split = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { load: number; forward: number };
+  // The children print {load, forward} last; the probe command prints its results (no split).
+  let split = { load: Number.NaN, forward: Number.NaN };
+  try {
+    const last = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as { load?: unknown; forward?: unknown };
+    if (typeof last.load === 'number' && typeof last.forward === 'number') split = { load: last.load, forward: last.forward };
+  } catch {
+    // not a timing line
+  }
   const rssKiB = Number(readFileSync(timeFile, 'utf8').trim().split('\n').at(-1));
   rmSync(timeFile, { force: true });
   return { wall, ...split, rssMiB: rssKiB / 1024 };
@@ -368,6 +406,7 @@ try {
     writeFileSync(join(mdir, 'config.json'), JSON.stringify(spec.config, null, 2));
     const probes = makeProbes(spec, spec.name === 'gpt2' ? 3 : 4);
     writeFileSync(join(mdir, 'probes.json'), JSON.stringify(probes));
+    writeTextProbes(spec, probes, mdir);
     const tokens = probes.reduce((s, p) => s + p.ids.length, 0);
     const f32MiB = bytes / 2 ** 20;
 
@@ -375,6 +414,12 @@ try {
       { name: `torch (${THREADS} threads, one forward per probe)`, cmd: '/usr/bin/python3', argv: ['-c', TORCH, mdir, String(THREADS)] },
       { name: `engine (${THREADS} threads, one batch)`, cmd: process.execPath, argv: ['--import', 'tsx', join(ROOT, 'scripts/bench-probe.ts'), '--engine-child', mdir] },
     ];
+    if (existsSync(join(ROOT, 'dist/commands/probe.js'))) {
+      contenders.push({ name: 'git tensor probe --path', cmd: join(ROOT, 'bin/git-tensor'),
+        argv: ['probe', '--path', join(mdir, 'model.safetensors'), '--probes', join(mdir, 'probes.jsonl'), '--json'] });
+    } else if (spec.name === 'gpt2') {
+      notes.push('git tensor probe: not timed (dist/commands/probe.js missing: run `npm run build`)');
+    }
     const results: Run[][] = contenders.map(() => []);
     for (let r = 0; r < RUNS; r++) {
       contenders.forEach((c, i) => {
@@ -385,7 +430,8 @@ try {
     const base = median(results[0]!.map((x) => x.wall));
     contenders.forEach((c, i) => {
       const rs = results[i]!;
-      table.push([spec.name, c.name, median(rs.map((x) => x.wall)), median(rs.map((x) => x.load)), median(rs.map((x) => x.forward)),
+      const part = (v: number) => (Number.isNaN(v) ? '-' : v);
+      table.push([spec.name, c.name, median(rs.map((x) => x.wall)), part(median(rs.map((x) => x.load))), part(median(rs.map((x) => x.forward))),
         Math.max(...rs.map((x) => x.rssMiB)).toFixed(0), `${(base / median(rs.map((x) => x.wall))).toFixed(2)}x`]);
     });
     const cmp = compare(readF32(join(mdir, 'engine.f32')), readF32(join(mdir, 'torch.f32')), spec.vocab);
