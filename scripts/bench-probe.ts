@@ -424,7 +424,9 @@ try {
     for (let r = 0; r < RUNS; r++) {
       contenders.forEach((c, i) => {
         console.error(`bench-probe: ${spec.name} ${c.name} run ${r + 1}/${RUNS}`);
-        results[i]!.push(runOnce(c.cmd, c.argv, baseEnv));
+        const run = runOnce(c.cmd, c.argv, baseEnv);
+        results[i]!.push(run);
+        console.error(`bench-probe:   wall ${run.wall.toFixed(2)} s, load ${run.load.toFixed(2)} s, forward ${run.forward.toFixed(2)} s, peak RSS ${run.rssMiB.toFixed(0)} MiB`);
       });
     }
     const base = median(results[0]!.map((x) => x.wall));
