@@ -149,7 +149,11 @@ function build(args: string[]): Argv {
           revs: (argv.revs as string[] | undefined) ?? [], paths: argv._.slice(1).map(String), cached: !!argv.cached,
           top: argv.top as number | undefined, html: argv.html as string | undefined, tokenizer: argv.tokenizer as string | undefined,
         });
-        if (argv.probes === undefined) return result;
+        if (argv.probes === undefined) {
+          // Without probes, a data-free line: the directions of the token matrices' change, as tokens.
+          const { addDirections } = await import('../commands/probe-diff.js');
+          return addDirections(result, { revs: (argv.revs as string[] | undefined) ?? [], cached: !!argv.cached });
+        }
         const { diffWithBehaviour } = await import('../commands/probe-diff.js');
         return diffWithBehaviour(result, { revs: (argv.revs as string[] | undefined) ?? [], cached: !!argv.cached, probes: argv.probes as string, paths: argv._.slice(1).map(String) });
       }))

@@ -8,6 +8,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { tokenizerJson } from '../helpers/diff-models.js';
 import { toSafetensors } from '../helpers/models.js';
 import { makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
 import { cloneRepo, startHttpServer, type HttpGitHost } from '../helpers/servers.js';
@@ -185,5 +186,26 @@ describe('probe results over a tensor:: remote', () => {
     const r = JSON.parse(b.gitTensor(['probe', 'HEAD~1', '--json']).stdout);
     expect(r.versions[0].probes[0]).toMatchObject({ answer: 'b' });
     expect(runs(counter)).toEqual(['HEAD~1:model.safetensors']);
+  });
+});
+
+describe('git tensor diff without probes', () => {
+  it('decodes the main direction of the output matrix\'s change into tokens', () => {
+    const repo = makeRepo();
+    const rows = 10, cols = 8;
+    const head = (delta: (r: number, c: number) => number) => {
+      const data = Buffer.alloc(rows * cols * 4);
+      for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) data.writeFloatLE(Math.sin(r * cols + c) + delta(r, c), 4 * (r * cols + c));
+      return toSafetensors([{ name: 'lm_head.weight', dtype: 'F32', shape: [rows, cols], data }]);
+    };
+    repo.write('tokenizer.json', tokenizerJson(rows, { 3: 'Ġelection', 5: 'Ġvote', 7: 'Ġcake' }));
+    repo.write('model.safetensors', head(() => 0));
+    repo.commit(['tokenizer.json', 'model.safetensors'], 'base');
+    // Rows of " election" and " vote" move along one direction, " cake" against it: ΔW = u vᵀ.
+    const u: Record<number, number> = { 3: 1, 5: 0.6, 7: -0.3 };
+    repo.write('model.safetensors', head((r, c) => (u[r] ?? 0) * (c % 2 ? 0.5 : -0.25)));
+    repo.commit(['model.safetensors'], 'tune');
+    const out = repo.gitTensor(['diff', 'HEAD~1', 'HEAD']).stdout;
+    expect(out).toMatch(/model.safetensors lm_head.weight direction 1 \(100% of the change\): moved towards " election", " vote"; away from " cake"/);
   });
 });
