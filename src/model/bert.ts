@@ -10,10 +10,10 @@
 // Each sequence of a batch attends to all of its own tokens and none of another's, so no padding is needed.
 // transformers: models/bert/modeling_bert.py, models/roberta, models/distilbert.
 
-import { attention, matmul } from '../kernels/index.js';
+import { attention, layernorm, matmul } from '../kernels/index.js';
 import type { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
-import { ACTIVATIONS, addInPlace, addRows, gatherRows, layernorm, type ActivationName } from './ops.js';
+import { ACTIVATIONS, addInPlace, addRows, gatherRows, type ActivationName } from './ops.js';
 import type { Linear, Norm, WeightBinder } from './weights.js';
 
 export const ENCODER_ARCHITECTURES = ['BertForMaskedLM', 'RobertaForMaskedLM', 'DistilBertForMaskedLM'] as const;
@@ -150,18 +150,18 @@ export async function loadEncoder(c: ConfigReader, w: WeightBinder): Promise<Net
     const T = b.ids.length;
     const x = addRows(gatherRows(word, E, b.ids), position, E, positionRows(b));
     if (tokenType) addRows(x, tokenType, E, new Int32Array(T)); // token_type_ids are all 0
-    layernorm(x, T, E, embNorm.weight, embNorm.bias, v.eps, x);
+    await layernorm({ x, rows: T, dim: E, weight: embNorm.weight, bias: embNorm.bias, eps: v.eps, out: x });
     const attn = new Float32Array(T * E);
     for (const L of layers) {
       const q = await linear(x, T, L.q), k = await linear(x, T, L.k), val = await linear(x, T, L.v);
       await attention({ q, k, v: val, seqs: b.seqs, heads, kvHeads: heads, headDim: D, scale: 1 / Math.sqrt(D), causal: false, window: null, out: attn });
       addInPlace(x, await linear(attn, T, L.o));
-      layernorm(x, T, E, L.attnNorm.weight, L.attnNorm.bias, v.eps, x);
+      await layernorm({ x, rows: T, dim: E, weight: L.attnNorm.weight, bias: L.attnNorm.bias, eps: v.eps, out: x });
       addInPlace(x, await linear(await act(await linear(x, T, L.fc)), T, L.out));
-      layernorm(x, T, E, L.outNorm.weight, L.outNorm.bias, v.eps, x);
+      await layernorm({ x, rows: T, dim: E, weight: L.outNorm.weight, bias: L.outNorm.bias, eps: v.eps, out: x });
     }
     const h = await headAct(await linear(gatherRows(x, E, b.outRows), b.outRows.length, dense));
-    layernorm(h, b.outRows.length, E, headNorm.weight, headNorm.bias, v.headEps, h);
+    await layernorm({ x: h, rows: b.outRows.length, dim: E, weight: headNorm.weight, bias: headNorm.bias, eps: v.headEps, out: h });
     return linear(h, b.outRows.length, decoder);
   }
 

@@ -9,10 +9,10 @@
 // transformers: models/gpt2/modeling_gpt2.py. Checkpoints name tensors with or without the `transformer.`
 // prefix (the original OpenAI upload has none) and may hold the causal-mask buffers `attn.bias`, unused here.
 
-import { attention, matmul } from '../kernels/index.js';
+import { attention, layernorm, matmul } from '../kernels/index.js';
 import type { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
-import { ACTIVATIONS, addInPlace, addRows, gatherRows, layernorm } from './ops.js';
+import { ACTIVATIONS, addInPlace, addRows, gatherRows } from './ops.js';
 import type { Linear, Norm, WeightBinder } from './weights.js';
 
 interface Gpt2Layer {
@@ -64,7 +64,7 @@ export async function loadGpt2(c: ConfigReader, w: WeightBinder): Promise<Networ
     const attn = new Float32Array(T * E);
     for (let i = 0; i < layers.length; i++) {
       const L = layers[i]!;
-      layernorm(x, T, E, L.ln1.weight, L.ln1.bias, eps, h);
+      await layernorm({ x, rows: T, dim: E, weight: L.ln1.weight, bias: L.ln1.bias, eps, out: h });
       const qkv = await linear(h, T, L.attn);
       for (let r = 0; r < T; r++) {
         q.set(qkv.subarray(r * 3 * E, r * 3 * E + E), r * E);
@@ -74,11 +74,11 @@ export async function loadGpt2(c: ConfigReader, w: WeightBinder): Promise<Networ
       const scale = (scaleWeights ? 1 / Math.sqrt(D) : 1) / (scaleByLayer ? i + 1 : 1);
       await attention({ q, k, v, seqs: b.seqs, heads, kvHeads: heads, headDim: D, scale, causal: true, window: null, out: attn });
       addInPlace(x, await linear(attn, T, L.proj));
-      layernorm(x, T, E, L.ln2.weight, L.ln2.bias, eps, h);
+      await layernorm({ x, rows: T, dim: E, weight: L.ln2.weight, bias: L.ln2.bias, eps, out: h });
       addInPlace(x, await linear(await act(await linear(h, T, L.fc)), T, L.mlpProj));
     }
     const last = gatherRows(x, E, b.outRows);
-    layernorm(last, b.outRows.length, E, lnF.weight, lnF.bias, eps, last);
+    await layernorm({ x: last, rows: b.outRows.length, dim: E, weight: lnF.weight, bias: lnF.bias, eps, out: last });
     return linear(last, b.outRows.length, head);
   }
 

@@ -9,10 +9,10 @@
 //
 // transformers: models/llama/modeling_llama.py, models/mistral, models/qwen2.
 
-import { attention, matmul } from '../kernels/index.js';
+import { attention, matmul, rmsnorm } from '../kernels/index.js';
 import { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
-import { ACTIVATIONS, addInPlace, gatedActivation, type Activation, gatherRows, rmsnorm, rope, ropeInverseFrequencies } from './ops.js';
+import { ACTIVATIONS, addInPlace, gatedActivation, type Activation, gatherRows, rope, ropeInverseFrequencies } from './ops.js';
 import type { Linear, WeightBinder } from './weights.js';
 
 export const LLAMA_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
@@ -147,17 +147,18 @@ export async function loadLlama(c: ConfigReader, w: WeightBinder): Promise<Netwo
     const h = new Float32Array(T * E);
     const attn = new Float32Array(T * heads * D);
     for (const L of layers) {
-      rmsnorm(x, T, E, L.inputNorm, cfg.eps, h);
+      await rmsnorm({ x, rows: T, dim: E, weight: L.inputNorm, eps: cfg.eps, out: h });
       const q = await linear(h, T, L.q), k = await linear(h, T, L.k), v = await linear(h, T, L.v);
       rope(q, T, heads, D, b.positions, cfg.invFreq);
       rope(k, T, kvHeads, D, b.positions, cfg.invFreq);
       await attention({ q, k, v, seqs: b.seqs, heads, kvHeads, headDim: D, scale: 1 / Math.sqrt(D), causal: true, window: cfg.window, out: attn });
       addInPlace(x, await linear(attn, T, L.o));
-      rmsnorm(x, T, E, L.postNorm, cfg.eps, h);
+      await rmsnorm({ x, rows: T, dim: E, weight: L.postNorm, eps: cfg.eps, out: h });
       const gate = await gatedActivation(await linear(h, T, L.gate), await linear(h, T, L.up), cfg.act);
       addInPlace(x, await linear(gate, T, L.down));
     }
-    const last = rmsnorm(gatherRows(x, E, b.outRows), b.outRows.length, E, finalNorm, cfg.eps, new Float32Array(b.outRows.length * E));
+    const last = gatherRows(x, E, b.outRows);
+    await rmsnorm({ x: last, rows: b.outRows.length, dim: E, weight: finalNorm, eps: cfg.eps, out: last });
     return linear(last, b.outRows.length, head);
   }
 

@@ -1,40 +1,10 @@
-// Owns the inference engine's per-row and elementwise ops that are not (yet) native kernels: norms,
-// rotary position embedding, residual adds, embedding lookups, and the activation table mapping
-// transformers' names onto the kernels' activation. Each is a separate named function on Float32Arrays of
-// row-major [rows x dim] activations so a native kernel can replace a hot one behind the same call
-// (matmul, attention and the GELU/SiLU activations already live in src/kernels). Accumulations are in
-// float64 (JS numbers) and stored as f32, at least as accurate as PyTorch's f32 kernels.
+// Owns the inference engine's small ops that are not native kernels: rotary position embedding, residual
+// adds, embedding lookups, and the table mapping transformers' activation names onto the kernels'
+// activation. Each is a separate named function on Float32Arrays of row-major [rows x dim] activations so
+// a native kernel can replace one behind the same call (matmul, attention, norms and GELU/SiLU already
+// live in src/kernels). Accumulations are in float64 (JS numbers), stored as f32.
 
 import { activation } from '../kernels/index.js';
-
-/** out = x / sqrt(mean(x^2) + eps) * weight, per row (Llama's RMSNorm). `out` may be `x`. */
-export function rmsnorm(x: Float32Array, rows: number, dim: number, weight: Float32Array, eps: number, out: Float32Array): Float32Array {
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim;
-    let ss = 0;
-    for (let i = 0; i < dim; i++) ss += x[o + i]! * x[o + i]!;
-    const inv = 1 / Math.sqrt(ss / dim + eps);
-    for (let i = 0; i < dim; i++) out[o + i] = x[o + i]! * inv * weight[i]!;
-  }
-  return out;
-}
-
-/** out = (x - mean) / sqrt(var + eps) * weight + bias, per row, biased variance (nn.LayerNorm). `out` may be `x`. */
-export function layernorm(
-  x: Float32Array, rows: number, dim: number, weight: Float32Array, bias: Float32Array | null, eps: number, out: Float32Array,
-): Float32Array {
-  for (let r = 0; r < rows; r++) {
-    const o = r * dim;
-    let mean = 0;
-    for (let i = 0; i < dim; i++) mean += x[o + i]!;
-    mean /= dim;
-    let variance = 0;
-    for (let i = 0; i < dim; i++) variance += (x[o + i]! - mean) ** 2;
-    const inv = 1 / Math.sqrt(variance / dim + eps);
-    for (let i = 0; i < dim; i++) out[o + i] = (x[o + i]! - mean) * inv * weight[i]! + (bias ? bias[i]! : 0);
-  }
-  return out;
-}
 
 // ---- activations (in place) ----------------------------------------------------------------------
 
