@@ -10,11 +10,11 @@
 // Each sequence of a batch attends to all of its own tokens and none of another's, so no padding is needed.
 // transformers: models/bert/modeling_bert.py, models/roberta, models/distilbert.
 
-import { attention, layernorm, matmul } from '../kernels/index.js';
+import { attention, layernorm } from '../kernels/index.js';
 import type { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
 import { ACTIVATIONS, addInPlace, addRows, gatherRows, type ActivationName } from './ops.js';
-import type { Linear, Norm, WeightBinder } from './weights.js';
+import { linear, type Linear, type Norm, type WeightBinder } from './weights.js';
 
 export const ENCODER_ARCHITECTURES = ['BertForMaskedLM', 'RobertaForMaskedLM', 'DistilBertForMaskedLM'] as const;
 type EncoderArchitecture = (typeof ENCODER_ARCHITECTURES)[number];
@@ -132,8 +132,6 @@ export async function loadEncoder(c: ConfigReader, w: WeightBinder): Promise<Net
   const act = ACTIVATIONS[v.act], headAct = ACTIVATIONS[v.headAct];
   const offset = v.paddingIdx === null ? 0 : v.paddingIdx + 1;
 
-  const linear = (x: Float32Array, rows: number, l: Linear) =>
-    matmul({ x, w: l.w, rows, inDim: l.inDim, outDim: l.outDim, bias: l.b ?? undefined });
 
   /** Position-table rows: the token's index, or RoBERTa's count of non-pad tokens so far plus padding_idx. */
   function positionRows(b: PackedBatch): Int32Array {

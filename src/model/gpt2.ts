@@ -9,11 +9,11 @@
 // transformers: models/gpt2/modeling_gpt2.py. Checkpoints name tensors with or without the `transformer.`
 // prefix (the original OpenAI upload has none) and may hold the causal-mask buffers `attn.bias`, unused here.
 
-import { attention, layernorm, matmul } from '../kernels/index.js';
+import { attention, layernorm } from '../kernels/index.js';
 import type { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
 import { ACTIVATIONS, addInPlace, addRows, gatherRows } from './ops.js';
-import type { Linear, Norm, WeightBinder } from './weights.js';
+import { linear, type Linear, type Norm, type WeightBinder } from './weights.js';
 
 interface Gpt2Layer {
   ln1: Norm;
@@ -53,8 +53,6 @@ export async function loadGpt2(c: ConfigReader, w: WeightBinder): Promise<Networ
   const lnF = await w.norm(`${p}ln_f.weight`, E, `${p}ln_f.bias`);
   const head: Linear = c.bool('tie_word_embeddings', true) ? { w: wte, b: null, inDim: E, outDim: V } : await w.linear('lm_head', V, E, false);
 
-  const linear = (x: Float32Array, rows: number, l: Linear) =>
-    matmul({ x, w: l.w, rows, inDim: l.inDim, outDim: l.outDim, bias: l.b ?? undefined });
 
   async function forward(b: PackedBatch): Promise<Float32Array> {
     const T = b.ids.length;

@@ -9,11 +9,11 @@
 //
 // transformers: models/llama/modeling_llama.py, models/mistral, models/qwen2.
 
-import { attention, matmul, rmsnorm } from '../kernels/index.js';
+import { attention, rmsnorm } from '../kernels/index.js';
 import { ConfigReader } from './config.js';
 import type { Network, PackedBatch } from './network.js';
 import { ACTIVATIONS, addInPlace, gatedActivation, type Activation, gatherRows, rope, ropeInverseFrequencies } from './ops.js';
-import type { Linear, WeightBinder } from './weights.js';
+import { linear, type Linear, type WeightBinder } from './weights.js';
 
 export const LLAMA_ARCHITECTURES = ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'] as const;
 type LlamaArchitecture = (typeof LLAMA_ARCHITECTURES)[number];
@@ -138,8 +138,6 @@ export async function loadLlama(c: ConfigReader, w: WeightBinder): Promise<Netwo
   const finalNorm = await w.tensor('model.norm.weight', [E]);
   const head: Linear = cfg.tied ? { w: embed, b: null, inDim: E, outDim: V } : await w.linear('lm_head', V, E, false);
 
-  const linear = (x: Float32Array, rows: number, l: Linear) =>
-    matmul({ x, w: l.w, rows, inDim: l.inDim, outDim: l.outDim, bias: l.b ?? undefined });
 
   async function forward(b: PackedBatch): Promise<Float32Array> {
     const T = b.ids.length;

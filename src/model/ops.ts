@@ -60,7 +60,7 @@ export function addRows(x: Float32Array, table: Float32Array, dim: number, ids: 
 
 // ---- rotary position embedding -------------------------------------------------------------------
 
-/** inv_freq[i] = theta^(-2i/dim) for i < dim/2, rounded to f32 as transformers computes it. */
+/** inv_freq[i] = theta^(-2i/dim) for i < dim/2, held in f32 as transformers holds it. */
 export function ropeInverseFrequencies(dim: number, theta: number): Float32Array {
   const inv = new Float32Array(dim / 2);
   for (let i = 0; i < dim / 2; i++) inv[i] = 1 / theta ** ((2 * i) / dim);

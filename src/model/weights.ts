@@ -3,7 +3,7 @@
 // to the architecture's typed per-layer structs. The forward pass never sees a tensor name.
 // A name requested twice returns the same array, which is how tied embeddings share one copy.
 
-import { isFloatDType, toF32 } from '../kernels/index.js';
+import { isFloatDType, matmul, toF32 } from '../kernels/index.js';
 import { ModelError } from './errors.js';
 import type { TensorInfo, TensorSource } from './types.js';
 
@@ -13,6 +13,11 @@ export interface Linear {
   b: Float32Array | null;
   inDim: number;
   outDim: number;
+}
+
+/** x W^T + b for `rows` rows of x, through the kernels' matmul. */
+export function linear(x: Float32Array, rows: number, l: Linear): Promise<Float32Array> {
+  return matmul({ x, w: l.w, rows, inDim: l.inDim, outDim: l.outDim, bias: l.b ?? undefined });
 }
 
 export interface Norm {
