@@ -162,11 +162,12 @@ function build(args: string[]): Argv {
         .option('max-count', { alias: 'n', type: 'number', describe: 'look at this many commits at most' })
         .option('rev', { type: 'string', describe: 'start from this revision (default HEAD)' })
         .option('probes', { type: 'string', describe: 'one row per commit with each probe\'s value; the positional is then a revision range (no value: .gittensor [probe] file)' })
-        .option('checkpoint', { type: 'string', describe: 'with --probes: the checkpoint to probe when commits hold several' }),
+        .option('checkpoint', { type: 'string', describe: 'with --probes: the checkpoint to probe when commits hold several' })
+        .option('html', { type: 'string', describe: 'with --probes: also write an HTML timeline of the probes to this file' }),
       run(async (argv) => {
         if (argv.probes !== undefined) {
           const { logProbes } = await import('../commands/probe.js');
-          return logProbes({ range: argv.path as string | undefined, probes: argv.probes as string, maxCount: argv.maxCount as number | undefined, path: argv.checkpoint as string | undefined });
+          return logProbes({ range: argv.path as string | undefined, probes: argv.probes as string, maxCount: argv.maxCount as number | undefined, path: argv.checkpoint as string | undefined, html: argv.html as string | undefined });
         }
         const { log } = await import('../commands/log.js');
         return log({ path: argv.path as string | undefined, maxCount: argv.maxCount as number | undefined, rev: argv.rev as string | undefined });

@@ -2,7 +2,7 @@
 // --probes`: finding the probes file and the versions, taking results from the notes cache or computing
 // them (built-in engine or the external runner), and rendering them. docs/probe.md.
 
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { Printable } from '../cli/output.js';
 import { GitTensorError, UsageError } from '../errors/index.js';
@@ -10,7 +10,8 @@ import { gitRaw } from '../git/exec.js';
 import { compareResults, type BehaviourDiff } from '../probe/compare.js';
 import { parseProbes, type ProbeSet } from '../probe/probes.js';
 import { renderBehaviour, renderProbeLog, renderResults, firstFlips, type LogRow } from '../probe/report.js';
-import type { VersionResults } from '../probe/result.js';
+import { answerOf, valueOf, type VersionResults } from '../probe/result.js';
+import { renderTimelineHtml, type TimelineInput } from '../diff/report-timeline.js';
 import { openRepo, type RepoContext } from './context.js';
 import { LazyFetcher } from './fetch.js';
 import { ProbeCache, type CacheKey } from './probe-cache.js';
@@ -186,6 +187,8 @@ export interface ProbeLogOptions {
   path?: string;
   probes?: string;
   maxCount?: number;
+  /** Also write the HTML timeline to this file. */
+  html?: string;
 }
 
 export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
@@ -209,6 +212,10 @@ export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
     const logRows: LogRow[] = rows.map((row, i) => ({ short: row.short, subject: row.subject, results: results[i]!.results }));
     const flips = firstFlips(logRows);
     const text = logRows.length ? renderProbeLog(logRows) : [`no commit in ${range} changes ${tipVersion.path}`];
+    if (opts.html) {
+      writeFileSync(opts.html, renderTimelineHtml(timelineOf(`${tipVersion.path}: probes along ${range}`, logRows)));
+      text.push('', `wrote ${opts.html}`);
+    }
     return {
       data: {
         version: 1, checkpoint: tipVersion.path, probes: s.probes.source, engine: s.engine,
@@ -221,4 +228,24 @@ export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
   } finally {
     s.close();
   }
+}
+
+/** The timeline's series: each probe's value per commit, and the commits where its answer changed. */
+function timelineOf(title: string, rows: LogRow[]): TimelineInput {
+  const ids = rows[0]?.results.probes.map((r) => r.id) ?? [];
+  return {
+    title,
+    commits: rows.map((r) => ({ short: r.short, subject: r.subject })),
+    series: ids.map((id) => {
+      const per = rows.map((r) => r.results.probes.find((p) => p.id === id));
+      const first = per.find(Boolean);
+      const label = !first ? '' : first.kind === 'text' ? 'text loss (nats/token)' : first.kind === 'choices' ? 'margin of the first choice (nats)'
+        : first.targets.length ? `logprob ${JSON.stringify(first.targets[0]!.text)}` : 'logprob of the top token';
+      const answers = per.map((p) => (p ? answerOf(p) : null));
+      return {
+        id, label, values: per.map((p) => (p ? valueOf(p) : null)),
+        flips: answers.flatMap((a, i) => (i > 0 && a !== null && answers[i - 1] !== null && a !== answers[i - 1] ? [i] : [])),
+      };
+    }),
+  };
 }

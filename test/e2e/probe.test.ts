@@ -155,6 +155,13 @@ describe('git tensor probe with an external runner', () => {
     expect(runs(counter)).toHaveLength(3);
     expect(again.stdout).toMatch(/first: answer first flipped at [0-9a-f]+ \("a" -> "b"\)/);
     expect(again.stdout.split('\n')[0]).toMatch(/^commit +first +likes-c +pick +story$/);
+    // The HTML timeline: one plot per probe, the flip of `first` at HEAD~1 marked, nothing fetched or run.
+    repo.gitTensor(['log', '--probes', '--html', 'timeline.html']);
+    const html = readFileSync(repo.path('timeline.html'), 'utf8');
+    expect(html.match(/<svg /g)).toHaveLength(4);
+    expect(html).toMatch(new RegExp(`<title>${head.slice(0, 7)}[0-9a-f]* train step 2: -2\\.34 \\(answer flipped\\)</title>`));
+    expect(html).not.toMatch(/<script|(src|href)=/);
+    expect(runs(counter)).toHaveLength(3);
     // The cache lives in git notes, one commit per write.
     expect(repo.git(['rev-list', '--count', 'refs/notes/tensor-probes']).stdout.trim()).toBe('3');
   });
