@@ -9,8 +9,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { tokenizerJson } from '../helpers/diff-models.js';
-import { toSafetensors } from '../helpers/models.js';
-import { makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
+import { shard, toSafetensors } from '../helpers/models.js';
+import { gitAsync, makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
 import { cloneRepo, startHttpServer, type HttpGitHost } from '../helpers/servers.js';
 
 const RUNNER = join(PROJECT_ROOT, 'test', 'fixtures', 'probe', 'bias-runner.mjs');
@@ -164,6 +164,41 @@ describe('git tensor probe with an external runner', () => {
     expect(runs(counter)).toHaveLength(3);
     // The cache lives in git notes, one commit per write.
     expect(repo.git(['rev-list', '--count', 'refs/notes/tensor-probes']).stdout.trim()).toBe('3');
+  });
+});
+
+describe('sharded checkpoints and concurrent writers', () => {
+  it('probes a sharded checkpoint through its index; two commands writing notes at once keep both', async () => {
+    const repo = makeRepo();
+    repo.git(['config', 'tensor-probe.command', `node ${RUNNER}`]);
+    repo.write('probes.jsonl', PROBES);
+    repo.write('config.json', '{"architectures": ["BiasForCausalLM"]}');
+    const sharded = (bias: number[]) => {
+      const data = Buffer.alloc(16);
+      bias.forEach((x, i) => data.writeFloatLE(x, 4 * i));
+      return shard([[{ name: 'embed', dtype: 'F32', shape: [4, 4], data: Buffer.alloc(64, 7) }], [{ name: 'bias', dtype: 'F32', shape: [4], data }]]);
+    };
+    for (const [k, bias] of [V1, V2].entries()) {
+      const s = sharded(bias);
+      for (const [name, bytes] of s.shards) repo.write(name, bytes);
+      repo.write('model.safetensors.index.json', s.indexJson);
+      repo.git(['add', '.']);
+      repo.git(['commit', '-q', '-m', `sharded ${k}`]);
+    }
+    const [a, b] = await Promise.all([
+      gitAsync(repo, ['tensor', 'probe', 'HEAD~1', '--probes', 'probes.jsonl', '--json']),
+      gitAsync(repo, ['tensor', 'probe', 'HEAD', '--probes', 'probes.jsonl', '--json']),
+    ]);
+    expect(a.status, a.stderr).toBe(0);
+    expect(b.status, b.stderr).toBe(0);
+    const va = JSON.parse(a.stdout).versions[0], vb = JSON.parse(b.stdout).versions[0];
+    expect(va.label).toBe('HEAD~1:model.safetensors.index.json');
+    expect(va.probes[0].targets[0].logprob).toBeCloseTo(lsm(V1)[0]!, 5);
+    expect(vb.probes[0].answer).toBe('b');
+    // Both results are in the notes, whichever command moved the ref first.
+    expect(repo.git(['ls-tree', '-r', '--name-only', 'refs/notes/tensor-probes']).stdout.trim().split('\n')).toHaveLength(2);
+    const again = JSON.parse(repo.gitTensor(['probe', 'HEAD~1', 'HEAD', '--probes', 'probes.jsonl', '--json']).stdout);
+    expect(again.versions.map((v: { cached: boolean }) => v.cached)).toEqual([true, true]);
   });
 });
 
