@@ -2,7 +2,9 @@
 // measured in the same run: a seeded random GPT-2-124M-shaped model (GPT2LMHeadModel) and a
 // BERT-base-shaped one (BertForMaskedLM), F32 safetensors with Hugging Face tensor names, 100 probes of
 // about 14 random token ids each. Every contender is a whole process, timed from start to exit
-// (reading the weights included), peak RSS from /usr/bin/time; medians of --runs runs.
+// (reading the weights included), with its CPU time (user + system) and peak RSS from /usr/bin/time;
+// medians of --runs runs. On a busy machine wall times mislead (torch's 2 OpenMP threads suffer most
+// from oversubscription): compare the CPU column too.
 //
 //   npx tsx scripts/bench-probe.ts [--runs 3] [--probes 100] [--models gpt2,bert] [--threads 2] [--keep]
 //
@@ -340,13 +342,13 @@ print(json.dumps({'load': t1 - t0, 'forward': t2 - t1}))
 
 // ---- measure ------------------------------------------------------------------------------------------
 
-interface Run { wall: number; load: number; forward: number; rssMiB: number }
+interface Run { wall: number; cpu: number; load: number; forward: number; rssMiB: number }
 
 /** Runs one contender under /usr/bin/time: wall seconds, its own load/forward split, peak RSS. */
 function runOnce(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Run {
   const timeFile = join(os.tmpdir(), `bench-probe-time-${process.pid}`);
   const t = process.hrtime.bigint();
-  const r = spawnSync('/usr/bin/time', ['-f', '%M', '-o', timeFile, cmd, ...argv], { env, encoding: 'utf8', maxBuffer: 1 << 26 });
+  const r = spawnSync('/usr/bin/time', ['-f', '%U %S %M', '-o', timeFile, cmd, ...argv], { env, encoding: 'utf8', maxBuffer: 1 << 26 });
   const wall = Number(process.hrtime.bigint() - t) / 1e9;
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed (${r.status}):\n${r.stderr}`);
   // The children print {load, forward} last; the probe command prints its results (no split).
@@ -357,9 +359,9 @@ function runOnce(cmd: string, argv: string[], env: NodeJS.ProcessEnv): Run {
   } catch {
     // not a timing line
   }
-  const rssKiB = Number(readFileSync(timeFile, 'utf8').trim().split('\n').at(-1));
+  const [user, sys, rssKiB] = readFileSync(timeFile, 'utf8').trim().split('\n').at(-1)!.split(' ').map(Number);
   rmSync(timeFile, { force: true });
-  return { wall, ...split, rssMiB: rssKiB / 1024 };
+  return { wall, cpu: user! + sys!, ...split, rssMiB: rssKiB! / 1024 };
 }
 
 function median(xs: number[]): number {
@@ -426,14 +428,14 @@ try {
         console.error(`bench-probe: ${spec.name} ${c.name} run ${r + 1}/${RUNS}`);
         const run = runOnce(c.cmd, c.argv, baseEnv);
         results[i]!.push(run);
-        console.error(`bench-probe:   wall ${run.wall.toFixed(2)} s, load ${run.load.toFixed(2)} s, forward ${run.forward.toFixed(2)} s, peak RSS ${run.rssMiB.toFixed(0)} MiB`);
+        console.error(`bench-probe:   wall ${run.wall.toFixed(2)} s, CPU ${run.cpu.toFixed(2)} s, load ${run.load.toFixed(2)} s, forward ${run.forward.toFixed(2)} s, peak RSS ${run.rssMiB.toFixed(0)} MiB`);
       });
     }
     const base = median(results[0]!.map((x) => x.wall));
     contenders.forEach((c, i) => {
       const rs = results[i]!;
       const part = (v: number) => (Number.isNaN(v) ? '-' : v);
-      table.push([spec.name, c.name, median(rs.map((x) => x.wall)), part(median(rs.map((x) => x.load))), part(median(rs.map((x) => x.forward))),
+      table.push([spec.name, c.name, median(rs.map((x) => x.wall)), median(rs.map((x) => x.cpu)), part(median(rs.map((x) => x.load))), part(median(rs.map((x) => x.forward))),
         Math.max(...rs.map((x) => x.rssMiB)).toFixed(0), `${(base / median(rs.map((x) => x.wall))).toFixed(2)}x`]);
     });
     const cmp = compare(readF32(join(mdir, 'engine.f32')), readF32(join(mdir, 'torch.f32')), spec.vocab);
@@ -447,6 +449,6 @@ try {
 
 printTable(`Probing ${PROBES} probes, median of ${RUNS} whole-process runs; ${os.cpus()[0]?.model ?? 'unknown CPU'}, ` +
   `${os.availableParallelism()} CPUs; Node ${process.version}`,
-['model', 'contender', 'wall s', 'load s', 'forward s', 'peak RSS MiB', 'vs torch'], table);
+['model', 'contender', 'wall s', 'CPU s', 'load s', 'forward s', 'peak RSS MiB', 'vs torch'], table);
 console.log('');
 for (const n of notes) console.log(`- ${n}`);
