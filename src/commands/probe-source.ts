@@ -6,7 +6,7 @@
 // external runner.
 
 import { createHash } from 'node:crypto';
-import { createWriteStream, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createWriteStream, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, posix, resolve } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
@@ -343,9 +343,4 @@ export async function materialize(v: ModelVersion, out: string, repo: RepoContex
     }
   }
   return { dir: out, checkpoint: join(out, basename(v.path)) };
-}
-
-/** Names in a folder, for error messages about what a runner got. */
-export function listing(dir: string): string {
-  return readdirSync(dir).sort().join(', ');
 }

@@ -34,6 +34,7 @@ export class ProbeSession {
   readonly probesFile: string;
   readonly command: string | undefined;
   readonly engine: string;
+  readonly generate: number;
   readonly lazy: LazyFetcher | null;
   private readonly cache: ProbeCache | null;
   /** Versions computed (not read from the cache) by this session. */
@@ -63,8 +64,6 @@ export class ProbeSession {
     this.lazy = repo && new LazyFetcher(repo);
     this.cache = repo && new ProbeCache(this.topLevel, repo.commonDir);
   }
-
-  readonly generate: number;
 
   key(v: ModelVersion): CacheKey | null {
     return v.type === 'commit' ? { checkpoint: v.contentKey, probes: this.probes.hash, engine: this.engine } : null;
