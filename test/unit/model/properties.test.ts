@@ -1,11 +1,12 @@
 // Properties of the engine that follow from the equations rather than from a reference's numbers:
-// Mistral's sliding window against RoPE's invariance to shifting every position, RoPE scaling, and the
-// byte-level tokenizer's round trip.
+// Mistral's sliding window against RoPE's invariance to shifting every position, RoPE scaling, the
+// byte-level tokenizer's round trip, and the tensor-name variants of real checkpoints.
 
 import fc from 'fast-check';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
+import { fileTensorSource, type TensorSource } from '../../../src/model/index.js';
 import { ConfigReader } from '../../../src/model/config.js';
 import { ropeFrequencies } from '../../../src/model/llama.js';
 import { PROJECT_ROOT } from '../../helpers/repo.js';
@@ -82,5 +83,39 @@ describe('rope_scaling', () => {
 
   it('a llama3 scaling without its parameters names the missing one', () => {
     expect(() => freqs({ rope_type: 'llama3', factor: 8 })).toThrow(/low_freq_factor/);
+  });
+});
+
+/** `dir`'s checkpoint with every tensor name passed through `rename`. */
+async function renamed(dir: string, rename: (name: string) => string): Promise<TensorSource> {
+  const inner = await fileTensorSource(join(dir, 'model.safetensors'));
+  const back = new Map((await inner.list()).map((t) => [rename(t.name), t.name]));
+  return {
+    list: async () => (await inner.list()).map((t) => ({ ...t, name: rename(t.name) })),
+    read: (name) => inner.read(back.get(name) ?? name),
+  };
+}
+
+describe('tensor names of real checkpoints', () => {
+  async function sameLogits(dir: string, tensors: TensorSource): Promise<void> {
+    const ids = readJson(dir, 'expected.json').cases[0].ids as number[];
+    const positions = ids.map((_, i) => i);
+    const [a] = await (await loadModelDir(dir, { tensors })).logits([{ ids, positions }]);
+    const [b] = await (await loadModelDir(dir)).logits([{ ids, positions }]);
+    expect(a).toEqual(b);
+  }
+
+  it('GPT-2 without the transformer. prefix (the original OpenAI upload)', async () => {
+    const dir = join(FIXTURES, 'gpt2-tiny');
+    const tensors = await renamed(dir, (n) => n.replace(/^transformer\./, ''));
+    expect((await tensors.list()).map((t) => t.name)).toContain('wte.weight');
+    await sameLogits(dir, tensors);
+  });
+
+  it('BERT LayerNorms as gamma/beta (checkpoints converted from TensorFlow)', async () => {
+    const dir = join(FIXTURES, 'bert-tiny');
+    const tensors = await renamed(dir, (n) => n.replace(/LayerNorm\.weight$/, 'LayerNorm.gamma').replace(/LayerNorm\.bias$/, 'LayerNorm.beta'));
+    expect((await tensors.list()).map((t) => t.name)).toContain('bert.embeddings.LayerNorm.gamma');
+    await sameLogits(dir, tensors);
   });
 });
