@@ -73,3 +73,35 @@ describe.skipIf(!existsSync(join(BERT_TINY, 'model.safetensors')) || !SUPPORTED_
     expect(bad.stderr).toMatch(/probe "solid".*target "walked" is 2 tokens; a masked LM fills one token per \[MASK\]/);
   });
 });
+
+// Causal reference models (random weights, float64 reference): the case "The cat sat on the mat." gives
+// each token's reference logprob, so a target, a statement and a text are checked without the engine's
+// own numbers. Covers tokenizers with and without BOS (GPT-2/Qwen2: none; Llama 3/2: <|begin_of_text|>/<s>).
+const CAUSAL = ['gpt2-tiny', 'qwen2-tiny', 'llama-tiny', 'llama2-tiny'].filter((m) => existsSync(join(PROJECT_ROOT, 'test', 'fixtures', 'models', m, 'tokenizer.json')));
+
+describe.skipIf(!CAUSAL.length)('git tensor probe on the causal reference models', () => {
+  it.each(CAUSAL)('%s: target logprob and rank, statement and text scores match the reference', (name) => {
+    const dir = join(PROJECT_ROOT, 'test', 'fixtures', 'models', name);
+    const ref = (JSON.parse(readFileSync(join(dir, 'expected.json'), 'utf8')).cases as { text?: string; ids: number[]; tokens: string[]; logprob_of_next_ids: number[]; logits: number[][] }[])
+      .find((c) => c.text === 'The cat sat on the mat.')!;
+    const repo = makeRepo();
+    for (const f of ['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(dir, f), repo.path(f));
+    repo.write('probes.jsonl', [
+      { id: 'mat', prompt: 'The cat sat on the', targets: [' mat'] },
+      { id: 'pick', choices: [ref.text, 'The mat sat on the cat.'] },
+      { id: 'story', text: ref.text },
+    ].map((p) => JSON.stringify(p)).join('\n') + '\n');
+    repo.commit(['model.safetensors', 'config.json', 'tokenizer.json', 'tokenizer_config.json', 'probes.jsonl'], name);
+    const [mat, pick, story] = JSON.parse(repo.gitTensor(['probe', '--probes', 'probes.jsonl', '--json']).stdout).versions[0].probes;
+    const at = ref.tokens.findIndex((t) => t.endsWith('mat')); // ids[at] is " mat", predicted at position at - 1
+    const range = Math.max(...ref.logits[at - 1]!) - Math.min(...ref.logits[at - 1]!);
+    expect(mat.targets[0].tokens).toBe(1);
+    expect(Math.abs(mat.targets[0].logprob - ref.logprob_of_next_ids[at - 1]!)).toBeLessThan(1e-4 * range + 1e-5);
+    const row = ref.logits[at - 1]!, target = row[ref.ids[at]!]!;
+    expect(mat.targets[0].rank).toBe(1 + row.filter((y) => y > target).length);
+    const sum = ref.logprob_of_next_ids.reduce((a, b) => a + b, 0);
+    expect(Math.abs(pick.choices[0].logprob - sum)).toBeLessThan(1e-3);
+    expect(story.tokens).toBe(ref.logprob_of_next_ids.length);
+    expect(Math.abs(story.loss + sum / ref.logprob_of_next_ids.length)).toBeLessThan(1e-4);
+  });
+});
