@@ -90,6 +90,11 @@ export async function scoreProbes(model: LanguageModel, set: ProbeSet, opts: Sco
       exitCode: ExitCode.badInput, hint: 'Commit the model\'s tokenizer.json beside the checkpoint.',
     });
   }
+  if (opts.generate && model.kind !== 'causal') {
+    throw new GitTensorError('E_PROBE_GENERATE', `${opts.label}: --generate continues text, and ${model.architecture} is a masked LM`, {
+      exitCode: ExitCode.usage, hint: 'Leave out --generate for masked LMs.',
+    });
+  }
   const jobs: Job[] = [];
   const finish: (() => ProbeResult)[] = [];
   const prompts: { probe: PromptProbe; ids: number[]; result: () => PromptResult }[] = [];
@@ -104,7 +109,7 @@ export async function scoreProbes(model: LanguageModel, set: ProbeSet, opts: Sco
   }
   await runJobs(model, jobs);
   const results = finish.map((f) => f());
-  if (opts.generate && model.kind === 'causal') {
+  if (opts.generate) {
     const generated = await greedy(model, prompts.map((p) => p.ids), opts.generate);
     let k = 0;
     for (const r of results) {

@@ -125,6 +125,10 @@ describe('scoreProbes on a masked model', () => {
     expect(m.calls).toBe(1);
   });
 
+  it('refuses --generate, which a masked LM cannot do', async () => {
+    await expect(scoreProbes(fakeModel('masked'), probes({ id: 'g', prompt: 'a[MASK]' }), { label: 'v', generate: 3 })).rejects.toThrow(/--generate continues text, and FakeForMaskedLM is a masked LM/);
+  });
+
   it('refuses a multi-token target and a prompt without exactly one mask', async () => {
     await expect(scoreProbes(fakeModel('masked'), probes({ id: 'x', prompt: 'a[MASK]', targets: ['bc'] }), { label: 'v' }))
       .rejects.toThrow(/target "bc" is 2 tokens; a masked LM fills one token per \[MASK\]/);
