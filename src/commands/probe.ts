@@ -18,6 +18,7 @@ import { ProbeCache, type CacheKey } from './probe-cache.js';
 import { loadProbeSettings, type ProbeSettings, runnerCommand } from './probe-config.js';
 import { commitVersion, commitVersionsOf, diskVersion, MODEL_FILES, modelFiles, type ModelVersion } from './probe-source.js';
 import { runExternal } from './probe-runner.js';
+import { adapterContentKey } from './fold.js';
 
 /**
  * Names the built-in engine's numerics in cache keys: bump it when the engine's results change, so no
@@ -37,10 +38,14 @@ export class ProbeSession {
   readonly generate: number;
   readonly lazy: LazyFetcher | null;
   private readonly cache: ProbeCache | null;
+  private readonly settings: ProbeSettings;
   /** Versions computed (not read from the cache) by this session. */
   computed = 0;
 
-  constructor(opts: { probes?: string; generate?: number; outsideRepo?: boolean }) {
+  /** PEFT adapters applied to every version (`--adapter`): base + Σ ΔW. */
+  readonly adapters: string[];
+
+  constructor(opts: { probes?: string; generate?: number; outsideRepo?: boolean; adapters?: string[] }) {
     let repo: RepoContext | null = null;
     try {
       repo = openRepo();
@@ -58,8 +63,13 @@ export class ProbeSession {
     this.probesFile = file;
     const shown = relative(process.cwd(), file) || file;
     this.probes = parseProbes(readFileSync(file), isAbsolute(shown) ? file : shown);
-    this.command = runnerCommand(settings);
-    this.engine = `${this.command !== undefined ? `command ${this.command}` : BUILTIN_ENGINE} generate=${opts.generate ?? 0}`;
+    // The command names the engine in cache keys; it must be trusted only to run (cached results need not).
+    this.command = settings.command;
+    this.settings = settings;
+    this.adapters = opts.adapters ?? [];
+    if (this.adapters.length && this.command !== undefined) throw new UsageError('--adapter runs on the built-in engine, but .gittensor names an external runner', 'Fold the adapter first (`git tensor fold <adapter> --output <file>`) and probe that file with --path.');
+    // Results with adapters are cached under the adapters' content, never under the base's alone.
+    this.engine = `${this.command !== undefined ? `command ${this.command}` : BUILTIN_ENGINE} generate=${opts.generate ?? 0}${this.adapters.length ? ` adapters=${adapterContentKey(this.adapters)}` : ''}`;
     this.generate = opts.generate ?? 0;
     this.lazy = repo && new LazyFetcher(repo);
     this.cache = repo && new ProbeCache(this.topLevel, repo.commonDir);
@@ -101,11 +111,19 @@ export class ProbeSession {
 
   private async compute(v: ModelVersion): Promise<VersionResults> {
     if (this.command !== undefined) {
-      return runExternal({ command: this.command, version: v, probes: this.probes, probesFile: this.probesFile, generate: this.generate, repo: this.repo!, lazy: this.lazy!, cwd: this.topLevel });
+      return runExternal({ command: runnerCommand(this.settings)!, version: v, probes: this.probes, probesFile: this.probesFile, generate: this.generate, repo: this.repo!, lazy: this.lazy!, cwd: this.topLevel });
     }
     const { loadModel } = await import('../model/index.js');
     const { scoreProbes } = await import('../probe/score.js');
-    const model = await loadModel(await modelFiles(v, this.repo, this.lazy, this.topLevel));
+    const files = await modelFiles(v, this.repo, this.lazy, this.topLevel);
+    if (this.adapters.length) {
+      const { adaptedTensorSource, readAdapter } = await import('../model/adapter.js');
+      const adapters = [];
+      for (const a of this.adapters) adapters.push(await readAdapter(a));
+      files.tensors = await adaptedTensorSource(files.tensors, adapters);
+      files.label = `${files.label} + ${this.adapters.join(' + ')}`;
+    }
+    const model = await loadModel(files);
     try {
       return await scoreProbes(model, this.probes, { label: v.label, generate: this.generate });
     } finally {
@@ -126,6 +144,8 @@ export interface ProbeOptions {
   path?: string;
   probes?: string;
   generate?: number;
+  /** PEFT adapters applied to each version. */
+  adapters?: string[];
 }
 
 export async function probe(opts: ProbeOptions): Promise<Printable> {
@@ -139,7 +159,7 @@ export async function probe(opts: ProbeOptions): Promise<Printable> {
     const text: string[] = [];
     results.forEach((r, i) => {
       if (i) text.push('');
-      text.push(...renderResults(versions[i]!.label, r.results, r.cached ? 'cached' : undefined));
+      text.push(...renderResults(versions[i]!.label + s.adapters.map((x) => ` + ${x}`).join(''), r.results, r.cached ? 'cached' : undefined));
     });
     return {
       data: {

@@ -89,12 +89,18 @@ describe('git tensor probe with an external runner', () => {
   });
 
   it('refuses a runner command committed in .gittensor until the clone trusts it', () => {
-    const repo = modelRepo(join('/nonexistent', 'runs'));
+    const repo = modelRepo('/dev/null');
     repo.git(['config', '--unset', 'tensor-probe.trust']);
     const r = repo.gitTensor(['probe', 'HEAD'], { allowFail: true });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/E_PROBE_UNTRUSTED/);
     expect(r.stderr).toMatch(/git config tensor-probe.trust true/);
+    // Results already in the notes (computed by someone who trusted it) are read without running it.
+    repo.git(['config', 'tensor-probe.trust', 'true']);
+    repo.gitTensor(['probe', 'HEAD']);
+    repo.git(['config', '--unset', 'tensor-probe.trust']);
+    expect(repo.gitTensor(['probe', 'HEAD']).stdout).toMatch(/\(cached\)/);
+    expect(repo.gitTensor(['probe', 'HEAD~1'], { allowFail: true }).stderr).toMatch(/E_PROBE_UNTRUSTED/);
   });
 
   it('names the command when the runner fails or prints results that do not match the probes', () => {
