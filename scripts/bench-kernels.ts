@@ -249,10 +249,11 @@ import torch
 shapes, runs, threads = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 torch.set_num_threads(threads)
 def median(f):
-    f(); ts = []
+    f(); ts = []; cs = []
     for _ in range(runs):
-        t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
-    return sorted(ts)[len(ts) // 2]
+        t0, c0 = time.perf_counter(), time.process_time(); f()
+        ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
+    return sorted(ts)[len(ts) // 2], sorted(cs)[len(cs) // 2]
 out = []
 for rows, k, n in shapes:
     rng = np.random.default_rng(0)
@@ -260,13 +261,15 @@ for rows, k, n in shapes:
     b = rng.random(n, dtype=np.float32); y = np.empty((rows, n), dtype=np.float32)
     tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
     with torch.no_grad():
-        out.append({'numpy': median(lambda: np.add(np.matmul(x, w.T, out=y), b, out=y)),
-                    'torch': median(lambda: torch.nn.functional.linear(tx, tw, tb))})
+        (nw, nc), (tw_, tc) = median(lambda: np.add(np.matmul(x, w.T, out=y), b, out=y)), median(lambda: torch.nn.functional.linear(tx, tw, tb))
+        out.append({'numpy': nw, 'numpyCpu': nc, 'torch': tw_, 'torchCpu': tc})
 print(json.dumps(out))
 `;
 
 /** numpy and torch seconds per shape, from Debian's python3 (its numpy and torch use OpenBLAS). */
-function pythonMatmulTimes(shapes: MatmulShape[], threads: number): { numpy: number; torch: number }[] | null {
+interface PyTimes { numpy: number; numpyCpu: number; torch: number; torchCpu: number }
+
+function pythonMatmulTimes(shapes: MatmulShape[], threads: number): PyTimes[] | null {
   const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
@@ -277,7 +280,7 @@ function pythonMatmulTimes(shapes: MatmulShape[], threads: number): { numpy: num
     console.error(`bench-kernels: numpy/torch matmul skipped (${r.stderr?.trim().split('\n').at(-1) ?? r.status})`);
     return null;
   }
-  return JSON.parse(r.stdout) as { numpy: number; torch: number }[];
+  return JSON.parse(r.stdout) as PyTimes[];
 }
 
 function uniform(n: number, seed: number): Float32Array {
@@ -299,21 +302,34 @@ if (!ONLY || ONLY.includes('matmul')) {
     const x = uniform(s.rows * s.inDim, 10 + i), w = uniform(s.outDim * s.inDim, 20 + i), bias = uniform(s.outDim, 30 + i);
     const out = new Float32Array(s.rows * s.outDim).fill(1);
     for (const p of mmPlans) {
-      // The reference runs on 1/16 of the rows (it is slow); scalar on 1/4.
-      const rows = p.impl === 'js' ? Math.max(1, Math.floor(s.rows / 16)) : p.impl === 'scalar' ? Math.max(1, Math.floor(s.rows / 4)) : s.rows;
+      // The reference runs on 1/64 of the rows (it is slow); scalar on 1/16.
+      const rows = Math.max(1, Math.floor(s.rows / (p.impl === 'js' ? 64 : p.impl === 'scalar' ? 16 : 1)));
       console.error(`bench-kernels: matmul ${s.name} ${p.impl} x${p.threads}`);
-      const sec = await time(() => matmul({
+      const call = () => matmul({
         x: x.subarray(0, rows * s.inDim), w, bias, rows, inDim: s.inDim, outDim: s.outDim, out: out.subarray(0, rows * s.outDim),
-      }, { implementation: p.impl, threads: p.threads }), p.impl === 'js' || p.impl === 'scalar' ? Math.min(RUNS, 3) : RUNS);
+      }, { implementation: p.impl, threads: p.threads });
+      await call();
+      const walls: number[] = [], cpus: number[] = [];
+      for (let r = 0; r < (p.impl === 'js' || p.impl === 'scalar' ? Math.min(RUNS, 3) : RUNS); r++) {
+        const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
+        await call();
+        const c = process.cpuUsage(c0);
+        walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        cpus.push((c.user + c.system) / 1e6);
+      }
+      const sec = median(walls), cpu = median(cpus);
       const t = py?.[i];
       mmRows.push([s.name, p.impl + (rows === s.rows ? '' : ` (${rows} rows)`), String(p.threads), ((sec * s.rows) / rows * 1e3).toFixed(1),
-        gflops(s, rows, sec), t ? gflops(s, s.rows, t.numpy) : '-', t ? gflops(s, s.rows, t.torch) : '-',
-        t ? `${(t.torch / ((sec * s.rows) / rows)).toFixed(2)}x` : '-']);
+        gflops(s, rows, sec), gflops(s, rows, cpu), t ? `${gflops(s, s.rows, t.numpy)} / ${gflops(s, s.rows, t.numpyCpu)}` : '-',
+        t ? `${gflops(s, s.rows, t.torch)} / ${gflops(s, s.rows, t.torchCpu)}` : '-',
+        t ? `${(t.torch / ((sec * s.rows) / rows)).toFixed(2)}x / ${(t.torchCpu / ((cpu * s.rows) / rows)).toFixed(2)}x` : '-']);
     }
   }
-  const header = ['shape (rows x in -> out)', 'impl', 'threads', 'ms', 'GFLOP/s', `numpy x${ALL_THREADS}`, `torch x${ALL_THREADS}`, 'vs torch'];
+  const header = ['shape (rows x in -> out)', 'impl', 'threads', 'ms', 'GFLOP/s', 'GFLOP/CPU-s', `numpy x${ALL_THREADS}`,
+    `torch x${ALL_THREADS}`, 'vs torch'];
   console.log(`\nmatmul y = x W^T + b, f32, median of ${RUNS} runs; ms for the whole shape (scaled up where fewer rows ran); ` +
-    `numpy and torch: Debian /usr/bin/python3 (OpenBLAS), ${ALL_THREADS} threads, GFLOP/s.\n`);
+    `GFLOP per second of wall time and per CPU-second (user + system of every thread: on a busy machine the fairer figure); ` +
+    `numpy and torch: Debian /usr/bin/python3 (OpenBLAS), ${ALL_THREADS} threads, wall / CPU GFLOP/s; vs torch: wall / CPU.\n`);
   console.log(`| ${header.join(' | ')} |`);
   console.log(`|${header.map((_, i) => (i < 3 ? '---' : '---:')).join('|')}|`);
   for (const r of mmRows) console.log(`| ${r.join(' | ')} |`);
