@@ -176,10 +176,19 @@ function build(args: string[]): Argv {
       (y) => y.positional('revs', { type: 'string', array: true, describe: 'revisions, or <rev>:<checkpoint> (default HEAD)' })
         .option('path', { type: 'string', describe: 'probe this checkpoint file (or shard index) on disk instead' })
         .option('probes', { type: 'string', describe: 'probes JSONL file (default: .gittensor [probe] file)' })
-        .option('generate', { type: 'number', describe: 'add the greedy continuation of each prompt, this many tokens (causal LMs)' }),
+        .option('generate', { type: 'number', describe: 'add the greedy continuation of each prompt, this many tokens (causal LMs)' })
+        .option('adapter', { type: 'string', array: true, describe: 'probe base + this PEFT LoRA adapter (folder or adapter_model.safetensors); repeat for several' }),
       run(async (argv) => {
         const { probe } = await import('../commands/probe.js');
-        return probe({ revs: (argv.revs as string[] | undefined) ?? [], path: argv.path, probes: argv.probes, generate: argv.generate as number | undefined });
+        return probe({ revs: (argv.revs as string[] | undefined) ?? [], path: argv.path, probes: argv.probes, generate: argv.generate as number | undefined, adapters: argv.adapter as string[] | undefined });
+      }))
+    .command('fold <adapters..>', 'write base + the adapters\' ΔW = B·A·alpha/r as a new version of the base checkpoint (docs/adapters.md)',
+      (y) => strategyOptions(y.positional('adapters', { type: 'string', array: true, describe: 'PEFT LoRA adapters: folders or adapter_model.safetensors files' })
+        .option('base', { type: 'string', describe: 'the base checkpoint (default: adapter_config.json base_model_name_or_path, or .gittensor [adapter] base)' })
+        .option('output', { type: 'string', describe: 'where to write the result (default: over the base, ready to `git add`)' })),
+      run(async (argv) => {
+        const { fold } = await import('../commands/fold.js');
+        return fold({ adapters: argv.adapters as string[], base: argv.base, output: argv.output, settings: strategyParams(argv) });
       }))
     .command('diff-driver <path> [oldFile] [oldHex] [oldMode] [newFile] [newHex] [newMode] [rest..]', false,
       (y) => ['path', 'oldFile', 'oldHex', 'oldMode', 'newFile', 'newHex', 'newMode'].reduce((a, k) => a.positional(k, { type: 'string' }), y)
