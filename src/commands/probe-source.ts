@@ -84,7 +84,8 @@ export async function commitVersion(spec: string, cwd: string, path?: string): P
     chosen = wanted;
   } else {
     const sharded = new Set(indexes.map(dirOf));
-    const candidates = [...indexes, ...files.filter((f) => tracked.has(f.path) && f.path.endsWith('.safetensors') && !sharded.has(dirOf(f.path))).map((f) => f.path)];
+    // A PEFT adapter (adapter_model.safetensors) is not a model to probe alone: `--adapter` applies it.
+    const candidates = [...indexes, ...files.filter((f) => tracked.has(f.path) && f.path.endsWith('.safetensors') && basename(f.path) !== 'adapter_model.safetensors' && !sharded.has(dirOf(f.path))).map((f) => f.path)];
     if (candidates.length !== 1) {
       throw new UsageError(candidates.length ? `${rev} holds ${candidates.length} checkpoints (${candidates.slice(0, 5).join(', ')})` : `${rev} holds no tracked checkpoint`,
         candidates.length ? `Name one: \`git tensor probe ${rev}:${candidates[0]}\`.` : 'Track and commit one (`git tensor track "*.safetensors"`).');
