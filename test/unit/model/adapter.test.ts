@@ -4,7 +4,7 @@
 // adapters that cannot be applied. Also real adapters from ../shared (GPT-2 Conv1D with fan_in_fan_out,
 // an OPT adapter in BF16), skipped when absent.
 
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -99,6 +99,28 @@ describe('base + adapters at read time (probe --adapter)', () => {
     const wantDelta = d1.map((x, i) => x + d2[i]!);
     expectClose(got.map((x, i) => x - f32w[i]!), wantDelta);
     expect(Buffer.from(await src.read('norm.weight'))).toEqual(Buffer.from(await base.read('norm.weight')));
+  });
+});
+
+describe('embeddings and prefixed bases', () => {
+  it('lora_embedding_A/B give (B·A)ᵀ on a [vocab, dim] embedding of a base saved with an architecture prefix', async () => {
+    const dir = tmp();
+    const vocab = 10, dim = 6, r = 2;
+    const a = gaussian('ea', r * vocab).map((x) => Math.fround(x));
+    const b = gaussian('eb', dim * r).map((x) => Math.fround(x));
+    mkdirSync(join(dir, 'ad'));
+    writeFileSync(join(dir, 'ad', 'adapter_model.safetensors'), serializeSafetensors([
+      { name: 'base_model.model.embeddings.word_embeddings.lora_embedding_A', dtype: 'F32', shape: [r, vocab], data: encode('F32', a) },
+      { name: 'base_model.model.embeddings.word_embeddings.lora_embedding_B', dtype: 'F32', shape: [dim, r], data: encode('F32', b) },
+    ]));
+    writeFileSync(join(dir, 'ad', 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r, lora_alpha: 4 }));
+    writeFileSync(join(dir, 'model.safetensors'), serializeSafetensors([
+      { name: 'bert.embeddings.word_embeddings.weight', dtype: 'F32', shape: [vocab, dim], data: Buffer.alloc(vocab * dim * 4) },
+    ]));
+    const adapter = await readAdapter(join(dir, 'ad'));
+    const src = await adaptedTensorSource(await fileTensorSource(join(dir, 'model.safetensors')), [adapter]);
+    const got = new Float32Array((await src.read('bert.embeddings.word_embeddings.weight')).slice().buffer);
+    expectClose(got, referenceDelta(a, b, r, dim, vocab, 2, true));
   });
 });
 
