@@ -46,6 +46,7 @@ COMMAND = "/usr/bin/python3 scripts/make-demo-models.py"
 
 # The safetensors writer/reader, the WordPiece tokenizer files and the float64 BERT reference are the
 # ones the engine's reference models are made and checked with.
+sys.dont_write_bytecode = True  # no scripts/__pycache__ from importing the reference script
 _spec = importlib.util.spec_from_file_location("refmodels", os.path.join(HERE, "make-reference-models.py"))
 ref = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ref)
