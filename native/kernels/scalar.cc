@@ -115,27 +115,9 @@ void from_f32(const float* src, size_t n, DType dt, uint8_t* dst) {
 
 #include "generic.inc"
 
-namespace {
-
-// One dot product per output element, in input order, starting from the bias (no fused multiply-add:
-// this file is compiled with -ffp-contract=off and no FMA flags).
-void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float*) {
-  for (size_t r = r0; r < r0 + nr; r++) {
-    const float* xr = a.x + r * a.in;
-    for (size_t c = c0; c < c0 + nc; c++) {
-      const float* wc = a.w + c * a.in;
-      float acc = a.bias ? a.bias[c] : 0.0f;
-      for (size_t i = 0; i < a.in; i++) acc += xr[i] * wc[i];
-      a.y[r * a.out + c] = acc;
-    }
-  }
-}
-
-}  // namespace
-
 const KernelTable& table() {
   static const KernelTable t = {"scalar", change_mask, classify3, diff_stats, to_f32, from_f32, select,
-                                combine, ties_histogram, ties_signs, ties_merge, matvec, matmul, activation, attention, norm};
+                                combine, ties_histogram, ties_signs, ties_merge, matvec, matmul_packed, activation, attention, norm};
   return t;
 }
 
