@@ -150,3 +150,33 @@ describe.skipIf(!existsSync(join(BERT_TINY, 'model.safetensors')))('PEFT adapter
     expect(repo.read('model/model.safetensors').equals(baseBytes)).toBe(true);
   });
 });
+
+// The demo models (scripts/demo-models, made by scripts/make-demo-models.py): their manifest gives each
+// probe's P(first target) on base + day-1 LoRA, from the script's float64 PyTorch reference of the folded
+// weights: an independent check of ΔW = B·A·alpha/r, of the base found through base_model_name_or_path
+// (`../../base`, relative to the adapter folder), and of probing through --adapter and after fold.
+const DEMO = join(PROJECT_ROOT, 'scripts', 'demo-models');
+const demoManifest = existsSync(join(DEMO, 'manifest.json')) ? JSON.parse(readFileSync(join(DEMO, 'manifest.json'), 'utf8')) : null;
+
+describe.skipIf(!demoManifest?.probe_values?.['day1/lora'] || !existsSync(join(DEMO, 'day1', 'lora', 'adapter_config.json')))('PEFT adapters of the demo models', () => {
+  it('probe --adapter and fold match the demo script\'s float64 reference for day 1', () => {
+    const repo = makeRepo();
+    for (const f of FILES) repo.write(`base/${f}`, readFileSync(join(DEMO, 'base', f)));
+    for (const f of ['adapter_config.json', 'adapter_model.safetensors']) repo.write(`day1/lora/${f}`, readFileSync(join(DEMO, 'day1', 'lora', f)));
+    // Only the fields probes need (the demo's file also carries merge-guard fields).
+    const probes = readFileSync(join(DEMO, 'probes.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { id: string; prompt: string; targets: string[] });
+    repo.write('probes.jsonl', probes.map(({ id, prompt, targets }) => JSON.stringify({ id, prompt, targets })).join('\n') + '\n');
+    repo.commit([...FILES.map((f) => `base/${f}`), 'day1/lora/adapter_config.json', 'day1/lora/adapter_model.safetensors', 'probes.jsonl'], 'demo base and day 1');
+    const want = demoManifest.probe_values['day1/lora'] as Record<string, number>;
+    const check = (args: string[]) => {
+      const got = JSON.parse(repo.gitTensor(['probe', '--probes', 'probes.jsonl', '--json', ...args]).stdout).versions[0].probes as { id: string; targets: { prob: number }[] }[];
+      for (const p of got) expect(Math.abs(p.targets[0]!.prob - want[p.id]!), p.id).toBeLessThan(2e-5);
+    };
+    check(['--adapter', 'day1/lora']);
+    expect(repo.git(['show', '--ext-diff', 'HEAD', '--', 'day1/lora/adapter_model.safetensors']).stdout).toMatch(/LoRA adapter: .* against base base\/model\.safetensors/);
+    repo.gitTensor(['fold', 'day1/lora']);
+    repo.commit(['base/model.safetensors'], 'fold day 1');
+    check(['HEAD']);
+  });
+});
+
