@@ -1,8 +1,10 @@
 // Kernel throughput: GB/s of input per kernel and implementation, next to memcpy of the same number
 // of bytes (native memcpy on the same threads, and Buffer.copy) and the same operation in numpy,
 // all measured in this run. Medians of --runs runs after one warm-up. Prints a markdown table.
+// Then matmul (y = x W^T + b) in GFLOP/s on the inference engine's shapes, next to numpy and PyTorch
+// (Debian's /usr/bin/python3 with OpenBLAS) on the same shapes and threads.
 //
-//   npx tsx scripts/bench-kernels.ts [--mib 256] [--runs 5] [--threads 2] [--only changeMask,classify3]
+//   npx tsx scripts/bench-kernels.ts [--mib 256] [--runs 5] [--threads 2] [--only changeMask,classify3,matmul]
 //
 // "GB/s" is input bytes / time (1 GB = 1e9 bytes); "% memcpy" compares with copying those bytes (the
 // faster of native memcpy on the same threads and Buffer.copy). The TypeScript reference ('js') runs
@@ -14,7 +16,7 @@ import { parseArgs } from 'node:util';
 
 import { backend } from '../src/kernels/addon.js';
 import {
-  changeMask, classify3, dare, diffStats, fromF32, kernelInfo, maskedCombine, matvec, taskArithmetic, ties, toF32,
+  changeMask, classify3, dare, diffStats, fromF32, kernelInfo, maskedCombine, matmul, matvec, taskArithmetic, ties, toF32,
   type RunOptions,
 } from '../src/kernels/index.js';
 
@@ -29,7 +31,9 @@ const { values: args } = parseArgs({
 const MIB = Number(args.mib);
 const RUNS = Number(args.runs);
 const ALL_THREADS = Number(args.threads);
-const N = (MIB * 2 ** 20) / 4; // F32 elements per tensor
+const ONLY = args.only?.split(',');
+const STREAMING = !ONLY || ONLY.some((w) => w !== 'matmul');
+const N = STREAMING ? (MIB * 2 ** 20) / 4 : 0; // F32 elements per tensor (none when only matmul runs)
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -99,7 +103,7 @@ const ALL_KERNELS: Kernel[] = [
   { name: 'ties F32 x2', bytes: 12 * N, run: (opt, k) => ties({ base: sl(o, k), models: [sl(a, k), sl(b, k)], density: 0.2, dtype: 'F32', out: sl(merged, k) }, opt) },
   { name: `matvec F32 ${ROWS}x${COLS}`, bytes: 4 * ROWS * COLS, run: (opt, k) => matvec({ matrix: sl(a, 1).subarray(0, Math.floor(ROWS / k) * COLS), rows: Math.floor(ROWS / k), cols: COLS, dtype: 'F32', x }, opt), numpy: 'matvec' },
 ];
-const KERNELS = ALL_KERNELS.filter((k) => !args.only || args.only.split(',').some((w) => k.name.startsWith(w)));
+const KERNELS = ALL_KERNELS.filter((k) => !ONLY || ONLY.some((w) => k.name.startsWith(w)));
 
 // ---- numpy, in its own process, on arrays of the same shape ---------------------------------------
 
@@ -163,7 +167,7 @@ function numpyTimes(names: string[]): Record<string, number> {
 
 const info = kernelInfo();
 const addon = backend().addon;
-const numpy = numpyTimes(KERNELS.flatMap((k) => (k.numpy ? [k.numpy] : [])));
+const numpy = KERNELS.length ? numpyTimes(KERNELS.flatMap((k) => (k.numpy ? [k.numpy] : []))) : {};
 const copyCache = new Map<string, number>();
 
 /** Seconds to memcpy `bytes` with the native copy on `threads` threads (or Buffer.copy). */
@@ -205,13 +209,128 @@ for (const k of KERNELS) {
     ]);
   }
 }
-const bufferCopy = await memcpyTime(8 * N, 'Buffer.copy');
+if (KERNELS.length) {
+  const bufferCopy = await memcpyTime(8 * N, 'Buffer.copy');
 
-const header = ['kernel', 'impl', 'threads', 'ms', 'GB/s', 'memcpy GB/s', '% memcpy', 'numpy ms', 'vs numpy'];
-const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
-console.log(`${MIB} MiB per F32 tensor, median of ${RUNS} runs; ${cpu}, ${os.availableParallelism()} threads; ` +
-  `Node ${process.version}; kernels ${info.supported.join(', ')} (active ${info.active}); ` +
-  `Buffer.copy of ${2 * MIB} MiB: ${gbs(8 * N, bufferCopy)} GB/s. 'js' runs on a 1/16 slice.\n`);
-console.log(`| ${header.join(' | ')} |`);
-console.log(`|${header.map((h, i) => (i < 3 ? '---' : '---:')).join('|')}|`);
-for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+  const header = ['kernel', 'impl', 'threads', 'ms', 'GB/s', 'memcpy GB/s', '% memcpy', 'numpy ms', 'vs numpy'];
+  const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
+  console.log(`${MIB} MiB per F32 tensor, median of ${RUNS} runs; ${cpu}, ${os.availableParallelism()} threads; ` +
+    `Node ${process.version}; kernels ${info.supported.join(', ')} (active ${info.active}); ` +
+    `Buffer.copy of ${2 * MIB} MiB: ${gbs(8 * N, bufferCopy)} GB/s. 'js' runs on a 1/16 slice.\n`);
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`|${header.map((h, i) => (i < 3 ? '---' : '---:')).join('|')}|`);
+  for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+}
+
+// ---- matmul: GFLOP/s on the inference engine's shapes ---------------------------------------------
+
+interface MatmulShape {
+  name: string;
+  rows: number;
+  inDim: number;
+  outDim: number;
+}
+
+// GPT-2-124M's linear layers over a batch of 100 probes x 14 tokens, its LM head on the last token of
+// each probe, and one probe alone.
+const MATMUL_SHAPES: MatmulShape[] = [
+  { name: 'attn qkv 1400x768 -> 2304', rows: 1400, inDim: 768, outDim: 2304 },
+  { name: 'attn proj 1400x768 -> 768', rows: 1400, inDim: 768, outDim: 768 },
+  { name: 'mlp fc 1400x768 -> 3072', rows: 1400, inDim: 768, outDim: 3072 },
+  { name: 'mlp proj 1400x3072 -> 768', rows: 1400, inDim: 3072, outDim: 768 },
+  { name: 'lm head 100x768 -> 50257', rows: 100, inDim: 768, outDim: 50257 },
+  { name: 'one probe fc 14x768 -> 3072', rows: 14, inDim: 768, outDim: 3072 },
+];
+
+const MATMUL_PY = String.raw`
+import json, sys, time
+import numpy as np
+import torch
+shapes, runs, threads = json.loads(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+torch.set_num_threads(threads)
+def median(f):
+    f(); ts = []; cs = []
+    for _ in range(runs):
+        t0, c0 = time.perf_counter(), time.process_time(); f()
+        ts.append(time.perf_counter() - t0); cs.append(time.process_time() - c0)
+    return sorted(ts)[len(ts) // 2], sorted(cs)[len(cs) // 2]
+out = []
+for rows, k, n in shapes:
+    rng = np.random.default_rng(0)
+    x = (rng.random((rows, k), dtype=np.float32) - 0.5); w = (rng.random((n, k), dtype=np.float32) - 0.5)
+    b = rng.random(n, dtype=np.float32); y = np.empty((rows, n), dtype=np.float32)
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)
+    with torch.no_grad():
+        (nw, nc), (tw_, tc) = median(lambda: np.add(np.matmul(x, w.T, out=y), b, out=y)), median(lambda: torch.nn.functional.linear(tx, tw, tb))
+        out.append({'numpy': nw, 'numpyCpu': nc, 'torch': tw_, 'torchCpu': tc})
+print(json.dumps(out))
+`;
+
+/** numpy and torch seconds per shape, from Debian's python3 (its numpy and torch use OpenBLAS). */
+interface PyTimes { numpy: number; numpyCpu: number; torch: number; torchCpu: number }
+
+function pythonMatmulTimes(shapes: MatmulShape[], threads: number): PyTimes[] | null {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(threads), OMP_NUM_THREADS: String(threads) };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  console.error('bench-kernels: running numpy and torch matmul...');
+  const r = spawnSync('/usr/bin/python3', ['-c', MATMUL_PY, JSON.stringify(shapes.map((s) => [s.rows, s.inDim, s.outDim])),
+    String(RUNS), String(threads)], { env, encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) {
+    console.error(`bench-kernels: numpy/torch matmul skipped (${r.stderr?.trim().split('\n').at(-1) ?? r.status})`);
+    return null;
+  }
+  return JSON.parse(r.stdout) as PyTimes[];
+}
+
+function uniform(n: number, seed: number): Float32Array {
+  const out = fill(n, seed);
+  for (let j = 0; j < n; j++) out[j]! *= 10;
+  return out;
+}
+
+if (!ONLY || ONLY.includes('matmul')) {
+  const py = pythonMatmulTimes(MATMUL_SHAPES, ALL_THREADS);
+  const gflops = (s: MatmulShape, rows: number, sec: number) => ((2 * rows * s.inDim * s.outDim) / sec / 1e9).toFixed(1);
+  const mmRows: string[][] = [];
+  const mmPlans = [
+    ...(info.addonLoaded ? [{ impl: info.active, threads: ALL_THREADS }] : []),
+    ...info.supported.filter((i) => i !== 'js').map((impl) => ({ impl, threads: 1 })),
+    { impl: 'js', threads: 1 },
+  ];
+  for (const [i, s] of MATMUL_SHAPES.entries()) {
+    const x = uniform(s.rows * s.inDim, 10 + i), w = uniform(s.outDim * s.inDim, 20 + i), bias = uniform(s.outDim, 30 + i);
+    const out = new Float32Array(s.rows * s.outDim).fill(1);
+    for (const p of mmPlans) {
+      // The reference runs on 1/64 of the rows (it is slow); scalar on 1/16.
+      const rows = Math.max(1, Math.floor(s.rows / (p.impl === 'js' ? 64 : p.impl === 'scalar' ? 16 : 1)));
+      console.error(`bench-kernels: matmul ${s.name} ${p.impl} x${p.threads}`);
+      const call = () => matmul({
+        x: x.subarray(0, rows * s.inDim), w, bias, rows, inDim: s.inDim, outDim: s.outDim, out: out.subarray(0, rows * s.outDim),
+      }, { implementation: p.impl, threads: p.threads });
+      await call();
+      const walls: number[] = [], cpus: number[] = [];
+      for (let r = 0; r < (p.impl === 'js' || p.impl === 'scalar' ? Math.min(RUNS, 3) : RUNS); r++) {
+        const t0 = process.hrtime.bigint(), c0 = process.cpuUsage();
+        await call();
+        const c = process.cpuUsage(c0);
+        walls.push(Number(process.hrtime.bigint() - t0) / 1e9);
+        cpus.push((c.user + c.system) / 1e6);
+      }
+      const sec = median(walls), cpu = median(cpus);
+      const t = py?.[i];
+      mmRows.push([s.name, p.impl + (rows === s.rows ? '' : ` (${rows} rows)`), String(p.threads), ((sec * s.rows) / rows * 1e3).toFixed(1),
+        gflops(s, rows, sec), gflops(s, rows, cpu), t ? `${gflops(s, s.rows, t.numpy)} / ${gflops(s, s.rows, t.numpyCpu)}` : '-',
+        t ? `${gflops(s, s.rows, t.torch)} / ${gflops(s, s.rows, t.torchCpu)}` : '-',
+        t ? `${(t.torch / ((sec * s.rows) / rows)).toFixed(2)}x / ${(t.torchCpu / ((cpu * s.rows) / rows)).toFixed(2)}x` : '-']);
+    }
+  }
+  const header = ['shape (rows x in -> out)', 'impl', 'threads', 'ms', 'GFLOP/s', 'GFLOP/CPU-s', `numpy x${ALL_THREADS}`,
+    `torch x${ALL_THREADS}`, 'vs torch'];
+  console.log(`\nmatmul y = x W^T + b, f32, median of ${RUNS} runs; ms for the whole shape (scaled up where fewer rows ran); ` +
+    `GFLOP per second of wall time and per CPU-second (user + system of every thread: on a busy machine the fairer figure); ` +
+    `numpy and torch: Debian /usr/bin/python3 (OpenBLAS), ${ALL_THREADS} threads, wall / CPU GFLOP/s; vs torch: wall / CPU.\n`);
+  console.log(`| ${header.join(' | ')} |`);
+  console.log(`|${header.map((_, i) => (i < 3 ? '---' : '---:')).join('|')}|`);
+  for (const r of mmRows) console.log(`| ${r.join(' | ')} |`);
+}

@@ -4,6 +4,8 @@
 
 #include "common.h"
 
+#include <algorithm>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
@@ -315,13 +317,94 @@ void from_f32(const float* src, size_t n, DType dt, uint8_t* dst) {
   scalar::table().from_f32(src + j, n - j, dt, dst + j * dtype_size(dt));
 }
 
+// ---- matmul ----
+
+// Packs columns [c0, c0 + nc) of W over inputs [k0, k0 + kc) as pack[k * 64 + j] = W[c0 + j][k0 + k]
+// (kMatmulTileCols = 64), columns past nc as zeros: the micro-kernel then reads W as whole vectors of
+// consecutive output columns, from one 32 KiB panel that stays in L1 while every row strip uses it.
+void pack_panel(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  for (size_t j = 0; j < kMatmulTileCols; j++) {
+    float* dst = pack + j;
+    if (j >= nc) {
+      for (size_t k = 0; k < kc; k++) dst[k * kMatmulTileCols] = 0.0f;
+      continue;
+    }
+    const float* src = a.w + (c0 + j) * a.in + k0;
+    for (size_t k = 0; k < kc; k++) dst[k * kMatmulTileCols] = src[k];
+  }
+}
+
+// An M x 16 tile of y (M <= 6) from 16 columns of the packed panel: 12 accumulators, 2 loads of W and
+// M broadcasts of x per input (15 of the 16 YMM registers). Partial tiles use masked loads and stores.
+template <int M>
+inline void matmul_tile(const float* x, size_t ldx, const float* pack, size_t kc, float* y, size_t ldy,
+                        __m256i m0, __m256i m1, const float* bias, bool first) {
+  __m256 acc[M][2];
+  for (int i = 0; i < M; i++) {
+    acc[i][0] = first ? (bias ? _mm256_maskload_ps(bias, m0) : _mm256_setzero_ps()) : _mm256_maskload_ps(y + i * ldy, m0);
+    acc[i][1] = first ? (bias ? _mm256_maskload_ps(bias + 8, m1) : _mm256_setzero_ps()) : _mm256_maskload_ps(y + i * ldy + 8, m1);
+  }
+  for (size_t k = 0; k < kc; k++) {
+    const float* p = pack + k * kMatmulTileCols;
+    const __m256 b0 = _mm256_load_ps(p), b1 = _mm256_load_ps(p + 8);
+    for (int i = 0; i < M; i++) {
+      const __m256 xi = _mm256_broadcast_ss(x + i * ldx + k);
+      acc[i][0] = _mm256_fmadd_ps(xi, b0, acc[i][0]);
+      acc[i][1] = _mm256_fmadd_ps(xi, b1, acc[i][1]);
+    }
+  }
+  for (int i = 0; i < M; i++) {
+    _mm256_maskstore_ps(y + i * ldy, m0, acc[i][0]);
+    _mm256_maskstore_ps(y + i * ldy + 8, m1, acc[i][1]);
+  }
+}
+
+// Lanes below n set (n clipped to [0, 8]).
+inline __m256i lanes_below(long n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::max(0L, std::min(8L, n)))), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// Rows [r0, r0 + nr) of one 64-column panel over inputs [k0, k0 + kc), 16 columns at a time.
+void matmul_panel(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  pack_panel(a, c0, nc, k0, kc, pack);
+  const bool first = k0 == 0;
+  for (size_t s = 0; s < nc; s += 16) {
+    const __m256i m0 = lanes_below(long(nc - s)), m1 = lanes_below(long(nc - s) - 8);
+    const float* bias = a.bias ? a.bias + c0 + s : nullptr;
+    const float* p = pack + s;
+    const float* x = a.x + r0 * a.in + k0;
+    float* y = a.y + r0 * a.out + c0 + s;
+    size_t r = 0;
+    for (; r + 6 <= nr; r += 6) matmul_tile<6>(x + r * a.in, a.in, p, kc, y + r * a.out, a.out, m0, m1, bias, first);
+    const float* xr = x + r * a.in;
+    float* yr = y + r * a.out;
+    switch (nr - r) {
+      case 5: matmul_tile<5>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 4: matmul_tile<4>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 3: matmul_tile<3>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 2: matmul_tile<2>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      case 1: matmul_tile<1>(xr, a.in, p, kc, yr, a.out, m0, m1, bias, first); break;
+      default: break;
+    }
+  }
+}
+
+// Input blocks outermost, as in avx512.cc.
+void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack) {
+  for (size_t k0 = 0; k0 < a.in; k0 += kMatmulDepth) {
+    const size_t kc = std::min(kMatmulDepth, a.in - k0);
+    for (size_t c = c0; c < c0 + nc; c += kMatmulTileCols)
+      matmul_panel(a, r0, nr, c, std::min(kMatmulTileCols, c0 + nc - c), k0, kc, pack);
+  }
+}
+
 }  // namespace
 
 #include "generic.inc"
 
 const KernelTable& table() {
   static const KernelTable t = {"avx2", change_mask, classify3, diff_stats, to_f32, from_f32, select,
-                                combine, ties_histogram, ties_signs, ties_merge, matvec};
+                                combine, ties_histogram, ties_signs, ties_merge, matvec, matmul, activation, attention, norm};
   return t;
 }
 

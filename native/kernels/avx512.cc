@@ -5,6 +5,8 @@
 
 #include "common.h"
 
+#include <algorithm>
+
 #if defined(__x86_64__) || defined(_M_X64)
 #include <immintrin.h>
 
@@ -348,6 +350,117 @@ void select(const uint8_t* a, const uint8_t* b, const uint8_t* mask, size_t n, D
   }
 }
 
+// ---- matmul ----
+
+// Transposes 16 rows of 16 floats in registers (unpack, then 4x4 blocks, then 128-bit lanes).
+inline void transpose16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 8; i++) {
+    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+    r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+    r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+  }
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xdd);
+    t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xdd);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    r[i + 4] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_f32x4(t[i + 4], t[i + 12], 0xdd);
+  }
+}
+
+// Packs columns [c0, c0 + nc) of W over inputs [k0, k0 + kc) as pack[k * 64 + j] = W[c0 + j][k0 + k]
+// (kMatmulTileCols = 64), columns past nc as zeros: the micro-kernel then reads W as whole vectors of
+// consecutive output columns, from one 32 KiB panel that stays in L1 while every row strip uses it.
+// 16 x 16 blocks go through a register transpose: with few rows (one probe, the LM head on 100 last
+// tokens) the packing would otherwise cost as much as the multiply-adds.
+void pack_panel(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  for (size_t g = 0; g < kMatmulTileCols; g += 16) {
+    for (size_t kb = 0; kb < kc; kb += 16) {
+      const size_t kn = std::min<size_t>(16, kc - kb);
+      const __mmask16 km = __mmask16((1u << kn) - 1);
+      __m512 r[16];
+      for (size_t j = 0; j < 16; j++)
+        r[j] = g + j < nc ? _mm512_maskz_loadu_ps(km, a.w + (c0 + g + j) * a.in + k0 + kb) : _mm512_setzero_ps();
+      transpose16(r);
+      for (size_t k = 0; k < kn; k++) _mm512_store_ps(pack + (kb + k) * kMatmulTileCols + g, r[k]);
+    }
+  }
+}
+
+// An M x 64 tile of y (M <= 6): 24 accumulators, 4 loads of W and M broadcasts of x per input, so the
+// loop is bound by the two FMA ports rather than by loads. `first`: start from the bias (or zero),
+// otherwise add to what the previous input block stored.
+template <int M>
+inline void matmul_tile(const float* x, size_t ldx, const float* pack, size_t kc, float* y, size_t ldy,
+                        const __mmask16* mask, const float* bias, bool first) {
+  __m512 acc[M][4];
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < 4; j++)
+      acc[i][j] = first ? (bias ? _mm512_maskz_loadu_ps(mask[j], bias + 16 * j) : _mm512_setzero_ps())
+                        : _mm512_maskz_loadu_ps(mask[j], y + i * ldy + 16 * j);
+  for (size_t k = 0; k < kc; k++) {
+    const float* p = pack + k * kMatmulTileCols;
+    const __m512 b0 = _mm512_load_ps(p), b1 = _mm512_load_ps(p + 16), b2 = _mm512_load_ps(p + 32),
+                 b3 = _mm512_load_ps(p + 48);
+    for (int i = 0; i < M; i++) {
+      const __m512 xi = _mm512_set1_ps(x[i * ldx + k]);
+      acc[i][0] = _mm512_fmadd_ps(xi, b0, acc[i][0]);
+      acc[i][1] = _mm512_fmadd_ps(xi, b1, acc[i][1]);
+      acc[i][2] = _mm512_fmadd_ps(xi, b2, acc[i][2]);
+      acc[i][3] = _mm512_fmadd_ps(xi, b3, acc[i][3]);
+    }
+  }
+  for (int i = 0; i < M; i++)
+    for (int j = 0; j < 4; j++) _mm512_mask_storeu_ps(y + i * ldy + 16 * j, mask[j], acc[i][j]);
+}
+
+// Rows [r0, r0 + nr) of one 64-column panel over inputs [k0, k0 + kc).
+void matmul_panel(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  __mmask16 mask[4];
+  for (size_t j = 0; j < 4; j++) {
+    const size_t n = nc > 16 * j ? std::min<size_t>(16, nc - 16 * j) : 0;
+    mask[j] = __mmask16((1u << n) - 1);
+  }
+  const float* bias = a.bias ? a.bias + c0 : nullptr;
+  pack_panel(a, c0, nc, k0, kc, pack);
+  const bool first = k0 == 0;
+  const float* x = a.x + r0 * a.in + k0;
+  float* y = a.y + r0 * a.out + c0;
+  size_t r = 0;
+  for (; r + 6 <= nr; r += 6) matmul_tile<6>(x + r * a.in, a.in, pack, kc, y + r * a.out, a.out, mask, bias, first);
+  const float* xr = x + r * a.in;
+  float* yr = y + r * a.out;
+  switch (nr - r) {
+    case 5: matmul_tile<5>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 4: matmul_tile<4>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 3: matmul_tile<3>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 2: matmul_tile<2>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    case 1: matmul_tile<1>(xr, a.in, pack, kc, yr, a.out, mask, bias, first); break;
+    default: break;
+  }
+}
+
+// Input blocks outermost: the block's slice of x (nr x kMatmulDepth floats) stays in L2 while every
+// panel of the column range uses it.
+void matmul(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack) {
+  for (size_t k0 = 0; k0 < a.in; k0 += kMatmulDepth) {
+    const size_t kc = std::min(kMatmulDepth, a.in - k0);
+    for (size_t c = c0; c < c0 + nc; c += kMatmulTileCols)
+      matmul_panel(a, r0, nr, c, std::min(kMatmulTileCols, c0 + nc - c), k0, kc, pack);
+  }
+}
+
 }  // namespace
 
 #define GT_OWN_SELECT
@@ -355,7 +468,7 @@ void select(const uint8_t* a, const uint8_t* b, const uint8_t* mask, size_t n, D
 
 const KernelTable& table() {
   static const KernelTable t = {"avx512", change_mask, classify3, diff_stats, to_f32, from_f32, select,
-                                combine, ties_histogram, ties_signs, ties_merge, matvec};
+                                combine, ties_histogram, ties_signs, ties_merge, matvec, matmul, activation, attention, norm};
   return t;
 }
 

@@ -94,6 +94,57 @@ struct TiesArgs {
   int majority;  // +1 or -1: the elected sign where the trimmed deltas sum to exactly zero
 };
 
+// y = x W^T + bias in f32 (an nn.Linear over a batch of rows): x is rows x in, W is out x in (PyTorch's
+// layout), y is rows x out, all row-major and contiguous; bias has `out` elements or is null. y must
+// not overlap x, W or bias. Sums use f32 fused multiply-add in an order each implementation chooses.
+struct MatmulArgs {
+  const float* x;
+  const float* w;
+  const float* bias;
+  float* y;
+  size_t rows, in, out;
+};
+
+// Elementwise activations of the inference engine, in place on f32 (docs/kernels.md gives the formulas):
+// Gelu = x Phi(x) with erf by Abramowitz & Stegun 7.1.26, GeluTanh = x sigmoid(2 sqrt(2/pi)(x + 0.044715 x^3))
+// (= 0.5 x (1 + tanh(...))), Silu = x sigmoid(x). exp is a Cephes-style polynomial: within 2 ulp.
+enum class Activation : uint8_t { Gelu, GeluTanh, Silu };
+
+// Scaled dot-product attention over packed sequences (src/model's layout): q and out are
+// [rows x heads*head_dim], k and v [rows x kv_heads*head_dim]; query head h reads key/value head
+// h / (heads / kv_heads). Scores are scale * q.k; causal: token i sees j <= i, and with window > 0 only
+// j > i - window. Softmax and sums in f32.
+struct AttentionArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  float* out;
+  size_t heads, kv_heads, head_dim;
+  float scale;
+  bool causal;
+  size_t window;  // 0: none
+};
+
+// Per row of `dim` floats: layernorm out = (x - mean) / sqrt(var + eps) * weight + bias (biased variance,
+// nn.LayerNorm); with rms, out = x / sqrt(mean(x^2) + eps) * weight (Llama's RMSNorm). Sums in f64.
+// bias may be null; out may be x.
+struct NormArgs {
+  const float* x;
+  const float* weight;
+  const float* bias;
+  float* out;
+  size_t dim;
+  float eps;
+  bool rms;
+};
+
+// src/ops.cc hands a matmul kernel a block of rows and columns plus kMatmulPackFloats floats of
+// 64-byte-aligned scratch per thread: room for one panel of kMatmulTileCols columns of W over
+// kMatmulDepth inputs, where a kernel may repack W.
+constexpr size_t kMatmulTileCols = 64;
+constexpr size_t kMatmulDepth = 128;
+constexpr size_t kMatmulPackFloats = kMatmulTileCols * kMatmulDepth;
+
 // Every pointer below points at the block; `first` (merges) is the block's element index in the whole
 // tensor, needed where the result depends on the position (the DARE PRNG) and by pointer arithmetic.
 struct KernelTable {
@@ -116,6 +167,14 @@ struct KernelTable {
   // transpose == false: y[r] = sum_c M[r,c] x[c] for the block's rows;
   // transpose == true:  y[c] += sum_r M[r,c] x[r] over the block's rows (x indexed by block row).
   void (*matvec)(const uint8_t* m, size_t rows, size_t cols, DType dt, const double* x, double* y, bool transpose);
+  // Rows [r0, r0 + nr) and columns [c0, c0 + nc) of MatmulArgs' y. Null in
+  // tables without one (CUDA): src/ops.cc then runs the best CPU implementation's.
+  void (*matmul)(const MatmulArgs& a, size_t r0, size_t nr, size_t c0, size_t nc, float* pack);
+  void (*activation)(Activation fn, float* x, size_t n);
+  // One head of one sequence (rows [start, start + len)); `scores` holds len floats.
+  void (*attention)(const AttentionArgs& a, size_t start, size_t len, size_t head, float* scores);
+  // Rows [r0, r0 + n).
+  void (*norm)(const NormArgs& a, size_t r0, size_t n);
 };
 
 namespace scalar { const KernelTable& table(); }

@@ -316,7 +316,8 @@ void from_f32(const float* src, size_t n, DType dt, uint8_t* dst) {
 
 const KernelTable& table() {
   static const KernelTable t = {"neon", change_mask, classify3, diff_stats, to_f32, from_f32, select,
-                                combine, ties_histogram, ties_signs, ties_merge, matvec};
+                                combine, ties_histogram, ties_signs, ties_merge, matvec,
+                                matmul_packed, activation, attention, norm};
   return t;
 }
 

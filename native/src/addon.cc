@@ -315,6 +315,93 @@ Napi::Value Matvec(const Napi::CallbackInfo& info) {
                   undefined_result);
 }
 
+// matmul(impl, threads, x, w, bias|null, out, rows, in, outDim) -> Promise<void>: out = x w^T + bias,
+// all Float32Arrays (see MatmulArgs). src/kernels/index.ts has checked that out overlaps no input.
+Napi::Value Matmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const size_t rows = size_t(info[6].ToNumber().DoubleValue()), in = size_t(info[7].ToNumber().DoubleValue()),
+               out_dim = size_t(info[8].ToNumber().DoubleValue());
+  const Bytes x = bytes_of(info[2], "x"), w = bytes_of(info[3], "w"), y = bytes_of(info[5], "out");
+  const Bytes bias = info[4].IsNull() || info[4].IsUndefined() ? Bytes() : bytes_of(info[4], "bias");
+  need(x.size == rows * in * 4 && w.size == out_dim * in * 4 && y.size == rows * out_dim * 4 &&
+           (bias.data == nullptr || bias.size == out_dim * 4),
+       env, "matmul: sizes do not match rows x in, out x in, rows x out");
+  for (const Bytes* b : {&x, &w, &y, &bias})
+    need((reinterpret_cast<uintptr_t>(b->data) & 3) == 0, env, "matmul: arrays must be Float32Arrays");
+  const MatmulArgs args = {reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+                           reinterpret_cast<const float*>(bias.data), reinterpret_cast<float*>(y.data), rows, in,
+                           out_dim};
+  // Inline below kInlineBytes multiply-adds (tens of microseconds), like the other kernels below their byte size.
+  return Job::run(info, rows * in * out_dim, [=] { ops::matmul(k, threads, args); }, undefined_result);
+}
+
+// activation(impl, threads, name, x: Float32Array) -> Promise<void>, in place; name: gelu, gelu_tanh, silu.
+Napi::Value ActivationFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const std::string name = info[2].ToString().Utf8Value();
+  const Activation fn = name == "gelu" ? Activation::Gelu
+                        : name == "gelu_tanh" ? Activation::GeluTanh
+                        : name == "silu" ? Activation::Silu
+                                         : throw Napi::TypeError::New(env, "unknown activation " + name);
+  const Bytes x = bytes_of(info[3], "x");
+  need(x.size % 4 == 0 && (reinterpret_cast<uintptr_t>(x.data) & 3) == 0, env, "activation: x must be a Float32Array");
+  // An exp costs about as much as copying a few dozen bytes: weigh the elements accordingly.
+  return Job::run(info, x.size * 8, [=] { ops::activation(k, threads, fn, reinterpret_cast<float*>(x.data), x.size / 4); },
+                  undefined_result);
+}
+
+// attention(impl, threads, q, k, v, out, seqs: Uint32Array of (start, length) pairs, heads, kvHeads, headDim,
+//           scale, causal, window) -> Promise<void>. src/kernels/index.ts has checked the shapes.
+Napi::Value AttentionFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const Bytes q = bytes_of(info[2], "q"), kb = bytes_of(info[3], "k"), v = bytes_of(info[4], "v"), out = bytes_of(info[5], "out"),
+              seqs = bytes_of(info[6], "seqs");
+  const size_t heads = size_t(info[7].ToNumber().DoubleValue()), kv_heads = size_t(info[8].ToNumber().DoubleValue()),
+               head_dim = size_t(info[9].ToNumber().DoubleValue());
+  const double window = info[12].IsNull() || info[12].IsUndefined() ? 0 : info[12].ToNumber().DoubleValue();
+  need(heads > 0 && kv_heads > 0 && heads % kv_heads == 0 && head_dim > 0, env, "attention: bad head counts");
+  const size_t rows = q.size / (4 * heads * head_dim);
+  need(q.size == rows * heads * head_dim * 4 && out.size == q.size && kb.size == rows * kv_heads * head_dim * 4 &&
+           v.size == kb.size && seqs.size % 8 == 0,
+       env, "attention: q, k, v, out sizes do not match");
+  const uint32_t* s = reinterpret_cast<const uint32_t*>(seqs.data);
+  for (size_t i = 0; i < seqs.size / 8; i++)
+    need(size_t(s[2 * i]) + s[2 * i + 1] <= rows, env, "attention: a sequence runs past the rows");
+  for (const Bytes* b : {&q, &kb, &v, &out, &seqs})
+    need((reinterpret_cast<uintptr_t>(b->data) & 3) == 0, env, "attention: arrays must be Float32Arrays / Uint32Array");
+  const AttentionArgs a = {reinterpret_cast<const float*>(q.data), reinterpret_cast<const float*>(kb.data),
+                           reinterpret_cast<const float*>(v.data), reinterpret_cast<float*>(out.data), heads, kv_heads,
+                           head_dim, float(info[10].ToNumber().DoubleValue()), info[11].ToBoolean().Value(),
+                           size_t(window)};
+  size_t work = 0;
+  for (size_t i = 0; i < seqs.size / 8; i++) work += size_t(s[2 * i + 1]) * s[2 * i + 1];
+  return Job::run(info, work * heads * head_dim, [=] { ops::attention(k, threads, a, s, seqs.size / 8); }, undefined_result);
+}
+
+// norm(impl, threads, x, weight, bias|null, out, rows, dim, eps, rms) -> Promise<void>; out may be x.
+Napi::Value NormFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const Bytes x = bytes_of(info[2], "x"), w = bytes_of(info[3], "weight"), out = bytes_of(info[5], "out");
+  const Bytes bias = info[4].IsNull() || info[4].IsUndefined() ? Bytes() : bytes_of(info[4], "bias");
+  const size_t rows = size_t(info[6].ToNumber().DoubleValue()), dim = size_t(info[7].ToNumber().DoubleValue());
+  need(dim > 0 && x.size == rows * dim * 4 && out.size == x.size && w.size == dim * 4 && (bias.data == nullptr || bias.size == dim * 4),
+       env, "norm: sizes do not match rows x dim");
+  for (const Bytes* b : {&x, &w, &out, &bias})
+    need((reinterpret_cast<uintptr_t>(b->data) & 3) == 0, env, "norm: arrays must be Float32Arrays");
+  const NormArgs a = {reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+                      reinterpret_cast<const float*>(bias.data), reinterpret_cast<float*>(out.data), dim,
+                      float(info[8].ToNumber().DoubleValue()), info[9].ToBoolean().Value()};
+  return Job::run(info, x.size * 2, [=] { ops::norm(k, threads, a, rows); }, undefined_result);
+}
+
 // copy(threads, src, dst) -> Promise<void>: memcpy, the benchmark's bandwidth baseline.
 Napi::Value Copy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -336,6 +423,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("combine", Napi::Function::New(env, Combine));
   exports.Set("ties", Napi::Function::New(env, Ties));
   exports.Set("matvec", Napi::Function::New(env, Matvec));
+  exports.Set("matmul", Napi::Function::New(env, Matmul));
+  exports.Set("activation", Napi::Function::New(env, ActivationFn));
+  exports.Set("attention", Napi::Function::New(env, AttentionFn));
+  exports.Set("norm", Napi::Function::New(env, NormFn));
   exports.Set("copy", Napi::Function::New(env, Copy));
   InitChunks(env, exports);
   InitCodec(env, exports);

@@ -1,5 +1,7 @@
 #include "ops.h"
 
+#include "dispatch.h"
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
@@ -198,6 +200,80 @@ void matvec(const KernelTable& k, unsigned threads, const uint8_t* m, size_t row
   for (size_t c = 0; c < cols; c++) y[c] = 0;
   for (size_t b = 0; b < blocks; b++)
     for (size_t c = 0; c < cols; c++) y[c] += partial[b * cols + c];
+}
+
+// Jobs are (row block, column chunk) pairs, row block major, so that one worker's consecutive jobs
+// reuse the same rows of x from its L2 while each job streams its own columns of W once per row
+// block. Row blocks of at most kMatmulBlockRows rows keep a block's x slice (rows x kMatmulDepth
+// floats, 384 KiB) in L2 while the kernel runs it past every panel of the chunk. Chunks are whole
+// 64-column panels, up to kMatmulChunkPanels of them, fewer when that leaves too few jobs to balance
+// the threads. Splitting over columns means no two threads write the same element, and the result does
+// not depend on the thread count (each element's sum runs in the same order whatever the chunking).
+constexpr size_t kMatmulBlockRows = 768;
+constexpr size_t kMatmulChunkPanels = 8;
+// Below this many multiply-adds one thread finishes before a second one would have started.
+constexpr size_t kMatmulThreadWork = size_t(1) << 21;
+
+void matmul(const KernelTable& k, unsigned threads, const MatmulArgs& a) {
+  if (a.rows == 0 || a.out == 0) return;
+  if (a.in == 0) {
+    for (size_t r = 0; r < a.rows; r++)
+      for (size_t c = 0; c < a.out; c++) a.y[r * a.out + c] = a.bias ? a.bias[c] : 0.0f;
+    return;
+  }
+  const KernelTable& kernel = k.matmul ? k : best_implementation();
+  const size_t panels = block_count(a.out, kMatmulTileCols);
+  const size_t row_blocks = block_count(a.rows, kMatmulBlockRows);
+  // Equal row blocks, in whole 6-row strips where possible (the micro-kernels' height).
+  const size_t block_rows = (block_count(a.rows, row_blocks) + 5) / 6 * 6;
+  if (a.rows * a.in * a.out < kMatmulThreadWork) threads = 1;
+  // At least four jobs per thread where the panels allow, so that uneven jobs still balance.
+  const size_t per_chunk = std::max<size_t>(1, std::min(kMatmulChunkPanels, panels * row_blocks / (4 * size_t(threads))));
+  const size_t chunks = block_count(panels, per_chunk);
+  const unsigned workers = unsigned(std::max<size_t>(1, std::min<size_t>(threads, chunks * row_blocks)));
+  // 64-byte-aligned scratch per worker for the packed panel of W.
+  std::vector<float> scratch(size_t(workers) * kMatmulPackFloats + 16);
+  float* base = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(scratch.data()) + 63) & ~uintptr_t(63));
+  parallel_blocks(chunks * row_blocks, workers, [&](size_t job, unsigned worker) {
+    const size_t rb = job / chunks, chunk = job % chunks;
+    const size_t r0 = rb * block_rows;
+    if (r0 >= a.rows) return;
+    const size_t c0 = chunk * per_chunk * kMatmulTileCols;
+    kernel.matmul(a, r0, std::min(block_rows, a.rows - r0), c0, std::min(per_chunk * kMatmulTileCols, a.out - c0),
+                  base + size_t(worker) * kMatmulPackFloats);
+  });
+}
+
+void activation(const KernelTable& k, unsigned threads, Activation fn, float* x, size_t n) {
+  parallel_blocks(block_count(n), threads, [&](size_t i, unsigned) {
+    const Range r = block_range(i, n);
+    k.activation(fn, x + r.first, r.n);
+  });
+}
+
+void attention(const KernelTable& k, unsigned threads, const AttentionArgs& a, const uint32_t* seqs, size_t count) {
+  size_t longest = 0, work = 0;
+  for (size_t s = 0; s < count; s++) {
+    longest = std::max<size_t>(longest, seqs[2 * s + 1]);
+    work += size_t(seqs[2 * s + 1]) * seqs[2 * s + 1];
+  }
+  // Below about a million multiply-adds a second thread costs more than it saves.
+  if (work * a.heads * a.head_dim < (size_t(1) << 20)) threads = 1;
+  const size_t jobs = count * a.heads;
+  const unsigned workers = unsigned(std::max<size_t>(1, std::min<size_t>(threads, jobs)));
+  std::vector<float> scores(size_t(workers) * std::max<size_t>(1, longest));
+  parallel_blocks(jobs, workers, [&](size_t job, unsigned worker) {
+    const size_t s = job / a.heads, h = job % a.heads;
+    k.attention(a, seqs[2 * s], seqs[2 * s + 1], h, scores.data() + size_t(worker) * longest);
+  });
+}
+
+void norm(const KernelTable& k, unsigned threads, const NormArgs& a, size_t rows) {
+  const size_t per_block = std::max<size_t>(1, kBlockElements / 16 / std::max<size_t>(1, a.dim));
+  parallel_blocks(block_count(rows, per_block), threads, [&](size_t b, unsigned) {
+    const size_t r0 = b * per_block;
+    k.norm(a, r0, std::min(per_block, rows - r0));
+  });
 }
 
 void copy(unsigned threads, const uint8_t* src, size_t bytes, uint8_t* dst) {

@@ -142,21 +142,54 @@ function build(args: string[]): Argv {
         .option('cached', { alias: 'staged', type: 'boolean', describe: 'compare with the index instead of the working tree' })
         .option('top', { type: 'number', describe: 'tensor rows listed per checkpoint (default 20; 0 = all)' })
         .option('html', { type: 'string', describe: 'also write a self-contained HTML report to this file' })
-        .option('tokenizer', { type: 'string', describe: 'tokenizer.json for the token view (default: the one beside the checkpoint)' }),
+        .option('tokenizer', { type: 'string', describe: 'tokenizer.json for the token view (default: the one beside the checkpoint)' })
+        .option('probes', { type: 'string', describe: 'add a behaviour section from this probes file (no value: .gittensor [probe] file); put it last or use --probes=<file>' }),
       run(async (argv) => {
         const { diff } = await import('../commands/diff.js');
-        return diff({
+        const result = await diff({
           revs: (argv.revs as string[] | undefined) ?? [], paths: argv._.slice(1).map(String), cached: !!argv.cached,
           top: argv.top as number | undefined, html: argv.html as string | undefined, tokenizer: argv.tokenizer as string | undefined,
         });
+        if (argv.probes === undefined) {
+          // Without probes, a data-free line: the directions of the token matrices' change, as tokens.
+          const { addDirections } = await import('../commands/probe-diff.js');
+          return addDirections(result, { revs: (argv.revs as string[] | undefined) ?? [], cached: !!argv.cached });
+        }
+        const { diffWithBehaviour } = await import('../commands/probe-diff.js');
+        return diffWithBehaviour(result, { revs: (argv.revs as string[] | undefined) ?? [], cached: !!argv.cached, probes: argv.probes as string, paths: argv._.slice(1).map(String) });
       }))
     .command('log [path]', 'one line per commit that changed a tracked checkpoint, summarising the change',
       (y) => y.positional('path', { type: 'string', describe: 'only this checkpoint (or folder)' })
         .option('max-count', { alias: 'n', type: 'number', describe: 'look at this many commits at most' })
-        .option('rev', { type: 'string', describe: 'start from this revision (default HEAD)' }),
+        .option('rev', { type: 'string', describe: 'start from this revision (default HEAD)' })
+        .option('probes', { type: 'string', describe: 'one row per commit with each probe\'s value; the positional is then a revision range (no value: .gittensor [probe] file)' })
+        .option('checkpoint', { type: 'string', describe: 'with --probes: the checkpoint to probe when commits hold several' })
+        .option('html', { type: 'string', describe: 'with --probes: also write an HTML timeline of the probes to this file' }),
       run(async (argv) => {
+        if (argv.probes !== undefined) {
+          const { logProbes } = await import('../commands/probe.js');
+          return logProbes({ range: argv.path as string | undefined, probes: argv.probes as string, maxCount: argv.maxCount as number | undefined, path: argv.checkpoint as string | undefined, html: argv.html as string | undefined });
+        }
         const { log } = await import('../commands/log.js');
         return log({ path: argv.path as string | undefined, maxCount: argv.maxCount as number | undefined, rev: argv.rev as string | undefined });
+      }))
+    .command('probe [revs..]', 'run model versions on probes: target log-probabilities, ranks, top-5, chosen statements, text loss',
+      (y) => y.positional('revs', { type: 'string', array: true, describe: 'revisions, or <rev>:<checkpoint> (default HEAD)' })
+        .option('path', { type: 'string', describe: 'probe this checkpoint file (or shard index) on disk instead' })
+        .option('probes', { type: 'string', describe: 'probes JSONL file (default: .gittensor [probe] file)' })
+        .option('generate', { type: 'number', describe: 'add the greedy continuation of each prompt, this many tokens (causal LMs)' })
+        .option('adapter', { type: 'string', array: true, describe: 'probe base + this PEFT LoRA adapter (folder or adapter_model.safetensors); repeat for several' }),
+      run(async (argv) => {
+        const { probe } = await import('../commands/probe.js');
+        return probe({ revs: (argv.revs as string[] | undefined) ?? [], path: argv.path, probes: argv.probes, generate: argv.generate as number | undefined, adapters: argv.adapter as string[] | undefined });
+      }))
+    .command('fold <adapters..>', 'write base + the adapters\' ΔW = B·A·alpha/r as a new version of the base checkpoint (docs/adapters.md)',
+      (y) => strategyOptions(y.positional('adapters', { type: 'string', array: true, describe: 'PEFT LoRA adapters: folders or adapter_model.safetensors files' })
+        .option('base', { type: 'string', describe: 'the base checkpoint (default: adapter_config.json base_model_name_or_path, or .gittensor [adapter] base)' })
+        .option('output', { type: 'string', describe: 'where to write the result (default: over the base, ready to `git add`)' })),
+      run(async (argv) => {
+        const { fold } = await import('../commands/fold.js');
+        return fold({ adapters: argv.adapters as string[], base: argv.base, output: argv.output, settings: strategyParams(argv) });
       }))
     .command('diff-driver <path> [oldFile] [oldHex] [oldMode] [newFile] [newHex] [newMode] [rest..]', false,
       (y) => ['path', 'oldFile', 'oldHex', 'oldMode', 'newFile', 'newHex', 'newMode'].reduce((a, k) => a.positional(k, { type: 'string' }), y)

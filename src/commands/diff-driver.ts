@@ -89,8 +89,14 @@ export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
     const newV = versionOfSide(opts.newFile, opts.newHex);
     const findTokenizer = () => (topLevel ? vocabularyInWorktree(topLevel, newPath) : null)
       ?? vocabularyAt(`:${tokenizerPathFor(newPath)}`, store) ?? vocabularyAt(`HEAD:${tokenizerPathFor(newPath)}`, store);
-    const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer, fetchMissing });
+    // git does not say which commits it compares: a blob side reads the adapter's config and base from the
+    // index (then HEAD), a working-tree side from the working tree.
+    const side = (hex: string | undefined) => ({ rev: hex && !ZERO_HEX.test(hex) ? '' : null, store, topLevel });
+    const adapterSides = topLevel ? { old: side(opts.oldHex), new: side(opts.newHex) } : undefined;
+    const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer, fetchMissing, adapterSides });
     lines.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
+    // With a probes file named in .gittensor, what the change did to the model's answers (docs/probe.md).
+    if (d.kind === 'safetensors' && oldV && newV) lines.push(...(await (await import('./probe-diff.js')).driverBehaviour({ path: newPath, oldHex: opts.oldHex, newHex: opts.newHex, topLevel })));
     return { data: d, text: lines };
   } catch (err) {
     // git stops the whole diff when a driver fails; report this file and let git go on with the others.

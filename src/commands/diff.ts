@@ -24,6 +24,7 @@ import { isSafetensorsPath, validatePointer } from '../store/checkpoint.js';
 import type { ObjectStore } from '../store/store.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
+import { type AdapterSide, explainAdapter, looksLikeAdapter } from './adapter-diff.js';
 import { pointersAt } from './pointers.js';
 
 /** Tensor rows a text report lists by default (`--top 0` lists all). */
@@ -108,6 +109,8 @@ interface DiffPairOptions {
   topTokens?: number;
   /** Downloads objects the store lacks (LazyFetcher); false when there is no remote to ask. */
   fetchMissing?: (ids: string[], file: string) => Promise<boolean>;
+  /** Where each side reads an adapter's config and base, to explain a LoRA adapter (docs/adapters.md). */
+  adapterSides?: { old: AdapterSide; new: AdapterSide };
 }
 
 /** Compares two versions (null = absent) of the file at `path`. */
@@ -146,6 +149,10 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
     notes.push(`${vocabulary.source} has ${vocabulary.size} tokens; no embedding/output matrix with that many rows changed`);
   }
   d.notes.push(...notes);
+  const explained = newS ?? oldS;
+  if (explained && opts.adapterSides && looksLikeAdapter(explained.tensors)) {
+    d.adapter = await explainAdapter(path, explained, newS ? opts.adapterSides.new : opts.adapterSides.old);
+  }
   return d;
 }
 
@@ -357,7 +364,9 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
         if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
         return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
       };
-      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html, fetchMissing });
+      const adapterSide = (s: SideSpec): AdapterSide => ({ rev: s.kind === 'rev' ? s.rev : s.kind === 'index' ? '' : null, store, topLevel });
+      const adapterSides = { old: adapterSide(oldSpec), new: adapterSide(newSpec) };
+      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html, fetchMissing, adapterSides });
       if (d.status === 'modified' && d.kind === 'safetensors' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length) continue;
       files.push(d);
     }

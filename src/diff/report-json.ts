@@ -80,6 +80,12 @@ export function fileJson(d: CheckpointDiff) {
     })),
     metadata: d.metadata.map(([key, o, n]) => ({ key, old: o, new: n })),
     notes: d.notes,
+    ...(d.adapter ? {
+      adapter: {
+        r: d.adapter.r, alpha: d.adapter.alpha, scale: d.adapter.scale, base: d.adapter.base, note: d.adapter.note ?? null,
+        modules: d.adapter.modules.map((m) => ({ module: m.module, base_tensor: m.baseTensor, rank: m.rank, norm_delta: num(m.normDelta), norm_base: num(m.normBase), rel_change: num(m.relChange) })),
+      },
+    } : {}),
   };
 }
 

@@ -115,6 +115,17 @@ export function renderText(d: CheckpointDiff, opts: TextOptions): string[] {
     out.push(`${ind}tokens: ${t.tensor} rows moved most: ${names || '(none)'}` + (t.rowsChanged > t.top.length ? ` (${t.rowsChanged} rows changed)` : ''));
   }
   for (const [k, o, n] of d.metadata) out.push(`${ind}metadata ${JSON.stringify(k)}: ${o === null ? '(absent)' : JSON.stringify(o)} -> ${n === null ? '(absent)' : JSON.stringify(n)}`);
+  if (d.adapter) out.push(...adapterLines(d.adapter, ind));
   for (const note of d.notes) out.push(`${ind}note: ${note}`);
+  return out;
+}
+
+/** The adapter section: ΔW = B·A·alpha/r per module, largest ‖ΔW‖/‖W‖ (or ‖ΔW‖) first. */
+export function adapterLines(a: NonNullable<CheckpointDiff['adapter']>, ind: string): string[] {
+  const out = [`${ind}LoRA adapter: ΔW = B·A·${a.scale === a.alpha / a.r ? 'alpha/r' : 'alpha/√r'} (r ${a.r}, alpha ${a.alpha}, scale ${+a.scale.toPrecision(4)}), ${a.modules.length} module(s)` +
+    (a.base ? `, against base ${a.base}` : ', base not found (set `[adapter] base = <path>` in .gittensor)')];
+  const rows = [['module', 'rank', '||ΔW||', '||ΔW||/||W||'], ...a.modules.map((m) => [m.module, String(m.rank), sci(m.normDelta), m.relChange === null ? '-' : sci(m.relChange)])];
+  out.push(...alignColumns(rows, [1, 2, 3]).map((l) => `${ind}  ${l}`));
+  if (a.note) out.push(`${ind}  note: ${a.note}`);
   return out;
 }

@@ -141,4 +141,18 @@ export interface CheckpointDiff {
   metadata: [string, string | null, string | null][];
   /** Notes for the reader (tokenizer not found, objects missing, ...). */
   notes: string[];
+  /** A PEFT LoRA adapter file explained against its base (docs/adapters.md). */
+  adapter?: AdapterExplanation;
+}
+
+/** ΔW = B·A·scale per adapted module of a LoRA adapter, with ‖W‖ from its base when the base was found. */
+export interface AdapterExplanation {
+  r: number;
+  alpha: number;
+  scale: number;
+  /** The base checkpoint the norms are relative to (a path, `<rev>:<path>`), null when not found. */
+  base: string | null;
+  modules: { module: string; baseTensor: string | null; rank: number; normDelta: number; normBase: number | null; relChange: number | null }[];
+  /** Why the base is missing, or what could not be explained. */
+  note?: string;
 }

@@ -347,7 +347,9 @@ export async function matvec(
 
 /**
  * y = x W^T + bias for a batch of `rows` f32 rows: x is rows x inDim, W is outDim x inDim (nn.Linear's
- * layout), y is rows x outDim. The inference engine's one heavy kernel; see reference.matmul.
+ * layout), y is rows x outDim. The inference engine's one heavy kernel; see reference.matmul. Native
+ * implementations accumulate in f32 with fused multiply-add (docs/kernels.md gives the error bound);
+ * `out` must not overlap the inputs. Batch many rows per call: W is read once per call.
  */
 export async function matmul(
   args: { x: Float32Array; w: Float32Array; rows: number; inDim: number; outDim: number; bias?: Float32Array; out?: Float32Array },
@@ -359,9 +361,102 @@ export async function matmul(
   if (args.bias && args.bias.length !== outDim) throw new RangeError(`matmul: bias has ${args.bias.length} elements, expected ${outDim}`);
   const out = args.out ?? new Float32Array(rows * outDim);
   if (out.length !== rows * outDim) throw new RangeError(`matmul: out has ${out.length} elements, expected ${rows} x ${outDim}`);
-  // The native kernel is added by the inference-engine work; until then every implementation runs the reference.
-  void runner(opts);
-  return ref.matmul(x, w, rows, inDim, outDim, args.bias ?? null, out);
+  for (const [name, input] of [['x', x], ['w', w], ['bias', args.bias]] as const) {
+    if (input && overlaps(out, input)) throw new RangeError(`matmul: out overlaps ${name}`);
+  }
+  const r = runner(opts);
+  if (!r.addon) return ref.matmul(x, w, rows, inDim, outDim, args.bias ?? null, out);
+  await r.addon.matmul(r.impl, r.threads, x, w, args.bias ?? null, out, rows, inDim, outDim);
+  return out;
+}
+
+export type { ActivationName, AttentionArgs } from './reference.js';
+
+/**
+ * An activation in place over f32 values (the inference engine's [tokens x intermediate] MLP):
+ * 'gelu' (exact, erf), 'gelu_tanh' (gelu_new / gelu_pytorch_tanh), 'silu'. Native kernels use a
+ * polynomial exp and are within ACTIVATION tolerances of docs/kernels.md.
+ */
+export async function activation(args: { x: Float32Array; fn: ref.ActivationName }, opts?: RunOptions): Promise<Float32Array> {
+  if (!['gelu', 'gelu_tanh', 'silu'].includes(args.fn)) throw new TypeError(`unknown activation ${args.fn}`);
+  const r = runner(opts);
+  if (!r.addon) return ref.activation(args.x, args.fn);
+  await r.addon.activation(r.impl, r.threads, args.fn, args.x);
+  return args.x;
+}
+
+/**
+ * Scaled dot-product attention over packed sequences, one job per sequence and head on the kernel
+ * threads: the same arguments and result as src/model/ops.ts's attention (f32 softmax natively).
+ */
+export async function attention(args: ref.AttentionArgs, opts?: RunOptions): Promise<Float32Array> {
+  const { heads, kvHeads, headDim } = args;
+  if (!(Number.isInteger(heads) && Number.isInteger(kvHeads) && headDim > 0 && kvHeads > 0 && heads % kvHeads === 0)) {
+    throw new RangeError(`attention: ${heads} heads do not split into ${kvHeads} key/value heads`);
+  }
+  if (args.window !== null && !(Number.isInteger(args.window) && args.window >= 1)) throw new RangeError(`attention: window ${args.window} is not a positive integer`);
+  const rows = args.q.length / (heads * headDim);
+  if (!Number.isInteger(rows) || args.out.length !== args.q.length || args.k.length !== rows * kvHeads * headDim || args.v.length !== args.k.length) {
+    throw new RangeError('attention: q, k, v and out do not hold the same rows');
+  }
+  const seqs = new Uint32Array(2 * args.seqs.length);
+  args.seqs.forEach((s, i) => {
+    if (!(s.start >= 0 && s.length >= 0 && s.start + s.length <= rows)) throw new RangeError(`attention: sequence ${i} runs past the ${rows} rows`);
+    seqs[2 * i] = s.start;
+    seqs[2 * i + 1] = s.length;
+  });
+  for (const [name, input] of [['q', args.q], ['k', args.k], ['v', args.v]] as const) {
+    if (overlaps(args.out, input)) throw new RangeError(`attention: out overlaps ${name}`);
+  }
+  const r = runner(opts);
+  if (!r.addon) return ref.attention(args);
+  await r.addon.attention(r.impl, r.threads, args.q, args.k, args.v, args.out, seqs, heads, kvHeads, headDim, args.scale,
+    args.causal, args.window);
+  return args.out;
+}
+
+export interface NormArgs {
+  /** [rows x dim] */
+  x: Float32Array;
+  rows: number;
+  dim: number;
+  weight: Float32Array;
+  /** layernorm only; none when omitted. */
+  bias?: Float32Array | null;
+  eps: number;
+  /** [rows x dim]; may be `x` itself; a new array when omitted. */
+  out?: Float32Array;
+}
+
+/** nn.LayerNorm per row: (x - mean) / sqrt(var + eps) * weight + bias, biased variance, sums in f64. */
+export function layernorm(args: NormArgs, opts?: RunOptions): Promise<Float32Array> {
+  return runNorm(args, false, opts);
+}
+
+/** Llama's RMSNorm per row: x / sqrt(mean(x^2) + eps) * weight, sums in f64. */
+export function rmsnorm(args: Omit<NormArgs, 'bias'>, opts?: RunOptions): Promise<Float32Array> {
+  return runNorm(args, true, opts);
+}
+
+async function runNorm(args: NormArgs, rms: boolean, opts: RunOptions | undefined): Promise<Float32Array> {
+  const { x, rows, dim, weight, eps } = args;
+  const bias = rms ? null : args.bias ?? null;
+  const what = rms ? 'rmsnorm' : 'layernorm';
+  if (!(dim > 0) || x.length !== rows * dim) throw new RangeError(`${what}: x has ${x.length} elements, expected ${rows} x ${dim}`);
+  if (weight.length !== dim || (bias && bias.length !== dim)) throw new RangeError(`${what}: weight and bias need ${dim} elements`);
+  const out = args.out ?? new Float32Array(x.length);
+  if (out.length !== x.length) throw new RangeError(`${what}: out has ${out.length} elements, expected ${x.length}`);
+  const sameAsX = out.buffer === x.buffer && out.byteOffset === x.byteOffset;
+  if (!sameAsX && overlaps(out, x)) throw new RangeError(`${what}: out overlaps x (it may only be x itself)`);
+  const r = runner(opts);
+  if (!r.addon) return ref.norm(x, rows, dim, weight, bias, eps, rms, out);
+  await r.addon.norm(r.impl, r.threads, x, weight, bias, out, rows, dim, eps, rms);
+  return out;
+}
+
+function overlaps(a: ArrayBufferView, b: ArrayBufferView): boolean {
+  return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
+    a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 /**

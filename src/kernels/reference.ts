@@ -502,3 +502,104 @@ export function matmul(x: Float32Array, w: Float32Array, rows: number, inDim: nu
   }
   return out;
 }
+
+// ---- the inference engine's activations and attention ----------------------------------------------
+
+export type ActivationName = 'gelu' | 'gelu_tanh' | 'silu';
+
+/** erf by Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), in f64. */
+function erf(v: number): number {
+  const a = Math.abs(v);
+  const t = 1 / (1 + 0.3275911 * a);
+  const poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027 + t * 1.061405429))));
+  return Math.sign(v) * (1 - poly * Math.exp(-a * a));
+}
+
+/**
+ * In place: gelu = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2)); gelu_tanh = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)));
+ * silu = x / (1 + e^-x). Computed in f64 with Math.tanh / Math.exp, rounded once to f32.
+ */
+export function activation(x: Float32Array, fn: ActivationName): Float32Array {
+  const c = Math.sqrt(2 / Math.PI);
+  for (let j = 0; j < x.length; j++) {
+    const v = x[j]!;
+    x[j] = fn === 'silu' ? v / (1 + Math.exp(-v))
+      : fn === 'gelu_tanh' ? 0.5 * v * (1 + Math.tanh(c * (v + 0.044715 * v * v * v)))
+        : 0.5 * v * (1 + erf(v / Math.SQRT2));
+  }
+  return x;
+}
+
+export interface AttentionArgs {
+  /** [rows x heads*headDim] */
+  q: Float32Array;
+  /** [rows x kvHeads*headDim]; query head h reads key/value head floor(h / (heads / kvHeads)). */
+  k: Float32Array;
+  v: Float32Array;
+  /** Packed sequences: attention never crosses from one to another. */
+  seqs: readonly { start: number; length: number }[];
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Scores are scale * q.k. */
+  scale: number;
+  /** Token i sees tokens j <= i only... */
+  causal: boolean;
+  /** ...and with a window, only j > i - window; null for none. */
+  window: number | null;
+  /** [rows x heads*headDim] */
+  out: Float32Array;
+}
+
+/** out_i = sum_j softmax_j(scale q_i.k_j) v_j per sequence and head, in f64. */
+export function attention(a: AttentionArgs): Float32Array {
+  const { q, k, v, heads, kvHeads, headDim: D, scale, out } = a;
+  const qs = heads * D, kvs = kvHeads * D, group = heads / kvHeads;
+  for (const seq of a.seqs) {
+    const p = new Float64Array(seq.length);
+    for (let h = 0; h < heads; h++) {
+      const kv = Math.floor(h / group) * D;
+      for (let i = 0; i < seq.length; i++) {
+        const hi = a.causal ? i + 1 : seq.length;
+        const lo = a.causal && a.window !== null ? Math.max(0, i - a.window + 1) : 0;
+        const qo = (seq.start + i) * qs + h * D;
+        let max = -Infinity;
+        for (let j = lo; j < hi; j++) {
+          let dot = 0;
+          for (let d = 0; d < D; d++) dot += q[qo + d]! * k[(seq.start + j) * kvs + kv + d]!;
+          p[j] = dot * scale;
+          max = Math.max(max, p[j]!);
+        }
+        let sum = 0;
+        for (let j = lo; j < hi; j++) sum += (p[j] = Math.exp(p[j]! - max));
+        for (let d = 0; d < D; d++) {
+          let acc = 0;
+          for (let j = lo; j < hi; j++) acc += p[j]! * v[(seq.start + j) * kvs + kv + d]!;
+          out[(seq.start + i) * qs + h * D + d] = acc / sum;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/**
+ * Per row of `dim`: layernorm (x - mean) / sqrt(var + eps) * weight + bias (biased variance), or with
+ * rms x / sqrt(mean(x^2) + eps) * weight. Sums in f64. `out` may be `x`.
+ */
+export function norm(x: Float32Array, rows: number, dim: number, weight: Float32Array, bias: Float32Array | null, eps: number,
+  rms: boolean, out: Float32Array): Float32Array {
+  for (let r = 0; r < rows; r++) {
+    const o = r * dim;
+    let mean = 0;
+    if (!rms) {
+      for (let i = 0; i < dim; i++) mean += x[o + i]!;
+      mean /= dim;
+    }
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += (x[o + i]! - mean) ** 2;
+    const inv = 1 / Math.sqrt(ss / dim + eps);
+    for (let i = 0; i < dim; i++) out[o + i] = (x[o + i]! - mean) * inv * weight[i]! + (bias ? bias[i]! : 0);
+  }
+  return out;
+}

@@ -1,0 +1,86 @@
+// Measures the inference engine's peak RSS and time on a random BF16 Llama (156M parameters, untied head)
+// written to a temp folder: the numbers of docs/model.md's "Batching and memory" table.
+//
+// Usage: npx tsx scripts/measure-model-memory.ts [tokens...]   (default 16 256; GIT_TENSOR_KERNELS=js for the
+// TypeScript kernels). Each measurement runs in a fresh process: peak RSS is process.resourceUsage().maxRSS.
+
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { serializeHeader } from '../src/format/safetensors.js';
+import { kernelInfo } from '../src/kernels/index.js';
+import { fileTensorSource, loadModel } from '../src/model/index.js';
+
+const E = 1024, F = 2816, L = 8, H = 16, KV = 4, D = 64, V = 32000;
+
+function writeModel(dir: string): void {
+  const shapes: [string, number[]][] = [['model.embed_tokens.weight', [V, E]], ['model.norm.weight', [E]], ['lm_head.weight', [V, E]]];
+  for (let i = 0; i < L; i++) {
+    const p = `model.layers.${i}`;
+    shapes.push([`${p}.input_layernorm.weight`, [E]], [`${p}.post_attention_layernorm.weight`, [E]],
+      [`${p}.self_attn.q_proj.weight`, [H * D, E]], [`${p}.self_attn.k_proj.weight`, [KV * D, E]], [`${p}.self_attn.v_proj.weight`, [KV * D, E]],
+      [`${p}.self_attn.o_proj.weight`, [E, H * D]], [`${p}.mlp.gate_proj.weight`, [F, E]], [`${p}.mlp.up_proj.weight`, [F, E]],
+      [`${p}.mlp.down_proj.weight`, [E, F]]);
+  }
+  const header = serializeHeader(shapes.map(([name, shape]) => ({ name, dtype: 'BF16' as const, shape, byteLength: shape.reduce((a, b) => a * b, 1) * 2 })));
+  const fd = openSync(join(dir, 'model.safetensors'), 'w');
+  writeSync(fd, header.prefix);
+  writeSync(fd, header.headerBytes);
+  let seed = 1;
+  const f = new Float32Array(1), bits = new Uint32Array(f.buffer);
+  for (const t of header.layout) {
+    const out = new Uint16Array((t.end - t.begin) / 2);
+    const norm = t.name.endsWith('norm.weight');
+    for (let i = 0; i < out.length; i++) {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      f[0] = norm ? 1 : (seed / 2 ** 32 - 0.5) * 0.06;
+      out[i] = bits[0]! >>> 16;
+    }
+    writeSync(fd, new Uint8Array(out.buffer));
+  }
+  closeSync(fd);
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    architectures: ['LlamaForCausalLM'], hidden_size: E, intermediate_size: F, num_hidden_layers: L, num_attention_heads: H,
+    num_key_value_heads: KV, vocab_size: V, max_position_embeddings: 2048, rms_norm_eps: 1e-5, tie_word_embeddings: false,
+  }));
+}
+
+const mib = (b: number) => (b / 2 ** 20).toFixed(0);
+
+/** Loads the model in `dir` and runs one batch, printing the table row: a fresh process, so maxRSS is the engine's. */
+async function measure(dir: string, T: number): Promise<void> {
+  const before = process.resourceUsage().maxRSS * 1024;
+  const t0 = performance.now();
+  const tensors = await fileTensorSource(join(dir, 'model.safetensors'));
+  const f32 = (await tensors.list()).reduce((s, t) => s + t.shape.reduce((a, b) => a * b, 1) * 4, 0);
+  const model = await loadModel({ label: 'random-llama', config: JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')), tensors });
+  const t1 = performance.now();
+  const loaded = process.resourceUsage().maxRSS * 1024;
+  const seq = Array.from({ length: T }, (_, i) => (i * 7919) % V);
+  const half = seq.slice(0, T / 2);
+  await model.logits([{ ids: seq, positions: [T - 1] }, { ids: half, positions: half.map((_, i) => i) }]);
+  const t2 = performance.now();
+  const peak = process.resourceUsage().maxRSS * 1024;
+  console.log(`| ${mib(f32)} MiB | ${mib(before)} MiB | ${mib(loaded)} MiB | ${T} + ${T / 2} tokens | ${mib(peak)} MiB | ${mib(peak - f32)} MiB | ` +
+    `${((t1 - t0) / 1000).toFixed(1)} s | ${((t2 - t1) / 1000).toFixed(1)} s |`);
+}
+
+if (process.argv[2] === '--measure') {
+  await measure(process.argv[3]!, Number(process.argv[4]));
+} else {
+  const dir = mkdtempSync(join(tmpdir(), 'gt-model-memory-'));
+  try {
+    writeModel(dir);
+    console.log(`kernels: ${kernelInfo().active}`);
+    console.log('| F32 weights | RSS before load | peak after load | batch | peak after forward | peak - F32 weights | load | forward |');
+    console.log('|---|---|---|---|---|---|---|---|');
+    for (const tokens of process.argv.length > 2 ? process.argv.slice(2).map(Number) : [16, 256]) {
+      execFileSync(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), '--measure', dir, String(tokens)], { stdio: 'inherit' });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,102 @@
+// Owns reading a checkpoint from disk for the engine (`git tensor probe --path`, tests): one safetensors
+// file, or a sharded checkpoint through its `model.safetensors.index.json`. Only headers are held in
+// memory; each tensor is read from its file when the engine binds it, so a model never sits in memory
+// twice (raw bytes and F32) longer than one tensor at a time.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { ModelError } from './errors.js';
+import type { TensorInfo, TensorSource } from './types.js';
+
+interface Located {
+  info: TensorInfo;
+  file: string;
+  /** Absolute byte offset of the tensor's data in `file`. */
+  offset: number;
+  byteLength: number;
+}
+
+async function openChecked(file: string): Promise<fs.FileHandle> {
+  try {
+    return await fs.open(file, 'r');
+  } catch (err) {
+    throw new ModelError('E_MODEL_TENSOR', file, `cannot read the checkpoint: ${(err as Error).message}`);
+  }
+}
+
+async function readFileHeader(file: string): Promise<Located[]> {
+  const handle = await openChecked(file);
+  try {
+    const { size } = await handle.stat();
+    const prefix = Buffer.alloc(Math.min(8, size));
+    await handle.read(prefix, 0, prefix.length, 0);
+    const n = readHeaderLength(prefix, file, size);
+    const headerBytes = Buffer.alloc(n);
+    await handle.read(headerBytes, 0, n, 8);
+    const header = parseHeader(headerBytes, { file, fileSize: size });
+    return header.tensors.map((t) => ({
+      info: { name: t.name, dtype: t.dtype, shape: t.shape },
+      file,
+      offset: 8 + n + t.begin,
+      byteLength: t.end - t.begin,
+    }));
+  } finally {
+    await handle.close();
+  }
+}
+
+async function readRange(loc: Located): Promise<Uint8Array> {
+  const handle = await openChecked(loc.file);
+  try {
+    const out = new Uint8Array(loc.byteLength);
+    let done = 0;
+    while (done < out.length) {
+      const { bytesRead } = await handle.read(out, done, out.length - done, loc.offset + done);
+      if (bytesRead === 0) throw new ModelError('E_MODEL_TENSOR', loc.file, `tensor ${loc.info.name} is cut short (file changed while reading?)`);
+      done += bytesRead;
+    }
+    return out;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * The tensors of `file`: a `.safetensors` file, or a `*.index.json` whose `weight_map` names the shard of
+ * each tensor (shards are read relative to the index's folder).
+ */
+export async function fileTensorSource(file: string): Promise<TensorSource> {
+  const located = new Map<string, Located>();
+  if (file.endsWith('.json')) {
+    let index: unknown;
+    try {
+      index = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
+    } catch (err) {
+      throw new ModelError('E_MODEL_CONFIG', file, `not a readable shard index: ${(err as Error).message}`);
+    }
+    const map = (index as { weight_map?: unknown })?.weight_map;
+    if (typeof map !== 'object' || map === null) throw new ModelError('E_MODEL_CONFIG', file, 'shard index has no weight_map object');
+    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
+    for (const shard of shards) {
+      if (typeof shard !== 'string') throw new ModelError('E_MODEL_CONFIG', file, `weight_map has a non-string shard name ${JSON.stringify(shard)}`);
+      for (const loc of await readFileHeader(path.join(path.dirname(file), shard))) {
+        if ((map as Record<string, unknown>)[loc.info.name] === shard) located.set(loc.info.name, loc);
+      }
+    }
+    for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
+      if (!located.has(name)) throw new ModelError('E_MODEL_TENSOR', file, `weight_map names tensor ${name} in ${String(shard)}, which does not hold it`, { data: { tensor: name } });
+    }
+  } else {
+    for (const loc of await readFileHeader(file)) located.set(loc.info.name, loc);
+  }
+  return {
+    list: async () => [...located.values()].map((l) => l.info),
+    read: async (name) => {
+      const loc = located.get(name);
+      if (!loc) throw new ModelError('E_MODEL_TENSOR', file, `no tensor named ${name}`, { data: { tensor: name } });
+      return readRange(loc);
+    },
+  };
+}
