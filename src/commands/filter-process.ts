@@ -3,7 +3,7 @@
 import { closeSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { formatError, MissingObjectsError } from '../errors/index.js';
+import { formatError, MissingObjectsError, StoreWriteError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
 import { CatFile } from '../git/cat-file.js';
@@ -98,7 +98,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
         return pointer;
       } catch (err) {
         writer.abort();
-        throw err;
+        throw err instanceof StoreWriteError ? err.forFile(req.pathname) : err;
       }
     },
     async smudge(req, content) {

@@ -14,11 +14,11 @@
 // most an unindexed temp file that readers ignore and `git tensor gc` removes.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writevSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { CorruptObjectError, PackError } from '../errors/index.js';
-import { fsyncDir, tempPathFor, writeFileAtomic } from './atomic.js';
+import { CorruptObjectError, PackError, StoreWriteError } from '../errors/index.js';
+import { fsyncDir, tempPathFor } from './atomic.js';
 
 export const PACK_MAGIC = Buffer.from('GTPACK\0\x01', 'latin1');
 export const IDX_MAGIC = Buffer.from('GTIDX\0\0\x01', 'latin1');
@@ -144,6 +144,24 @@ export class PackFile {
   }
 }
 
+function writeDurable(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, 'wx', 0o444);
+  try {
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Never created, or already gone.
+  }
+}
+
 /** An index record being written: a location in the pack under construction. */
 type PendingRecord = { id: Buffer } & Omit<ObjectLocation, 'pack'>;
 
@@ -159,6 +177,8 @@ export class PackWriter {
   private readonly written = new Set<string>();
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
+  /** The temp pack exists on disk (removed again by abort). */
+  private created = false;
 
   constructor(private readonly packDir: string, private readonly tmpDir: string) {
     this.tmpPath = tempPathFor(join(tmpDir, 'pack'), tmpDir);
@@ -176,7 +196,8 @@ export class PackWriter {
     const idHex = id.toString('hex');
     if (this.written.has(idHex)) return;
     if (this.fd === undefined) {
-      this.fd = openSync(this.tmpPath, 'wx', 0o444);
+      this.fd = this.guard(() => openSync(this.tmpPath, 'wx', 0o444));
+      this.created = true;
       this.push(PACK_MAGIC);
     }
     const head = Buffer.alloc(ENTRY_HEADER_BYTES);
@@ -192,32 +213,44 @@ export class PackWriter {
     this.written.add(idHex);
   }
 
-  /** Fsyncs the pack, renames it into place, then writes its index. Returns the pack name, or null if empty. */
+  /**
+   * Fsyncs the pack and its index (both still temp files), renames the pack into place, then the index.
+   * Returns the pack name, or null if empty. On failure (disk full...) nothing is visible and both temp
+   * files are gone; the error is a StoreWriteError.
+   */
   commit(): string | null {
     if (this.fd === undefined) return null;
-    this.drain();
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.fd = undefined;
-    const idx = this.buildIndex();
-    const name = createHash('sha256').update(idx).digest('hex');
-    const packPath = join(this.packDir, `pack-${name}.pack`);
-    renameSync(this.tmpPath, packPath);
-    fsyncDir(this.packDir);
-    writeFileAtomic(join(this.packDir, `pack-${name}.idx`), idx);
-    return name;
+    const idxTmp = tempPathFor(join(this.tmpDir, 'idx'), this.tmpDir);
+    let packPath: string | undefined;
+    try {
+      this.drain();
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+      this.fd = undefined;
+      const idx = this.buildIndex();
+      const name = createHash('sha256').update(idx).digest('hex');
+      writeDurable(idxTmp, idx);
+      packPath = join(this.packDir, `pack-${name}.pack`);
+      renameSync(this.tmpPath, packPath);
+      fsyncDir(this.packDir);
+      renameSync(idxTmp, join(this.packDir, `pack-${name}.idx`));
+      fsyncDir(this.packDir);
+      return name;
+    } catch (err) {
+      for (const p of [idxTmp, packPath]) if (p) removeQuietly(p);
+      this.abort();
+      throw StoreWriteError.from(err, dirname(this.packDir)) ?? err;
+    }
   }
 
+  /** Forgets everything appended and removes the temp pack. */
   abort(): void {
     if (this.fd !== undefined) {
       closeSync(this.fd);
       this.fd = undefined;
-      try {
-        unlinkSync(this.tmpPath);
-      } catch {
-        // Already gone: nothing to undo.
-      }
     }
+    if (this.created) removeQuietly(this.tmpPath);
+    this.created = false;
     this.records.length = 0;
     this.written.clear();
     this.batch = [];
@@ -232,7 +265,23 @@ export class PackWriter {
     if (this.batchBytes >= 4 << 20 || this.batch.length >= 1000) this.drain();
   }
 
+  /** Runs a write; a disk-full or I/O failure removes the temp pack and becomes a StoreWriteError. */
+  private guard<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      const named = StoreWriteError.from(err, dirname(this.packDir));
+      if (!named) throw err;
+      this.abort();
+      throw named;
+    }
+  }
+
   private drain(): void {
+    this.guard(() => this.drainBatch());
+  }
+
+  private drainBatch(): void {
     const pending = this.batch;
     let start = 0;
     while (start < pending.length) {

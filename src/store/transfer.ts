@@ -4,9 +4,9 @@
 // elsewhere after verifying it. Spec: docs/store.md, docs/remote.md.
 
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptObjectError } from '../errors/index.js';
+import { CorruptObjectError, StoreWriteError } from '../errors/index.js';
 import { fsyncDir, writeFileAtomic } from './atomic.js';
 import { decodeChunk, deltaBaseOf, isChunkEncoding, isDelta } from './encoding.js';
 import { Encoding, ENTRY_HEADER_BYTES, ObjectLocation, PACK_MAGIC, PackFile, PackWriter } from './pack.js';
@@ -226,9 +226,16 @@ export function importPack(store: ObjectStore, packPath: string, idxPath: string
   } finally {
     closeSync(fd);
   }
-  renameSync(packPath, join(store.packDir, `pack-${name}.pack`));
+  const target = join(store.packDir, `pack-${name}.pack`);
+  renameSync(packPath, target);
   fsyncDir(store.packDir);
-  writeFileAtomic(join(store.packDir, `pack-${name}.idx`), readFileSync(idxPath));
+  try {
+    writeFileAtomic(join(store.packDir, `pack-${name}.idx`), readFileSync(idxPath));
+  } catch (err) {
+    // A pack without its index is invisible; leave none behind (a full disk is the likely cause).
+    rmSync(target, { force: true });
+    throw StoreWriteError.from(err, store.dir) ?? err;
+  }
   store.refresh();
 }
 
