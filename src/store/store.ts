@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { CorruptObjectError, GitTensorError } from '../errors/index.js';
 import { Codec, decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
 import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
+import { removeDeadWritersFiles } from './atomic.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
@@ -34,6 +35,7 @@ export class ObjectStore {
   readonly compress: boolean;
   private packs: PackFile[] = [];
   private readonly loaded = new Set<string>();
+  private sweptTemps = false;
 
   private constructor(readonly dir: string, opts: StoreOptions) {
     this.packDir = join(dir, 'packs');
@@ -287,6 +289,11 @@ export class ObjectStore {
    * working-tree file); chunk ids are then not computed at all.
    */
   beginWrite(opts: { hashOnly?: boolean } = {}): ObjectWriter {
+    if (!opts.hashOnly && !this.sweptTemps) {
+      // The first write of a command clears what killed writers left in tmp/ (their packs can be large).
+      this.sweptTemps = true;
+      removeDeadWritersFiles(this.tmpDir);
+    }
     return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir), opts.hashOnly === true);
   }
 

@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorruptObjectError, StoreWriteError } from '../errors/index.js';
-import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { fsyncDir, removeDeadWritersFiles, writeFileAtomic } from './atomic.js';
 import { decodeChunk, deltaBaseOf, isChunkEncoding, isDelta } from './encoding.js';
 import { Encoding, ENTRY_HEADER_BYTES, ObjectLocation, PACK_MAGIC, PackFile, PackWriter } from './pack.js';
 import { CHUNK_LIST_RECORD_BYTES, ObjectStore, sha256 } from './store.js';
@@ -142,6 +142,7 @@ export class ObjectSource {
  * pack's name, or null when `objects` is empty.
  */
 export function writePackOf(objects: Iterable<LocatedObject>, packDir: string, tmpDir: string, source?: ObjectSource): string | null {
+  removeDeadWritersFiles(tmpDir);
   const writer = new PackWriter(packDir, tmpDir);
   try {
     for (const o of objects) {
