@@ -14,7 +14,7 @@
 // most an unindexed temp file that readers ignore and `git tensor gc` removes.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CorruptObjectError, PackError, StoreWriteError } from '../errors/index.js';
@@ -127,6 +127,51 @@ export class PackFile {
   close(): void {
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;
+  }
+
+  /**
+   * Checks the pack file against its index without reading payloads: the magic and version, then each
+   * entry header in file order (id, encoding, depth and sizes as the index records them for that
+   * offset), entries laid end to end up to the end of the file, and every indexed object met once.
+   * Returns the first problem found, or null. Throws ENOENT when the pack file is gone.
+   */
+  checkLayout(): string | null {
+    const byOffset = new Map<number, number>();
+    for (let k = 0; k < this.count; k++) byOffset.set(Number(this.records.readBigUInt64LE(k * IDX_RECORD_BYTES + 32)), k);
+    const fd = openSync(this.packPath, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const head = Buffer.alloc(ENTRY_HEADER_BYTES);
+      const readAt = (at: number, n: number): boolean => readSync(fd, head, 0, n, at) === n;
+      if (!readAt(0, PACK_MAGIC.length) || !head.subarray(0, PACK_MAGIC.length - 1).equals(PACK_MAGIC.subarray(0, PACK_MAGIC.length - 1))) {
+        return 'does not start with the pack magic "GTPACK\\0"';
+      }
+      if (head[PACK_MAGIC.length - 1] !== PACK_MAGIC[PACK_MAGIC.length - 1]) return `has pack version ${head[PACK_MAGIC.length - 1]}, not ${PACK_MAGIC[PACK_MAGIC.length - 1]}`;
+      let at = PACK_MAGIC.length;
+      let seen = 0;
+      while (at < size) {
+        if (!readAt(at, ENTRY_HEADER_BYTES)) return `entry header at byte ${at} is cut off by the end of the file`;
+        const k = byOffset.get(at + ENTRY_HEADER_BYTES);
+        if (k === undefined) return `entry at byte ${at} is not in the index (the pack is damaged before it)`;
+        const rec = k * IDX_RECORD_BYTES;
+        const id = this.records.toString('hex', rec, rec + 32);
+        const differs = [
+          !head.subarray(4, 36).equals(this.records.subarray(rec, rec + 32)) && 'id',
+          head[0] !== this.records[rec + 56] && 'encoding',
+          head[1] !== this.records[rec + 57] && 'delta depth',
+          head.readBigUInt64LE(36) !== this.records.readBigUInt64LE(rec + 48) && 'decoded size',
+          head.readBigUInt64LE(44) !== this.records.readBigUInt64LE(rec + 40) && 'payload length',
+        ].filter(Boolean);
+        if (differs.length) return `entry header at byte ${at} (object ${id.slice(0, 16)}) disagrees with the index on its ${differs.join(', ')}`;
+        at += ENTRY_HEADER_BYTES + Number(this.records.readBigUInt64LE(rec + 40));
+        seen++;
+      }
+      if (at > size) return `is truncated: the last entry ends at byte ${at}, the file at ${size}`;
+      if (seen !== this.count) return `holds ${seen} entries, its index lists ${this.count}`;
+      return null;
+    } finally {
+      closeSync(fd);
+    }
   }
 
   private recordAt(k: number): ObjectLocation {

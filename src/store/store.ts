@@ -64,6 +64,15 @@ export class ObjectStore {
     }
   }
 
+  /**
+   * Stops reading from `pack` in this process (its objects count as absent from then on): for fsck,
+   * when a pack's index is there but the pack file is gone.
+   */
+  forgetPack(pack: PackFile): void {
+    pack.close();
+    this.packs = this.packs.filter((p) => p !== pack);
+  }
+
   get packFiles(): readonly PackFile[] {
     return this.packs;
   }
