@@ -25,10 +25,11 @@ import { tmpdir, userInfo } from 'node:os';
 import { basename, join } from 'node:path';
 import { Printable } from '../cli/output.js';
 import { renderText } from '../diff/report-text.js';
-import { GitTensorError } from '../errors/index.js';
+import { GitCommandError, GitTensorError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
+import { batchCheck } from '../git/cat-file.js';
 import { readBlobs } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
@@ -245,12 +246,12 @@ async function matchPointer(file: string, name: string, size: number, header: Fi
     metadata: header.metadata === null ? null : Object.entries(header.metadata),
     tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: headerId })),
   }));
-  const listing = gitRaw(['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(objecttype) %(objectsize)'], { okCodes: [128] });
-  if (listing.status !== 0) return null;
-  const oids: string[] = [];
-  for (const line of listing.stdout.toString('utf8').split('\n')) {
-    const [oid, type, bytes] = line.split(' ');
-    if (type === 'blob' && Number(bytes) === expected) oids.push(oid!);
+  let oids: string[];
+  try {
+    oids = batchCheck([], { all: true }).flatMap((h) => (h.type === 'blob' && h.size === expected ? [h.oid] : []));
+  } catch (err) {
+    if (err instanceof GitCommandError) return null; // no object database to search: no match
+    throw err;
   }
   const blobs = await readBlobs(oids);
   let candidates: { oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> }[] = [];

@@ -13,6 +13,7 @@
 import { ChildProcessByStdio, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
 import { ProtocolError } from '../errors/index.js';
+import { gitRaw } from './exec.js';
 import { looksLikePointer, MAX_POINTER_BYTES } from '../format/pointer.js';
 
 export interface CatFileHeader {
@@ -127,6 +128,17 @@ function parseHeader(line: string): CatFileHeader {
   const gone = / (missing|ambiguous)$/.exec(line);
   if (gone) return { oid: line.slice(0, gone.index), type: gone[1]!, size: -1 };
   throw new ProtocolError(`unexpected git cat-file header ${JSON.stringify(line.slice(0, 200))}`);
+}
+
+/**
+ * Headers of `specs` (or, with `all`, of every object in the repository) by one synchronous
+ * `git cat-file --batch-check`: sizes and types only, no content, so the output is small.
+ */
+export function batchCheck(specs: readonly string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; all?: boolean } = {}): CatFileHeader[] {
+  if (!specs.length && !opts.all) return [];
+  const args = opts.all ? ['cat-file', '--batch-check', '--batch-all-objects'] : ['cat-file', '--batch-check'];
+  const out = gitRaw(args, { cwd: opts.cwd, env: opts.env, input: opts.all ? undefined : specs.join('\n') + '\n' }).stdout;
+  return out.toString('utf8').split('\n').filter(Boolean).map(parseHeader);
 }
 
 export interface CatFileOptions {

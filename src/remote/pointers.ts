@@ -6,7 +6,7 @@
 import { GitTensorError } from '../errors/index.js';
 import { MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
 import { gitRaw } from '../git/exec.js';
-import { pointerCandidates } from '../git/cat-file.js';
+import { batchCheck, pointerCandidates } from '../git/cat-file.js';
 
 export interface BlobRef {
   oid: string;
@@ -34,22 +34,12 @@ export async function idsInBlobs(blobs: readonly BlobRef[], cwd?: string): Promi
 
 /** Sizes of the given objects, by `git cat-file --batch-check`; objects git lacks are left out. */
 export function blobSizes(oids: readonly string[], cwd?: string): BlobRef[] {
-  if (!oids.length) return [];
-  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype) %(objectsize)'], { cwd, input: oids.join('\n') + '\n' });
-  return out.stdout.toString('utf8').split('\n').flatMap((line) => {
-    const [oid, type, size] = line.split(' ');
-    return type === 'blob' ? [{ oid: oid!, size: Number(size) }] : [];
-  });
+  return batchCheck(oids, { cwd }).flatMap((h) => (h.type === 'blob' ? [{ oid: h.oid, size: h.size }] : []));
 }
 
 /** Those of `oids` the local object database has (e.g. remote ref tips we already fetched). */
-export function existingObjects(oids: readonly string[], cwd?: string): string[] {
-  if (!oids.length) return [];
-  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype)'], { cwd, input: oids.join('\n') + '\n' });
-  return out.stdout.toString('utf8').split('\n').flatMap((line) => {
-    const [oid, type] = line.split(' ');
-    return type && type !== 'missing' ? [oid!] : [];
-  });
+export function existingObjects(oids: readonly string[], cwd?: string, env?: NodeJS.ProcessEnv): string[] {
+  return batchCheck(oids, { cwd, env }).flatMap((h) => (h.size >= 0 ? [h.oid] : []));
 }
 
 /**
