@@ -12,7 +12,7 @@
 
 import { ChildProcessByStdio, spawn } from 'node:child_process';
 import type { Readable, Writable } from 'node:stream';
-import { ProtocolError } from '../errors/index.js';
+import { GitTensorError, ProtocolError } from '../errors/index.js';
 import { gitRaw } from './exec.js';
 import { looksLikePointer, MAX_POINTER_BYTES } from '../format/pointer.js';
 
@@ -154,14 +154,19 @@ export interface CatFileOptions {
  * at once with `objects()`.
  */
 export class CatFile {
-  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
   readonly reader: BatchOutputReader;
   private failed: Error | undefined;
+  /** The end of git's stderr, for the message when it stops early. */
+  private stderr = '';
+  private readonly closed: Promise<void>;
 
   constructor(opts: CatFileOptions = {}) {
     const mode = opts.check ? '--batch-check' : '--batch';
-    this.child = spawn('git', ['cat-file', mode], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'ignore'] });
+    this.child = spawn('git', ['cat-file', mode], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.on('error', (err) => (this.failed = err));
+    this.closed = new Promise((resolve) => this.child.once('close', () => resolve()));
+    this.child.stderr.on('data', (c: Buffer) => (this.stderr = (this.stderr + c.toString('utf8')).slice(-2000)));
     // A git that exits early (bad repository) closes stdin under us: the reader reports the short output.
     this.child.stdin.on('error', () => undefined);
     this.reader = new BatchOutputReader(this.child.stdout, !opts.check);
@@ -173,7 +178,7 @@ export class CatFile {
     await this.reader.skip();
     this.child.stdin.write(spec + '\n');
     const header = await this.reader.next();
-    if (!header && this.failed) throw new ProtocolError(`cannot run git cat-file: ${this.failed.message}`);
+    if (!header) throw await this.stopped();
     return header;
   }
 
@@ -183,9 +188,16 @@ export class CatFile {
     this.writeAll(list);
     for (let k = 0; k < list.length; k++) {
       const header = await this.reader.next();
-      if (!header) throw new ProtocolError(this.failed ? `cannot run git cat-file: ${this.failed.message}` : 'git cat-file stopped before answering every object');
+      if (!header) throw await this.stopped();
       yield header;
     }
+  }
+
+  private async stopped(): Promise<GitTensorError> {
+    // Its stderr may still be in flight when its stdout ends: wait for git to be gone.
+    if (!this.failed) await this.closed;
+    const why = this.failed?.message ?? (this.stderr.trim() || 'no message');
+    return new GitTensorError('E_GIT', `git cat-file stopped before answering every object: ${why}`, { hint: 'Check the repository with `git fsck`.' });
   }
 
   close(): void {

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ProtocolError } from '../../../src/errors/index.js';
-import { BatchOutputReader, CatFile, pointerCandidates } from '../../../src/git/cat-file.js';
+import { batchCheck, BatchOutputReader, CatFile, pointerCandidates } from '../../../src/git/cat-file.js';
 import { MAX_POINTER_BYTES } from '../../../src/format/pointer.js';
 
 const A = 'a'.repeat(40);
@@ -132,6 +132,23 @@ describe('CatFile against a real repository', () => {
       expect((await c.reader.read()).toString()).toBe('just text\n');
       expect((await c.ask('f'.repeat(40)))!.type).toBe('missing');
       expect(await c.ask('bad\nspec')).toBeNull();
+    } finally {
+      c.close();
+    }
+  });
+
+  it('batchCheck gives types and sizes without content, missing objects included', () => {
+    expect(batchCheck([text, 'e'.repeat(40)], { cwd: dir })).toEqual([
+      { oid: text, type: 'blob', size: 10 },
+      { oid: 'e'.repeat(40), type: 'missing', size: -1 },
+    ]);
+    expect(batchCheck([], { cwd: dir, all: true }).map((h) => h.oid).sort()).toEqual([pointer, text, large].sort());
+  });
+
+  it('a git that cannot answer is an E_GIT error with its message, not a hang', async () => {
+    const c = new CatFile({ cwd: tmpdir(), env: { ...process.env, GIT_DIR: join(dir, 'no-such-dir') } });
+    try {
+      await expect(c.ask(text)).rejects.toThrow(/git cat-file stopped .*not a git repository/);
     } finally {
       c.close();
     }
