@@ -11,7 +11,8 @@
 //
 // Records are sorted by id so lookups binary-search the mapped index. A pack is visible only once its
 // index exists, and the index is renamed into place after the pack is fsynced: a killed writer leaves at
-// most an unindexed temp file that readers ignore and `git tensor gc` removes.
+// most temp files that readers ignore and the next writing command removes (atomic.ts); a write that
+// fails (disk full) removes its own and is a StoreWriteError.
 
 import { createHash } from 'node:crypto';
 import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
@@ -296,6 +297,7 @@ export class PackWriter {
     }
     if (this.created) removeQuietly(this.tmpPath);
     this.created = false;
+    this.offset = 0;
     this.records.length = 0;
     this.written.clear();
     this.batch = [];
