@@ -1,5 +1,6 @@
 // Owns crash-safe file replacement: write a temp file, fsync it, rename it over the target, fsync the
-// directory. A reader sees the old file or the new one, never a torn one (DESIGN.md principle 6).
+// directory. A reader sees the old file or the new one, never a torn one (DESIGN.md principle 6). Also
+// owns temp file names, which say who wrote them, so the files of writers that died can be removed.
 
 import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
