@@ -2,7 +2,7 @@
 // directory. A reader sees the old file or the new one, never a torn one (DESIGN.md principle 6). Also
 // owns temp file names, which say who wrote them, so the files of writers that died can be removed.
 
-import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, writeSync, unlinkSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, writeSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join, basename } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -50,10 +50,17 @@ function isRunning(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
     // EPERM: it exists, under another user.
     return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  // A killed writer whose parent died too stays a zombie until init reaps it (in a container, perhaps
+  // never): it still has its pid, but writes nothing more.
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return true; // no /proc: trust kill(0)
   }
 }
 

@@ -322,8 +322,19 @@ describe('a killed git add', () => {
       // Already finished: the rest of the test still holds.
     }
     await exited;
-    // Give the kernel a moment to reap the filter child too (same group, already signalled).
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The filter child was signalled with its group; wait until it has died (SIGKILL takes effect once
+    // the process leaves the kernel, e.g. after an fsync), as the writers of the temp files it left.
+    const writerGone = (name: string): boolean => {
+      const pid = /\.(\d+)@/.exec(name)?.[1];
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      } catch {
+        return true; // gone (or no /proc: nothing to wait for)
+      }
+      return !pid || /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+    };
+    while (!readdirSync(tmp).every(writerGone)) await new Promise((resolve) => setTimeout(resolve, 50));
 
     expectFsckClean(repo);
     // Git's own lock, left by the kill; git's message tells the user to remove it, and so do we.
