@@ -25,10 +25,11 @@ import { tmpdir, userInfo } from 'node:os';
 import { basename, join } from 'node:path';
 import { Printable } from './printable.js';
 import { renderText } from '../diff/report-text.js';
-import { GitTensorError } from '../errors/index.js';
+import { GitCommandError, GitTensorError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
+import { batchCheck } from '../git/cat-file.js';
 import { readBlobs } from '../git/tree.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
@@ -137,7 +138,7 @@ const GIT_TEMP_BLOB = /(^|[\\/])git-blob-[A-Za-z0-9]{6}[\\/][^\\/]+$/;
 
 export async function textconv(opts: TextconvOptions): Promise<Printable> {
   const name = basename(opts.file);
-  const me = identify(opts.file, name);
+  const me = await identify(opts.file, name);
   // The header names the version, so two versions never print the same text (git would show nothing).
   const what = me.pointer?.kind === 'opaque' || (!me.pointer && !isSafetensorsPath(name)) ? 'file' : 'checkpoint';
   const version = me.oid ? me.oid.slice(0, 10) : `~${fingerprint(opts.file, me.size)}`;
@@ -194,7 +195,7 @@ function fingerprint(file: string, size: number): string {
 }
 
 /** Which pointer a textconv input stands for. */
-function identify(file: string, name: string): Identified {
+async function identify(file: string, name: string): Promise<Identified> {
   const size = statSync(file).size;
   const head = Buffer.alloc(Math.min(size, 64));
   const fd = openSync(file, 'r');
@@ -215,7 +216,7 @@ function identify(file: string, name: string): Identified {
   const unknown = { oid: null, pointer: null, size, tensors: header?.tensors.length ?? 0 };
   // Only git's temporary copies of blobs are versions from history; a working-tree file may be anything.
   if (!header || !GIT_TEMP_BLOB.test(file)) return unknown;
-  const found = matchPointer(file, name, size, header);
+  const found = await matchPointer(file, name, size, header);
   return found ? { oid: found.oid, pointer: found.pointer, size, tensors: header.tensors.length } : unknown;
 }
 
@@ -242,7 +243,7 @@ function readFileHeader(file: string, name: string, size: number): FileHeader | 
  * The pointer in history that this checkpoint file was smudged from: pointers of files with the same
  * name, header and size, narrowed down by hashing the smallest tensors whose ids tell them apart.
  */
-function matchPointer(file: string, name: string, size: number, header: FileHeader): { oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> } | null {
+async function matchPointer(file: string, name: string, size: number, header: FileHeader): Promise<{ oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> } | null> {
   const headerId = createHash('sha256').update(header.headerBytes).digest('hex');
   // The pointer's length follows from the header alone (ids are fixed-width): only blobs of exactly that
   // size can be candidates, so a repository's other blobs are never read.
@@ -251,14 +252,14 @@ function matchPointer(file: string, name: string, size: number, header: FileHead
     metadata: header.metadata === null ? null : Object.entries(header.metadata),
     tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: headerId })),
   }));
-  const listing = gitRaw(['cat-file', '--batch-all-objects', '--batch-check=%(objectname) %(objecttype) %(objectsize)'], { okCodes: [128] });
-  if (listing.status !== 0) return null;
-  const oids: string[] = [];
-  for (const line of listing.stdout.toString('utf8').split('\n')) {
-    const [oid, type, bytes] = line.split(' ');
-    if (type === 'blob' && Number(bytes) === expected) oids.push(oid!);
+  let oids: string[];
+  try {
+    oids = batchCheck([], { all: true }).flatMap((h) => (h.type === 'blob' && h.size === expected ? [h.oid] : []));
+  } catch (err) {
+    if (err instanceof GitCommandError) return null; // no object database to search: no match
+    throw err;
   }
-  const blobs = readBlobsSync(oids);
+  const blobs = await readBlobs(oids);
   let candidates: { oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> }[] = [];
   for (const [oid, blob] of blobs) {
     if (!looksLikePointer(blob)) continue;
@@ -307,23 +308,6 @@ function hashRange(fd: number, at: number, length: number): string {
     done += n;
   }
   return hash.digest('hex');
-}
-
-function readBlobsSync(oids: string[]): Map<string, Buffer> {
-  const out = new Map<string, Buffer>();
-  if (!oids.length) return out;
-  const all = gitRaw(['cat-file', '--batch'], { input: oids.join('\n') + '\n' }).stdout;
-  let at = 0;
-  for (const oid of oids) {
-    const nl = all.indexOf(10, at);
-    const head = all.toString('utf8', at, nl).split(' ');
-    at = nl + 1;
-    if (head[1] === 'missing') continue;
-    const size = Number(head[2]);
-    out.set(oid, all.subarray(at, at + size));
-    at += size + 1;
-  }
-  return out;
 }
 
 /**

@@ -1,12 +1,13 @@
 // Owns `git-tensor filter-process`: git's long-running clean/smudge filter, one process per git command.
 
-import { statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { formatError, MissingObjectsError } from '../errors/index.js';
+import { formatError, MissingObjectsError, StoreWriteError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
-import { BlobReader } from '../git/blob-reader.js';
+import { CatFile } from '../git/cat-file.js';
+import { tempPathFor } from '../store/atomic.js';
 import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
@@ -43,13 +44,15 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   const { store } = repo;
   const lazy = new LazyFetcher(repo);
   const skipSmudge = process.env.GIT_TENSOR_SKIP_SMUDGE === '1';
-  const blobs = new BlobReader();
+  let index: CatFile | undefined;
   /** The version git has in its index for a path: the natural delta base of the one being added. */
   const previousVersion = async (path: string): Promise<Pointer | undefined> => {
-    const blob = await blobs.read(`:${path}`);
-    if (!blob || !looksLikePointer(blob)) return undefined;
+    index ??= new CatFile();
+    const head = await index.ask(`:${path}`);
+    if (!head || head.type !== 'blob' || head.size > MAX_POINTER_BYTES) return undefined;
+    if (!looksLikePointer(await index.reader.peek(32))) return undefined;
     try {
-      return parsePointer(blob.toString('utf8'), path);
+      return parsePointer((await index.reader.read()).toString('utf8'), path);
     } catch {
       return undefined; // a damaged index entry only costs the delta
     }
@@ -95,16 +98,15 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
         return pointer;
       } catch (err) {
         writer.abort();
-        throw err;
+        throw err instanceof StoreWriteError ? err.forFile(req.pathname) : err;
       }
     },
     async smudge(req, content) {
-      const parts: Buffer[] = [];
-      for await (const bytes of content) parts.push(Buffer.from(bytes));
-      const blob = Buffer.concat(parts);
+      const received = await receiveBlob(content, store.tmpDir, skipSmudge);
       // Not a pointer (committed before the file was tracked, or a conflict left by a text merge): git's
       // content goes to the working tree untouched, as git-lfs does, so nothing is ever hidden or lost.
-      if (skipSmudge || blob.length > MAX_POINTER_BYTES || !looksLikePointer(blob)) return [blob];
+      if ('passThrough' in received) return received.passThrough;
+      const blob = received.pointer;
       if (feedsOnlyOurDiff(req.pathname)) {
         trace(`smudge ${req.pathname}: left as a pointer for git ${invoker} (git-tensor's diff reads the store)`);
         return [blob];
@@ -121,7 +123,70 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       process.stderr.write(formatError(err) + '\n');
     },
   });
-  blobs.close();
+  index?.close();
   lazy.close();
   store.close();
+}
+
+/** Content kept in memory before a pass-through blob is spooled to disk. */
+const SPOOL_AFTER_BYTES = 8 << 20;
+
+/**
+ * Takes the blob git sends to smudge. What can be a pointer (at most MAX_POINTER_BYTES, starting like
+ * one) is returned in memory. Anything else passes through: git sends the whole blob before it reads
+ * our answer, so a large one is spooled to an unlinked file in the store's tmp/ (gone when closed, or
+ * when the process dies) rather than held in memory.
+ */
+async function receiveBlob(content: AsyncIterable<Buffer>, tmpDir: string, passAll: boolean): Promise<{ pointer: Buffer } | { passThrough: Iterable<Uint8Array> | AsyncIterable<Uint8Array> }> {
+  const parts: Buffer[] = [];
+  let size = 0;
+  let spool: number | undefined;
+  let couldBePointer = !passAll;
+  let prefixChecked = false;
+  try {
+    for await (const bytes of content) {
+      if (spool !== undefined) {
+        writeAll(spool, bytes);
+        size += bytes.length;
+        continue;
+      }
+      parts.push(Buffer.from(bytes));
+      size += bytes.length;
+      if (couldBePointer && !prefixChecked && size >= 32) {
+        prefixChecked = true;
+        couldBePointer = looksLikePointer(parts.length === 1 ? parts[0]! : Buffer.concat(parts));
+      }
+      if (size > MAX_POINTER_BYTES) couldBePointer = false;
+      if (!couldBePointer && size > SPOOL_AFTER_BYTES) {
+        const path = tempPathFor(join(tmpDir, 'smudge'), tmpDir);
+        spool = openSync(path, 'wx+', 0o600);
+        unlinkSync(path);
+        for (const p of parts.splice(0)) writeAll(spool, p);
+      }
+    }
+  } catch (err) {
+    if (spool !== undefined) closeSync(spool);
+    throw err;
+  }
+  const blob = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  if (spool === undefined) return couldBePointer && looksLikePointer(blob) ? { pointer: blob } : { passThrough: [blob] };
+  return { passThrough: readSpool(spool, size) };
+}
+
+function writeAll(fd: number, bytes: Uint8Array): void {
+  for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+}
+
+async function* readSpool(fd: number, size: number): AsyncGenerator<Buffer> {
+  try {
+    for (let at = 0; at < size; ) {
+      const piece = Buffer.allocUnsafe(Math.min(1 << 20, size - at));
+      const n = readSync(fd, piece, 0, piece.length, at);
+      if (n === 0) throw new Error(`smudge spool file ended at ${at} of ${size} bytes`);
+      at += n;
+      yield piece.subarray(0, n);
+    }
+  } finally {
+    closeSync(fd);
+  }
 }

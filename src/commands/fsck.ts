@@ -1,6 +1,7 @@
-// Owns `git tensor fsck`: re-hash every stored object and check that pointers have what they need.
+// Owns `git tensor fsck`: check every pack's layout against its index, re-hash every stored object, and
+// check that pointers have what they need.
 
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { Printable } from './printable.js';
 import { ExitCode, GitTensorError } from '../errors/index.js';
 import { Encoding } from '../store/pack.js';
@@ -16,6 +17,10 @@ export interface FsckOptions {
 
 export interface FsckReport {
   objects: number;
+  /** Packs whose file is damaged outside any one object (magic, entry headers, length). */
+  corruptPacks: { pack: string; problem: string }[];
+  /** Packs whose index is there but whose pack file is gone. */
+  missingPacks: { pack: string; objects: number }[];
   corrupt: { id: string; pack: string; problem: string }[];
   missing: { id: string; path: string }[];
   /** Pointers that cannot be restored whatever objects are fetched (hand-edited, inconsistent). */
@@ -25,7 +30,17 @@ export interface FsckReport {
 
 export async function fsck(opts: FsckOptions): Promise<Printable> {
   const { store } = openRepo();
-  const report: FsckReport = { objects: 0, corrupt: [], missing: [], badPointers: [], leftoverTempFiles: [] };
+  const report: FsckReport = { objects: 0, corruptPacks: [], missingPacks: [], corrupt: [], missing: [], badPointers: [], leftoverTempFiles: [] };
+  for (const pack of [...store.packFiles]) {
+    if (!existsSync(pack.packPath)) {
+      // The index outlived its pack: the objects it lists are missing (fetch them), not corrupt.
+      report.missingPacks.push({ pack: pack.packPath, objects: pack.count });
+      store.forgetPack(pack);
+      continue;
+    }
+    const problem = pack.checkLayout();
+    if (problem) report.corruptPacks.push({ pack: pack.packPath, problem });
+  }
   for (const pack of store.packFiles) {
     for (const entry of pack.entries()) {
       report.objects++;
@@ -40,8 +55,9 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
         }
       } catch (err) {
         if (!(err instanceof GitTensorError)) throw err;
-        const problem = err.code === 'E_MISSING_OBJECTS' ? 'a chunk it lists is missing' : err.message;
-        report.corrupt.push({ id: entry.id, pack: pack.packPath, problem });
+        if (err.code === 'E_MISSING_OBJECTS') {
+          for (const id of (err.data.ids as string[] | undefined) ?? []) report.missing.push({ id, path: `object ${entry.id.slice(0, 16)}` });
+        } else report.corrupt.push({ id: entry.id, pack: pack.packPath, problem: err.message });
       }
     }
   }
@@ -60,6 +76,8 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
   report.leftoverTempFiles = readdirSync(store.tmpDir);
 
   const text = [`checked ${report.objects} objects in ${store.packFiles.length} pack(s), ${pointers.length} pointer(s)`];
+  for (const p of report.missingPacks) text.push(`missing pack ${p.pack}: its index lists ${p.objects} object(s), the pack file is gone`);
+  for (const p of report.corruptPacks) text.push(`corrupt pack ${p.pack}: ${p.problem}`);
   for (const c of report.corrupt) text.push(`corrupt object ${c.id} in ${c.pack}: ${c.problem}`);
   for (const m of report.missing) text.push(`missing object ${m.id} needed by ${m.path}`);
   for (const b of report.badPointers) text.push(`bad pointer ${b.path}: ${b.problem}`);
@@ -67,9 +85,13 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
     text.push(`${report.leftoverTempFiles.length} temp file(s) left by interrupted writes (harmless; \`git tensor gc\` removes them)`);
   }
   if (report.badPointers.length) text.push(`hint: take each bad pointer's file from a commit where it is intact (\`git checkout <commit> -- <path>\`).`);
-  if (report.corrupt.length) text.push('hint: restore damaged objects from a remote with `git tensor fetch`, then run `git tensor fsck` again.');
-  else if (report.missing.length) text.push('hint: fetch missing objects with `git tensor fetch`.');
-  else if (!report.badPointers.length) text.push('ok');
-  const exitCode = report.corrupt.length || report.badPointers.length ? ExitCode.corrupt : report.missing.length ? ExitCode.missingObjects : ExitCode.ok;
+  const corrupt = report.corrupt.length + report.corruptPacks.length;
+  const missing = report.missing.length + report.missingPacks.length;
+  if (report.corruptPacks.length) text.push('hint: move each corrupt pack and its .idx out of .git/tensor/packs, run `git tensor fetch` to restore their objects from a remote, then `git tensor fsck` again.');
+  else if (corrupt) text.push('hint: restore damaged objects from a remote with `git tensor fetch`, then run `git tensor fsck` again.');
+  if (report.missingPacks.length) text.push('hint: restore the missing pack from a backup, or remove its .idx and run `git tensor fetch` to get its objects from a remote.');
+  else if (missing && !corrupt) text.push('hint: fetch missing objects with `git tensor fetch`.');
+  if (!corrupt && !missing && !report.badPointers.length) text.push('ok');
+  const exitCode = corrupt || report.badPointers.length ? ExitCode.corrupt : missing ? ExitCode.missingObjects : ExitCode.ok;
   return { data: report, text, exitCode };
 }

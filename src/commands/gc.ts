@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { formatBytes } from '../format/units.js';
 import { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
+import { removeDeadWritersFiles } from '../store/atomic.js';
 import { LocatedObject, objectClosure, writePackOf } from '../store/transfer.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
@@ -36,6 +37,8 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   const now = Date.now();
   const graceSeconds = opts.pruneSeconds ?? TWO_WEEKS;
 
+  // Files of writers that are gone go now; other unknown files once they are old enough.
+  const swept = removeDeadWritersFiles(store.tmpDir).length;
   const leftovers: string[] = [];
   for (const name of readdirSync(store.tmpDir)) {
     const p = join(store.tmpDir, name);
@@ -87,10 +90,10 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   }
   for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
-  const data = { packsBefore: packs.length, packsAfter: keep.length ? 1 : 0, objects: keep.length, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: leftovers.length };
+  const data = { packsBefore: packs.length, packsAfter: keep.length ? 1 : 0, objects: keep.length, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
   const text = [
     `packs: ${packs.length} -> ${data.packsAfter}; ${keep.length} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})`,
-    `store: ${formatBytes(before)} -> ${formatBytes(after)}` + (leftovers.length ? `; removed ${leftovers.length} file(s) left by interrupted commands` : ''),
+    `store: ${formatBytes(before)} -> ${formatBytes(after)}` + (data.leftoversRemoved ? `; removed ${data.leftoversRemoved} file(s) left by interrupted commands` : ''),
   ];
   return { data, text };
 }

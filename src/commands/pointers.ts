@@ -1,9 +1,10 @@
 // Owns finding the checkpoints git-tensor tracks at a revision or across history, as parsed pointers.
 
 import { GitTensorError, UsageError } from '../errors/index.js';
+import { pointerCandidates } from '../git/cat-file.js';
 import { gitRaw } from '../git/exec.js';
 import { listFiles, readBlobs, trackedPaths } from '../git/tree.js';
-import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
+import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
 
 export interface TrackedPointer {
   path: string;
@@ -36,13 +37,14 @@ export async function pointersAt(rev: string, paths: string[] = [], cwd?: string
  */
 export async function pointersInHistory(cwd?: string, everything = false): Promise<TrackedPointer[]> {
   const extra = everything ? ['--reflog', '--indexed-objects'] : [];
-  const listing = gitRaw(['rev-list', '--objects', '--all', ...extra, '--no-object-names', '--filter=object:type=blob'], { cwd, okCodes: [128] });
+  // Blobs too large to be pointers are left out by git itself, so an ordinary file of any size in
+  // history is never read (the rest stream through one cat-file, see pointerCandidates).
+  const filter = `--filter=combine:blob:limit=${MAX_POINTER_BYTES + 1}+object:type=blob`;
+  const listing = gitRaw(['rev-list', '--objects', '--all', ...extra, '--no-object-names', filter], { cwd, okCodes: [128] });
   if (listing.status !== 0) return [];
   const oids = listing.stdout.toString('utf8').split('\n').filter((l) => /^[0-9a-f]{40,64}$/.test(l));
-  const blobs = await readBlobs(oids, cwd);
   const out: TrackedPointer[] = [];
-  for (const [oid, blob] of blobs) {
-    if (!looksLikePointer(blob)) continue;
+  for await (const { oid, blob } of pointerCandidates(oids, { cwd })) {
     try {
       out.push({ path: '', oid, pointer: parsePointer(blob.toString('utf8')) });
     } catch (err) {

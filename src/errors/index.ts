@@ -121,6 +121,45 @@ export class PackError extends GitTensorError {
   }
 }
 
+/** errno codes of a write that failed for lack of room (disk full, quota, file size limit) or I/O. */
+const STORE_WRITE_ERRNOS: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EFBIG: 'file too large for this filesystem or the process file-size limit',
+  EIO: 'input/output error from the device',
+  EROFS: 'the filesystem is read-only',
+};
+
+/**
+ * Writing to the tensor store failed (disk full, quota, I/O error). The writer removed what it had
+ * written, so nothing was stored and the repository is as before. E_DISK_FULL when freeing space helps,
+ * E_STORE_WRITE otherwise.
+ */
+export class StoreWriteError extends GitTensorError {
+  constructor(readonly errno: string, readonly storeDir: string, file?: string) {
+    const full = errno === 'ENOSPC' || errno === 'EDQUOT' || errno === 'EFBIG';
+    const where = file ? `${file}: ` : '';
+    super(full ? 'E_DISK_FULL' : 'E_STORE_WRITE', `${where}cannot write to the tensor store ${storeDir}: ${STORE_WRITE_ERRNOS[errno] ?? errno} (${errno}); nothing was stored`, {
+      data: { file, storeDir, errno },
+      hint: full
+        ? `Free space on the disk holding ${storeDir} (\`git tensor gc\` drops unreachable objects), then run the command again${file ? ` (\`git add ${file}\`)` : ''}.`
+        : `Check the disk holding ${storeDir} (dmesg, mount options), then run the command again.`,
+    });
+  }
+
+  /** The same failure, naming the working-tree file whose content was being stored. */
+  forFile(file: string): StoreWriteError {
+    return new StoreWriteError(this.errno, this.storeDir, file);
+  }
+
+  /** `err` as a StoreWriteError when it is a write failure of that kind, else undefined. */
+  static from(err: unknown, storeDir: string): StoreWriteError | undefined {
+    if (err instanceof StoreWriteError) return err;
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    return code && code in STORE_WRITE_ERRNOS ? new StoreWriteError(code, storeDir) : undefined;
+  }
+}
+
 export class GitCommandError extends GitTensorError {
   constructor(args: string[], status: number | null, stderr: string) {
     super('E_GIT', `git ${args.join(' ')} failed (exit ${status ?? 'signal'}): ${stderr.trim()}`, {

@@ -1,6 +1,6 @@
 // Owns reading trees, attributes and blobs from git in bulk (one git process per question, not per file).
 
-import { spawn } from 'node:child_process';
+import { readPointerBlobs } from './cat-file.js';
 import { git, gitRaw } from './exec.js';
 
 export interface TreeFile {
@@ -28,27 +28,12 @@ export function trackedPaths(paths: string[], cwd?: string): Set<string> {
   return tracked;
 }
 
-/** Reads many blobs through one `git cat-file --batch`. */
-export async function readBlobs(oids: string[], cwd?: string): Promise<Map<string, Buffer>> {
-  const result = new Map<string, Buffer>();
-  const unique = [...new Set(oids)];
-  if (!unique.length) return result;
-  const child = spawn('git', ['cat-file', '--batch'], { cwd, stdio: ['pipe', 'pipe', 'inherit'] });
-  child.stdin.end(unique.join('\n') + '\n');
-  const chunks: Buffer[] = [];
-  for await (const c of child.stdout) chunks.push(c as Buffer);
-  const all = Buffer.concat(chunks);
-  let at = 0;
-  for (const oid of unique) {
-    const nl = all.indexOf(10, at);
-    const head = all.toString('utf8', at, nl).split(' ');
-    at = nl + 1;
-    if (head[1] === 'missing') continue;
-    const size = Number(head[2]);
-    result.set(oid, all.subarray(at, at + size));
-    at += size + 1;
-  }
-  return result;
+/**
+ * The blobs among `oids` that can be pointers (see pointerCandidates in cat-file.ts), by id: other blobs
+ * are left out unread, however large they are.
+ */
+export function readBlobs(oids: string[], cwd?: string): Promise<Map<string, Buffer>> {
+  return readPointerBlobs(oids, cwd);
 }
 
 export function revParse(rev: string, cwd?: string): string {

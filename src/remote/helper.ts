@@ -22,7 +22,7 @@ import { objectClosure } from '../store/transfer.js';
 import { packSizeLimit, retriesFromConfig, retryNotice, TransferContext } from './context.js';
 import { PushMissingObjectsError, RemoteTransferError } from './errors.js';
 import { runNetworkGit, transferEnv } from './git-run.js';
-import { blobsInRange, idsInBlobs } from './pointers.js';
+import { blobsInRange, existingObjects, idsInBlobs } from './pointers.js';
 import { listRemote, RemoteIndex, RemoteListing, TENSOR_REF_PREFIX } from './remote-index.js';
 import { answeredPush, parsePushPorcelain, uploadObjects } from './upload.js';
 
@@ -224,7 +224,7 @@ async function fetchRefs(ctx: TransferContext, state: HelperState, wants: { sha:
     cwd: ctx.cwd, env: transferEnv(ctx.env), input: refspecs.join('\n') + '\n', retry: ctx.retry,
     forwardStderr: true, forwardProgress: true,
   });
-  const have = new Set(existing(ctx, wants.map((w) => w.sha)));
+  const have = new Set(existingObjects(wants.map((w) => w.sha), ctx.cwd, ctx.env));
   const moved = wants.filter((w) => !have.has(w.sha));
   if (moved.length) {
     throw new RemoteTransferError('fetching from', ctx.url, `${moved[0]!.name} moved on the remote while fetching (expected ${moved[0]!.sha.slice(0, 12)})`, true);
@@ -245,14 +245,6 @@ async function fetchRefs(ctx: TransferContext, state: HelperState, wants: { sha:
       index.close();
     }
   }
-}
-
-function existing(ctx: TransferContext, oids: string[]): string[] {
-  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype)'], { cwd: ctx.cwd, env: ctx.env, input: oids.join('\n') + '\n' });
-  return out.stdout.toString('utf8').split('\n').flatMap((l) => {
-    const [oid, type] = l.split(' ');
-    return type && type !== 'missing' ? [oid!] : [];
-  });
 }
 
 export interface PushSpec {

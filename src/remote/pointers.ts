@@ -1,66 +1,41 @@
 // Owns finding the store objects a set of commits or a tree needs: the pointer blobs among them (any blob
 // that parses as a pointer, whatever the attributes say, as `git tensor fsck --all` does) and the ids those
-// pointers list. Blobs are read in bounded batches, so a repository with large ordinary files does not
-// have to fit in memory.
+// pointers list. Blobs stream through one cat-file (src/git/cat-file.ts) and only those that can be
+// pointers are read, so a repository with large ordinary files does not have to fit in memory.
 
 import { GitTensorError } from '../errors/index.js';
-import { looksLikePointer, MAX_POINTER_BYTES, objectIdsOf, parsePointer } from '../format/pointer.js';
+import { MAX_POINTER_BYTES, objectIdsOf, parsePointer } from '../format/pointer.js';
 import { gitRaw } from '../git/exec.js';
-import { readBlobs } from '../git/tree.js';
+import { batchCheck, pointerCandidates } from '../git/cat-file.js';
 
 export interface BlobRef {
   oid: string;
   size: number;
 }
 
-const BATCH_BYTES = 64 << 20;
 
 /** The ids listed by every pointer among `blobs`; non-pointers and unparsable pointers are skipped. */
 export async function idsInBlobs(blobs: readonly BlobRef[], cwd?: string): Promise<string[]> {
   const ids = new Set<string>();
-  let batch: string[] = [];
-  let bytes = 0;
-  const flush = async (): Promise<void> => {
-    const read = await readBlobs(batch, cwd);
-    for (const blob of read.values()) {
-      if (!looksLikePointer(blob)) continue;
-      try {
-        for (const id of objectIdsOf(parsePointer(blob.toString('utf8')))) ids.add(id);
-      } catch (err) {
-        if (!(err instanceof GitTensorError)) throw err;
-      }
+  const small = blobs.filter((b) => b.size <= MAX_POINTER_BYTES).map((b) => b.oid);
+  for await (const { blob } of pointerCandidates(small, { cwd })) {
+    try {
+      for (const id of objectIdsOf(parsePointer(blob.toString('utf8')))) ids.add(id);
+    } catch (err) {
+      if (!(err instanceof GitTensorError)) throw err;
     }
-    batch = [];
-    bytes = 0;
-  };
-  for (const b of blobs) {
-    if (b.size > MAX_POINTER_BYTES) continue;
-    if (bytes + b.size > BATCH_BYTES && batch.length) await flush();
-    batch.push(b.oid);
-    bytes += b.size;
   }
-  if (batch.length) await flush();
   return [...ids];
 }
 
 /** Sizes of the given objects, by `git cat-file --batch-check`; objects git lacks are left out. */
 export function blobSizes(oids: readonly string[], cwd?: string): BlobRef[] {
-  if (!oids.length) return [];
-  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype) %(objectsize)'], { cwd, input: oids.join('\n') + '\n' });
-  return out.stdout.toString('utf8').split('\n').flatMap((line) => {
-    const [oid, type, size] = line.split(' ');
-    return type === 'blob' ? [{ oid: oid!, size: Number(size) }] : [];
-  });
+  return batchCheck(oids, { cwd }).flatMap((h) => (h.type === 'blob' ? [{ oid: h.oid, size: h.size }] : []));
 }
 
 /** Those of `oids` the local object database has (e.g. remote ref tips we already fetched). */
-export function existingObjects(oids: readonly string[], cwd?: string): string[] {
-  if (!oids.length) return [];
-  const out = gitRaw(['cat-file', '--batch-check=%(objectname) %(objecttype)'], { cwd, input: oids.join('\n') + '\n' });
-  return out.stdout.toString('utf8').split('\n').flatMap((line) => {
-    const [oid, type] = line.split(' ');
-    return type && type !== 'missing' ? [oid!] : [];
-  });
+export function existingObjects(oids: readonly string[], cwd?: string, env?: NodeJS.ProcessEnv): string[] {
+  return batchCheck(oids, { cwd, env }).flatMap((h) => (h.size >= 0 ? [h.oid] : []));
 }
 
 /**

@@ -13,6 +13,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { CatFile } from '../git/cat-file.js';
 import { GitRunOptions, GitRunResult, NetworkOptions, runGit, runNetworkGit, transferEnv } from './git-run.js';
 import { GitTensorError } from '../errors/index.js';
 
@@ -122,24 +123,14 @@ export class TransferRepo {
   /** Reads small blobs (pack indexes) through one `git cat-file --batch`. Missing ones are undefined. */
   async readSmallBlobs(revs: string[]): Promise<(Buffer | undefined)[]> {
     if (!revs.length) return [];
-    const r = await this.run(['cat-file', '--batch'], { input: revs.join('\n') + '\n' });
-    if (r.status !== 0) throw new GitTensorError('E_GIT', `git cat-file --batch failed in ${this.dir}: ${r.stderr}`);
-    const out: (Buffer | undefined)[] = [];
-    const all = r.stdout;
-    let at = 0;
-    for (let k = 0; k < revs.length; k++) {
-      const nl = all.indexOf(10, at);
-      const head = all.toString('utf8', at, nl).split(' ');
-      at = nl + 1;
-      if (head[1] === 'missing' || head.length < 3) {
-        out.push(undefined);
-        continue;
-      }
-      const size = Number(head[2]);
-      out.push(all.subarray(at, at + size));
-      at += size + 1;
+    const batch = new CatFile({ env: this.env });
+    try {
+      const out: (Buffer | undefined)[] = [];
+      for await (const head of batch.objects(revs)) out.push(head.size >= 0 ? await batch.reader.read() : undefined);
+      return out;
+    } finally {
+      batch.close();
     }
-    return out;
   }
 
   /** Writes `<rev>` (a blob) to `path`, streaming. */

@@ -11,14 +11,15 @@
 //
 // Records are sorted by id so lookups binary-search the mapped index. A pack is visible only once its
 // index exists, and the index is renamed into place after the pack is fsynced: a killed writer leaves at
-// most an unindexed temp file that readers ignore and `git tensor gc` removes.
+// most temp files that readers ignore and the next writing command removes (atomic.ts); a write that
+// fails (disk full) removes its own and is a StoreWriteError.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writevSync } from 'node:fs';
-import { join } from 'node:path';
+import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import { CorruptObjectError, PackError } from '../errors/index.js';
-import { fsyncDir, tempPathFor, writeFileAtomic } from './atomic.js';
+import { CorruptObjectError, PackError, StoreWriteError } from '../errors/index.js';
+import { fsyncDir, tempPathFor } from './atomic.js';
 
 export const PACK_MAGIC = Buffer.from('GTPACK\0\x01', 'latin1');
 export const IDX_MAGIC = Buffer.from('GTIDX\0\0\x01', 'latin1');
@@ -129,6 +130,51 @@ export class PackFile {
     this.fd = undefined;
   }
 
+  /**
+   * Checks the pack file against its index without reading payloads: the magic and version, then each
+   * entry header in file order (id, encoding, depth and sizes as the index records them for that
+   * offset), entries laid end to end up to the end of the file, and every indexed object met once.
+   * Returns the first problem found, or null. Throws ENOENT when the pack file is gone.
+   */
+  checkLayout(): string | null {
+    const byOffset = new Map<number, number>();
+    for (let k = 0; k < this.count; k++) byOffset.set(Number(this.records.readBigUInt64LE(k * IDX_RECORD_BYTES + 32)), k);
+    const fd = openSync(this.packPath, 'r');
+    try {
+      const size = fstatSync(fd).size;
+      const head = Buffer.alloc(ENTRY_HEADER_BYTES);
+      const readAt = (at: number, n: number): boolean => readSync(fd, head, 0, n, at) === n;
+      if (!readAt(0, PACK_MAGIC.length) || !head.subarray(0, PACK_MAGIC.length - 1).equals(PACK_MAGIC.subarray(0, PACK_MAGIC.length - 1))) {
+        return 'does not start with the pack magic "GTPACK\\0"';
+      }
+      if (head[PACK_MAGIC.length - 1] !== PACK_MAGIC[PACK_MAGIC.length - 1]) return `has pack version ${head[PACK_MAGIC.length - 1]}, not ${PACK_MAGIC[PACK_MAGIC.length - 1]}`;
+      let at = PACK_MAGIC.length;
+      let seen = 0;
+      while (at < size) {
+        if (!readAt(at, ENTRY_HEADER_BYTES)) return `entry header at byte ${at} is cut off by the end of the file`;
+        const k = byOffset.get(at + ENTRY_HEADER_BYTES);
+        if (k === undefined) return `entry at byte ${at} is not in the index (the pack is damaged before it)`;
+        const rec = k * IDX_RECORD_BYTES;
+        const id = this.records.toString('hex', rec, rec + 32);
+        const differs = [
+          !head.subarray(4, 36).equals(this.records.subarray(rec, rec + 32)) && 'id',
+          head[0] !== this.records[rec + 56] && 'encoding',
+          head[1] !== this.records[rec + 57] && 'delta depth',
+          head.readBigUInt64LE(36) !== this.records.readBigUInt64LE(rec + 48) && 'decoded size',
+          head.readBigUInt64LE(44) !== this.records.readBigUInt64LE(rec + 40) && 'payload length',
+        ].filter(Boolean);
+        if (differs.length) return `entry header at byte ${at} (object ${id.slice(0, 16)}) disagrees with the index on its ${differs.join(', ')}`;
+        at += ENTRY_HEADER_BYTES + Number(this.records.readBigUInt64LE(rec + 40));
+        seen++;
+      }
+      if (at > size) return `is truncated: the last entry ends at byte ${at}, the file at ${size}`;
+      if (seen !== this.count) return `holds ${seen} entries, its index lists ${this.count}`;
+      return null;
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   private recordAt(k: number): ObjectLocation {
     const at = k * IDX_RECORD_BYTES;
     const r = this.records;
@@ -141,6 +187,24 @@ export class PackFile {
       depth: r[at + 57]!,
       crc: r.readUInt32LE(at + 58),
     };
+  }
+}
+
+function writeDurable(path: string, bytes: Uint8Array): void {
+  const fd = openSync(path, 'wx', 0o444);
+  try {
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at, bytes.length - at);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Never created, or already gone.
   }
 }
 
@@ -159,6 +223,8 @@ export class PackWriter {
   private readonly written = new Set<string>();
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
+  /** The temp pack exists on disk (removed again by abort). */
+  private created = false;
 
   constructor(private readonly packDir: string, private readonly tmpDir: string) {
     this.tmpPath = tempPathFor(join(tmpDir, 'pack'), tmpDir);
@@ -176,7 +242,8 @@ export class PackWriter {
     const idHex = id.toString('hex');
     if (this.written.has(idHex)) return;
     if (this.fd === undefined) {
-      this.fd = openSync(this.tmpPath, 'wx', 0o444);
+      this.fd = this.guard(() => openSync(this.tmpPath, 'wx', 0o444));
+      this.created = true;
       this.push(PACK_MAGIC);
     }
     const head = Buffer.alloc(ENTRY_HEADER_BYTES);
@@ -192,32 +259,45 @@ export class PackWriter {
     this.written.add(idHex);
   }
 
-  /** Fsyncs the pack, renames it into place, then writes its index. Returns the pack name, or null if empty. */
+  /**
+   * Fsyncs the pack and its index (both still temp files), renames the pack into place, then the index.
+   * Returns the pack name, or null if empty. On failure (disk full...) nothing is visible and both temp
+   * files are gone; the error is a StoreWriteError.
+   */
   commit(): string | null {
     if (this.fd === undefined) return null;
-    this.drain();
-    fsyncSync(this.fd);
-    closeSync(this.fd);
-    this.fd = undefined;
-    const idx = this.buildIndex();
-    const name = createHash('sha256').update(idx).digest('hex');
-    const packPath = join(this.packDir, `pack-${name}.pack`);
-    renameSync(this.tmpPath, packPath);
-    fsyncDir(this.packDir);
-    writeFileAtomic(join(this.packDir, `pack-${name}.idx`), idx);
-    return name;
+    const idxTmp = tempPathFor(join(this.tmpDir, 'idx'), this.tmpDir);
+    let packPath: string | undefined;
+    try {
+      this.drain();
+      fsyncSync(this.fd);
+      closeSync(this.fd);
+      this.fd = undefined;
+      const idx = this.buildIndex();
+      const name = createHash('sha256').update(idx).digest('hex');
+      writeDurable(idxTmp, idx);
+      packPath = join(this.packDir, `pack-${name}.pack`);
+      renameSync(this.tmpPath, packPath);
+      fsyncDir(this.packDir);
+      renameSync(idxTmp, join(this.packDir, `pack-${name}.idx`));
+      fsyncDir(this.packDir);
+      return name;
+    } catch (err) {
+      for (const p of [idxTmp, packPath]) if (p) removeQuietly(p);
+      this.abort();
+      throw StoreWriteError.from(err, dirname(this.packDir)) ?? err;
+    }
   }
 
+  /** Forgets everything appended and removes the temp pack. */
   abort(): void {
     if (this.fd !== undefined) {
       closeSync(this.fd);
       this.fd = undefined;
-      try {
-        unlinkSync(this.tmpPath);
-      } catch {
-        // Already gone: nothing to undo.
-      }
     }
+    if (this.created) removeQuietly(this.tmpPath);
+    this.created = false;
+    this.offset = 0;
     this.records.length = 0;
     this.written.clear();
     this.batch = [];
@@ -232,7 +312,23 @@ export class PackWriter {
     if (this.batchBytes >= 4 << 20 || this.batch.length >= 1000) this.drain();
   }
 
+  /** Runs a write; a disk-full or I/O failure removes the temp pack and becomes a StoreWriteError. */
+  private guard<T>(write: () => T): T {
+    try {
+      return write();
+    } catch (err) {
+      const named = StoreWriteError.from(err, dirname(this.packDir));
+      if (!named) throw err;
+      this.abort();
+      throw named;
+    }
+  }
+
   private drain(): void {
+    this.guard(() => this.drainBatch());
+  }
+
+  private drainBatch(): void {
     const pending = this.batch;
     let start = 0;
     while (start < pending.length) {

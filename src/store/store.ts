@@ -8,6 +8,7 @@ import { CorruptObjectError, GitTensorError } from '../errors/index.js';
 import type { Codec } from './codec.js';
 import { decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
 import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
+import { removeDeadWritersFiles } from './atomic.js';
 import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
@@ -35,6 +36,7 @@ export class ObjectStore {
   readonly compress: boolean;
   private packs: PackFile[] = [];
   private readonly loaded = new Set<string>();
+  private sweptTemps = false;
 
   private constructor(readonly dir: string, opts: StoreOptions) {
     this.packDir = join(dir, 'packs');
@@ -61,6 +63,15 @@ export class ObjectStore {
       this.packs.push(new PackFile(join(this.packDir, `${base}.pack`), join(this.packDir, f)));
       this.loaded.add(f);
     }
+  }
+
+  /**
+   * Stops reading from `pack` in this process (its objects count as absent from then on): for fsck,
+   * when a pack's index is there but the pack file is gone.
+   */
+  forgetPack(pack: PackFile): void {
+    pack.close();
+    this.packs = this.packs.filter((p) => p !== pack);
   }
 
   get packFiles(): readonly PackFile[] {
@@ -288,6 +299,11 @@ export class ObjectStore {
    * working-tree file); chunk ids are then not computed at all.
    */
   beginWrite(opts: { hashOnly?: boolean } = {}): ObjectWriter {
+    if (!opts.hashOnly && !this.sweptTemps) {
+      // The first write of a command clears what killed writers left in tmp/ (their packs can be large).
+      this.sweptTemps = true;
+      removeDeadWritersFiles(this.tmpDir);
+    }
     return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir), opts.hashOnly === true);
   }
 

@@ -4,10 +4,10 @@
 // elsewhere after verifying it. Spec: docs/store.md, docs/remote.md.
 
 import { createHash } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CorruptObjectError } from '../errors/index.js';
-import { fsyncDir, writeFileAtomic } from './atomic.js';
+import { CorruptObjectError, StoreWriteError } from '../errors/index.js';
+import { fsyncDir, removeDeadWritersFiles, writeFileAtomic } from './atomic.js';
 import { decodeChunk, deltaBaseOf, isChunkEncoding, isDelta } from './encoding.js';
 import { Encoding, ENTRY_HEADER_BYTES, ObjectLocation, PACK_MAGIC, PackFile, PackWriter } from './pack.js';
 import { CHUNK_LIST_RECORD_BYTES, ObjectStore, sha256 } from './store.js';
@@ -142,6 +142,7 @@ export class ObjectSource {
  * pack's name, or null when `objects` is empty.
  */
 export function writePackOf(objects: Iterable<LocatedObject>, packDir: string, tmpDir: string, source?: ObjectSource): string | null {
+  removeDeadWritersFiles(tmpDir);
   const writer = new PackWriter(packDir, tmpDir);
   try {
     for (const o of objects) {
@@ -226,9 +227,16 @@ export function importPack(store: ObjectStore, packPath: string, idxPath: string
   } finally {
     closeSync(fd);
   }
-  renameSync(packPath, join(store.packDir, `pack-${name}.pack`));
+  const target = join(store.packDir, `pack-${name}.pack`);
+  renameSync(packPath, target);
   fsyncDir(store.packDir);
-  writeFileAtomic(join(store.packDir, `pack-${name}.idx`), readFileSync(idxPath));
+  try {
+    writeFileAtomic(join(store.packDir, `pack-${name}.idx`), readFileSync(idxPath));
+  } catch (err) {
+    // A pack without its index is invisible; leave none behind (a full disk is the likely cause).
+    rmSync(target, { force: true });
+    throw StoreWriteError.from(err, store.dir) ?? err;
+  }
   store.refresh();
 }
 

@@ -2,8 +2,9 @@
 // `git add` killed halfway. The user gets a clear refusal that names the file and the next step, and
 // neither the index nor the store is ever left half-written.
 
-import { spawn } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { largeModel, makeTensor, replaceTensors, tinyModel, toSafetensors } from '../helpers/models.js';
@@ -310,16 +311,30 @@ describe('a killed git add', () => {
 
     // git and its git-tensor filter share a new process group, killed together as a crash would.
     const child = spawn('git', ['add', 'big.safetensors'], { cwd: repo.dir, env: repo.env, detached: true, stdio: 'ignore' });
-    const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    let running = true;
+    const exited = new Promise<void>((resolve) => child.on('exit', () => ((running = false), resolve())));
+    // Kill it once the filter has started writing its temp pack (a crash mid-write).
+    const tmp = join(repo.storeDir, 'tmp');
+    while (running && !readdirSync(tmp).some((f) => f.startsWith('.pack.'))) await new Promise((resolve) => setTimeout(resolve, 20));
     try {
       process.kill(-child.pid!, 'SIGKILL');
     } catch {
       // Already finished: the rest of the test still holds.
     }
     await exited;
-    // Give the kernel a moment to reap the filter child too (same group, already signalled).
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // The filter child was signalled with its group; wait until it has died (SIGKILL takes effect once
+    // the process leaves the kernel, e.g. after an fsync), as the writers of the temp files it left.
+    const writerGone = (name: string): boolean => {
+      const pid = /\.(\d+)@/.exec(name)?.[1];
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+      } catch {
+        return true; // gone (or no /proc: nothing to wait for)
+      }
+      return !pid || /^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+    };
+    while (!readdirSync(tmp).every(writerGone)) await new Promise((resolve) => setTimeout(resolve, 50));
 
     expectFsckClean(repo);
     // Git's own lock, left by the kill; git's message tells the user to remove it, and so do we.
@@ -334,6 +349,8 @@ describe('a killed git add', () => {
     }
 
     await gitAsync(repo, ['add', 'big.safetensors']);
+    // The re-run's first write removed the temp pack the killed filter left (up to the file's size).
+    expect(readdirSync(tmp)).toEqual([]);
     await gitAsync(repo, ['commit', '-q', '-m', 'big']);
     repo.remove('big.safetensors');
     await gitAsync(repo, ['checkout', '--', 'big.safetensors']);
@@ -342,5 +359,144 @@ describe('a killed git add', () => {
     expect((await gitAsync(repo, ['status', '--porcelain'])).stdout).toBe('');
     const fsck = await gitAsync(repo, ['tensor', 'fsck'], { allowFail: true });
     expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0);
+  });
+});
+
+describe('damage to a pack outside any object', () => {
+  /** The repository's one pack file, made writable for the test to damage it. */
+  function onlyPack(repo: Repo): string {
+    const packs = repo.packFiles().filter((f) => f.endsWith('.pack'));
+    expect(packs).toHaveLength(1);
+    const file = join(repo.storeDir, 'packs', packs[0]!);
+    chmodSync(file, 0o644);
+    return file;
+  }
+
+  function patch(file: string, at: number, byte: (old: number) => number): void {
+    const fd = openSync(file, 'r+');
+    const one = Buffer.alloc(1);
+    readSync(fd, one, 0, 1, at);
+    one[0] = byte(one[0]!);
+    writeSync(fd, one, 0, 1, at);
+    closeSync(fd);
+  }
+
+  it('a damaged pack magic: fsck exits 5 naming the pack', () => {
+    const repo = repoWithModel();
+    const pack = onlyPack(repo);
+    patch(pack, 0, () => 0x58);
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status, fsck.stdout + fsck.stderr).toBe(5);
+    expect(fsck.stdout).toContain(pack);
+    expect(fsck.stdout).toMatch(/corrupt pack .*magic/);
+    expect(fsck.stdout).toMatch(/^hint: /m);
+  });
+
+  it('an unknown pack version: fsck exits 5 naming the pack', () => {
+    const repo = repoWithModel();
+    const pack = onlyPack(repo);
+    patch(pack, 7, () => 9);
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status).toBe(5);
+    expect(fsck.stdout).toMatch(/corrupt pack .*version 9/);
+  });
+
+  it('a damaged entry header (every payload still intact): fsck exits 5 naming the pack and the entry', () => {
+    const repo = repoWithModel();
+    const pack = onlyPack(repo);
+    // The first entry starts after the 8-byte magic; its byte 0 is the encoding (docs/store.md).
+    patch(pack, 8, (b) => b ^ 0x40);
+    const fsck = repo.gitTensor(['fsck', '--json'], { allowFail: true });
+    expect(fsck.status).toBe(5);
+    const report = JSON.parse(fsck.stdout) as { corruptPacks: { pack: string; problem: string }[]; corrupt: unknown[] };
+    expect(report.corruptPacks).toEqual([{ pack, problem: expect.stringMatching(/entry header at byte 8 .*encoding/) }]);
+    // The objects themselves read and verify: only the pack-level check could find this.
+    expect(report.corrupt).toEqual([]);
+  });
+
+  it('a deleted pack (its index still there): fsck exits 4 "missing", not 5, with a hint', () => {
+    const repo = repoWithModel();
+    const pack = onlyPack(repo);
+    rmSync(pack);
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status, fsck.stdout + fsck.stderr).toBe(4);
+    expect(fsck.stdout).toContain(`missing pack ${pack}`);
+    expect(fsck.stdout).toMatch(/missing object [0-9a-f]{64} needed by model\.safetensors/);
+    expect(fsck.stdout).not.toMatch(/corrupt/);
+    expect(fsck.stdout).toMatch(/^hint: .*git tensor fetch/m);
+  });
+});
+
+describe('temp files of dead writers', () => {
+  const host = hostname().replace(/[^A-Za-z0-9-]/g, '_');
+
+  it('the next git add removes those of writers that are gone, and keeps a running writer\'s', () => {
+    const repo = repoWithModel();
+    const tmp = join(repo.storeDir, 'tmp');
+    // A pid that was just used and has exited: what `kill -9` leaves.
+    const deadPid = spawnSync('true').pid!;
+    const dead = `.pack.${deadPid}@${host}.deadbeef.tmp`;
+    const live = `.pack.${process.pid}@${host}.cafebabe.tmp`;
+    const elsewhere = `.pack.${deadPid}@another-host.0badf00d.tmp`;
+    for (const name of [dead, live, elsewhere]) writeFileSync(join(tmp, name), Buffer.alloc(1 << 20));
+
+    repo.write('other.safetensors', toSafetensors([makeTensor('x', 'F32', [8])]));
+    repo.git(['add', 'other.safetensors']);
+    expect(readdirSync(tmp).sort()).toEqual([live, elsewhere].sort());
+  });
+
+  it('gc removes them too', () => {
+    const repo = repoWithModel();
+    const tmp = join(repo.storeDir, 'tmp');
+    const deadPid = spawnSync('true').pid!;
+    writeFileSync(join(tmp, `.idx.${deadPid}@${host}.12345678.tmp`), 'partial');
+    const report = JSON.parse(repo.gitTensor(['gc', '--json']).stdout) as { leftoversRemoved: number };
+    expect(report.leftoversRemoved).toBe(1);
+    expect(readdirSync(tmp)).toEqual([]);
+  });
+});
+
+/** Mounts a tmpfs of `bytes` over `dir`; false when this system does not let the test do it. */
+function mountTmpfs(dir: string, bytes: number): boolean {
+  if (process.getuid?.() !== 0 || process.platform !== 'linux') return false;
+  return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir]).status === 0;
+}
+
+const canMount = (() => {
+  const dir = mkdtempSync(join(tmpdir(), 'mount-probe-'));
+  const ok = mountTmpfs(dir, 1 << 20);
+  if (ok) spawnSync('umount', [dir]);
+  rmSync(dir, { recursive: true, force: true });
+  return ok;
+})();
+
+describe.skipIf(!canMount)('a full disk (needs root to mount a small tmpfs over .git/tensor)', () => {
+  it('git add fails with E_DISK_FULL naming the file and the store, no stack trace, and nothing changes', () => {
+    const repo = repoWithModel();
+    // The store moves onto a tmpfs with 256 KiB to spare; the new file needs megabytes.
+    const saved = join(repo.root, 'store-copy');
+    cpSync(repo.storeDir, saved, { recursive: true });
+    const used = readdirSync(join(saved, 'packs')).reduce((n, f) => n + statSync(join(saved, 'packs', f)).size, 0);
+    expect(mountTmpfs(repo.storeDir, used + (256 << 10) + (64 << 10))).toBe(true);
+    try {
+      cpSync(saved, repo.storeDir, { recursive: true });
+      const before = snapshot(repo);
+      repo.write('big.safetensors', toSafetensors([makeTensor('big.weight', 'F32', [1024, 1024], 'faults/full')]));
+
+      const add = repo.git(['add', 'big.safetensors'], { allowFail: true });
+      expect(add.status).not.toBe(0);
+      expect(add.stderr).toContain('error[E_DISK_FULL]');
+      expect(add.stderr).toContain('big.safetensors');
+      expect(add.stderr).toContain(repo.storeDir);
+      expect(add.stderr).toMatch(/^hint: Free space .*`git tensor gc`.*`git add big\.safetensors`/m);
+      expect(add.stderr).not.toMatch(/internal error|    at /);
+
+      expect(snapshot(repo)).toEqual(before);
+      expect(repo.git(['status', '--porcelain']).stdout).toBe('?? big.safetensors\n');
+      expect(readdirSync(join(repo.storeDir, 'tmp'))).toEqual([]);
+      expectFsckClean(repo);
+    } finally {
+      spawnSync('umount', [repo.storeDir]);
+    }
   });
 });
