@@ -4,10 +4,12 @@
 // A large push goes up in several git pushes, each under `tensor.pushSizeLimit`; one interrupted after
 // some of them is finished by running it again, which sends only the packs the host lacks.
 
+import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { replaceTensors, tinyModel, toSafetensors, type TensorInput } from '../helpers/models.js';
 import { makeRepo, type Repo } from '../helpers/repo.js';
-import { cloneRepo, hostRefs, startHttpServer, type HttpGitHost } from '../helpers/servers.js';
+import { cloneRepo, hermeticEnv, hostRefs, run, startHttpServer, type HttpGitHost } from '../helpers/servers.js';
 
 let host: HttpGitHost;
 beforeAll(async () => {
@@ -77,5 +79,56 @@ describe('a multi-commit push keeps clones lazy', () => {
       expect(b.packBytes(), `clone of v${k + 1}: store`).toBeLessThanOrEqual(1.1 * alone + 2 * MiB);
       expect(host.stats.fetchedBytes, `clone of v${k + 1}: bytes fetched`).toBeLessThanOrEqual(1.1 * alone + 2 * MiB);
     }
+  });
+});
+
+/** Runs git in a host repository, as the host's administrator would. */
+function hostGit(name: string, args: string[]): string {
+  return run('git', args, host.repoPath(name), hermeticEnv(join(host.root, '.home'))).stdout;
+}
+
+/** Bytes of the tensor packs the host holds (the `pack` blobs under refs/tensor/packs/*). */
+function hostPackBytes(name: string): number {
+  const refs = [...hostRefs(host, name, 'refs/tensor/packs/').keys()];
+  return refs.reduce((s, ref) => s + Number(hostGit(name, ['cat-file', '-s', `${ref}:pack`]).trim()), 0);
+}
+
+describe('pushes that fit host limits', () => {
+  it('a push larger than tensor.pushSizeLimit goes up in several pushes, each accepted by a host that caps push size; one cut short is finished by pushing again', () => {
+    const { repo: a, url } = pusher('capped');
+    const model = versions()[0]!;
+    a.write('model.safetensors', model);
+    a.commit(['model.safetensors'], 'model');
+    a.git(['config', 'tensor.packSizeLimit', '256k']);
+    a.git(['config', 'tensor.pushSizeLimit', '1m']);
+    // The host refuses any push whose pack stream exceeds 1.25 MiB (as GitHub refuses pushes over 2 GiB),
+    // and its pre-receive hook refuses the third push it sees: a push cut short after two.
+    hostGit('capped', ['config', 'receive.maxInputSize', String(1.25 * MiB)]);
+    const hook = join(host.repoPath('capped'), 'hooks', 'pre-receive');
+    writeFileSync(hook, '#!/bin/sh\nn=$(cat pushes-seen 2>/dev/null || echo 0); n=$((n+1)); echo $n > pushes-seen\n[ $n -lt 3 ] || { echo "refusing push $n" >&2; exit 1; }\n');
+    chmodSync(hook, 0o755);
+
+    const cut = a.git(['push', 'origin', 'main'], { allowFail: true });
+    expect(cut.status, cut.stderr).not.toBe(0);
+    expect(cut.stderr).toMatch(/E_REMOTE_REJECTED.*pre-receive hook declined/);
+    const early = hostRefs(host, 'capped', 'refs/tensor/packs/');
+    expect(early.size).toBeGreaterThan(0); // the first two pushes stay on the host...
+    expect(hostRefs(host, 'capped', 'refs/heads/').size).toBe(0); // ...and the branch has not moved
+    const earlyBytes = hostPackBytes('capped');
+    expect(earlyBytes).toBeGreaterThan(1 * MiB);
+
+    rmSync(hook);
+    host.resetStats();
+    a.git(['push', '-u', 'origin', 'main']);
+    // Pushing again sends what the host lacks only (the pack bytes plus git's framing), in pushes that
+    // each passed the host's size cap: at least the remaining bytes / 1 MiB of them, plus the branch.
+    const remaining = a.packBytes() - earlyBytes;
+    expect(host.stats.pushedBytes).toBeLessThanOrEqual(1.05 * remaining + 256 * 1024);
+    expect(host.stats.receivePacks).toBeGreaterThanOrEqual(Math.ceil(remaining / MiB) + 1);
+    const after = hostRefs(host, 'capped', 'refs/tensor/packs/');
+    for (const [ref, sha] of early) expect(after.get(ref)).toBe(sha);
+    expect(hostPackBytes('capped')).toBeLessThanOrEqual(1.01 * a.packBytes()); // nothing was uploaded twice
+
+    expectBytes(cloneRepo(`tensor::${url}`), model);
   });
 });
