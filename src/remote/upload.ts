@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { GitTensorError } from '../errors/index.js';
 import { LocatedObject, ObjectSource, plannedPackBytes, writePackOf } from '../store/transfer.js';
 import { PACKS_PER_PUSH, TransferContext } from './context.js';
-import { RemoteTransferError } from './errors.js';
+import { HostSizeLimitError, RemoteTransferError } from './errors.js';
+import { HOST_SIZE_LIMIT } from './git-run.js';
 import { Progress } from './progress.js';
 import { idxRef, packRef } from './remote-index.js';
 import { TransferRepo } from './transfer-repo.js';
@@ -86,7 +87,7 @@ export async function uploadObjects(ctx: TransferContext, packs: readonly Locate
       rmSync(staging, { recursive: true, force: true });
       const refspecs = commits.map((c) => `${c.ref}:${c.ref}`);
       const base = bytesDone;
-      await pushRefs(ctx, repo, refspecs, (b) => progress.update(done, Math.min(base + b, total)));
+      await pushRefs(ctx, repo, refspecs, (b) => progress.update(done, Math.min(base + b, total)), { bytes: groupBytes, limit: pushLimit });
       result.pushes++;
       done += group.length;
       bytesDone += groupBytes;
@@ -101,17 +102,23 @@ export async function uploadObjects(ctx: TransferContext, packs: readonly Locate
 }
 
 /** Pushes content-named refs; atomically when the host can, refs already there with the same commit are fine. */
-async function pushRefs(ctx: TransferContext, repo: TransferRepo, refspecs: string[], onBytes: (bytes: number) => void): Promise<void> {
+async function pushRefs(ctx: TransferContext, repo: TransferRepo, refspecs: string[], onBytes: (bytes: number) => void, size: { bytes: number; limit: number }): Promise<void> {
   const args = (atomic: boolean) => ['push', '--porcelain', '--no-verify', '--progress', ...(atomic ? ['--atomic'] : []), ctx.url, ...refspecs];
   let r;
   try {
-    r = await repo.network('uploading tensor packs to', ctx.url, args(true), { onBytes, retry: ctx.retry, accept: answeredPush });
+    try {
+      r = await repo.network('uploading tensor packs to', ctx.url, args(true), { onBytes, retry: ctx.retry, accept: answeredPush });
+    } catch (err) {
+      if (!(err instanceof RemoteTransferError) || !/does not support --atomic/i.test(err.message)) throw err;
+      r = await repo.network('uploading tensor packs to', ctx.url, args(false), { onBytes, retry: ctx.retry, accept: answeredPush });
+    }
   } catch (err) {
-    if (!(err instanceof RemoteTransferError) || !/does not support --atomic/i.test(err.message)) throw err;
-    r = await repo.network('uploading tensor packs to', ctx.url, args(false), { onBytes, retry: ctx.retry, accept: answeredPush });
+    if (err instanceof RemoteTransferError && HOST_SIZE_LIMIT.some((re) => re.test(err.message))) throw new HostSizeLimitError(ctx.url, err.message, size);
+    throw err;
   }
   const statuses = parsePushPorcelain(r.stdout.toString('utf8'));
   const failed = statuses.filter((s) => !s.ok);
+  if (failed.length && HOST_SIZE_LIMIT.some((re) => re.test(r.stderr))) throw new HostSizeLimitError(ctx.url, r.stderr, size);
   if (r.status !== 0 && !statuses.length) {
     throw new RemoteTransferError('uploading tensor packs to', ctx.url, r.stderr.split('\n').slice(-3).join(' / ') || `git push exited ${r.status}`, false);
   }

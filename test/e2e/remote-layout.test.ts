@@ -100,7 +100,6 @@ describe('pushes that fit host limits', () => {
     a.write('model.safetensors', model);
     a.commit(['model.safetensors'], 'model');
     a.git(['config', 'tensor.packSizeLimit', '256k']);
-    a.git(['config', 'tensor.pushSizeLimit', '1m']);
     // The host refuses any push whose pack stream exceeds 1.25 MiB (as GitHub refuses pushes over 2 GiB),
     // and its pre-receive hook refuses the third push it sees: a push cut short after two.
     hostGit('capped', ['config', 'receive.maxInputSize', String(1.25 * MiB)]);
@@ -108,6 +107,16 @@ describe('pushes that fit host limits', () => {
     writeFileSync(hook, '#!/bin/sh\nn=$(cat pushes-seen 2>/dev/null || echo 0); n=$((n+1)); echo $n > pushes-seen\n[ $n -lt 3 ] || { echo "refusing push $n" >&2; exit 1; }\n');
     chmodSync(hook, 0o755);
 
+    // Pushes larger than the host takes are refused, with what to change.
+    a.git(['config', 'tensor.pushSizeLimit', '4m']);
+    const tooLarge = a.git(['push', 'origin', 'main'], { allowFail: true });
+    expect(tooLarge.status).not.toBe(0);
+    expect(tooLarge.stderr).toMatch(/E_REMOTE_TOO_LARGE/);
+    expect(tooLarge.stderr).toMatch(/hint:.*tensor\.pushSizeLimit/);
+    expect(tooLarge.stderr).not.toMatch(/retrying/);
+    expect(hostRefs(host, 'capped', 'refs/tensor/').size).toBe(0);
+
+    a.git(['config', 'tensor.pushSizeLimit', '1m']);
     const cut = a.git(['push', 'origin', 'main'], { allowFail: true });
     expect(cut.status, cut.stderr).not.toBe(0);
     expect(cut.stderr).toMatch(/E_REMOTE_REJECTED.*pre-receive hook declined/);
