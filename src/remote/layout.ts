@@ -54,10 +54,8 @@ export function planUpload(store: ObjectStore, roots: ReadonlyMap<string, bigint
   store.refresh();
   const index = new Map<string, number>();
   const objects: LocatedObject[] = [];
-  const deps: number[][] = [];
   const absent: string[] = [];
   const seen = new Set<string>();
-  const depIds: string[][] = [];
   const stack = [...roots.keys()];
   while (stack.length) {
     const id = stack.pop()!;
@@ -71,16 +69,17 @@ export function planUpload(store: ObjectStore, roots: ReadonlyMap<string, bigint
     }
     index.set(id, objects.length);
     objects.push({ id, loc });
-    const d = dependenciesOf(loc, id);
-    depIds.push(d);
-    for (const dep of d) if (!seen.has(dep)) stack.push(dep);
+    for (const dep of dependenciesOf(loc, id)) if (!seen.has(dep)) stack.push(dep);
   }
+  seen.clear();
+  // Dependencies as indexes, read again rather than kept as ids from the walk: chunk lists of many
+  // versions of a large model list millions of chunk ids, which as strings would not fit the memory bound.
   const parents = new Int32Array(objects.length);
-  for (const d of depIds) {
-    const list = [...new Set(d)].flatMap((id) => (index.has(id) ? [index.get(id)!] : []));
-    deps.push(list);
+  const deps: Int32Array[] = objects.map((o) => {
+    const list = [...new Set(dependenciesOf(o.loc, o.id).flatMap((id) => (index.has(id) ? [index.get(id)!] : [])))];
     for (const j of list) parents[j]!++;
-  }
+    return Int32Array.from(list);
+  });
 
   // Users flow from each object to what it needs, parents before children (Kahn's order on the DAG).
   const users = objects.map((o) => roots.get(o.id) ?? 0n);
