@@ -232,7 +232,7 @@ try {
     ['2-version clone store', fmt(cloneStore), `${fmt(1.1 * baseStored)} (one version)`, cloneStore <= 1.1 * baseStored ? 'yes' : 'NO'],
     ['clone of the oldest of 3 fine-tunes pushed at once <= 1.1 x its stored size + 2 MiB', `${fmt(cloneOld)} fetched, ${fmt(cloneOldStore)} held`,
       `${fmt(1.1 * ft2Stored + 2 * MiB)} (version alone: ${fmt(ft2Stored)})`, cloneOld <= 1.1 * ft2Stored + 2 * MiB && cloneOldStore <= 1.1 * ft2Stored + 2 * MiB ? 'yes' : 'NO'],
-    ['git pushes for the 3 fine-tunes (packs, then the branch)', String(multiPushes), '', ''],
+    ['receive-pack requests of the 3-fine-tune push (packs, branch)', String(multiPushes), '', ''],
     ...denseRows,
   ]);
 } finally {
