@@ -120,8 +120,11 @@ try {
   for (let k = 2; k <= 4; k++) {
     writeFileSync(join(a, 'model.safetensors'), files[k]!);
     git(a, ['commit', '-qam', `fine-tune ${k}`]);
+    git(a, ['tag', `ft${k}`]);
   }
-  git(a, ['push', '-q']);
+  host.resetStats();
+  git(a, ['push', '-q', '--tags', 'origin', 'main']);
+  const multiPushes = host.stats.receivePacks;
   host.resetStats();
   const tClone5 = timed(work, ['clone', '-q', `tensor::${host.url('tensor')}`, 'tensor-c']);
   const clone5 = host.stats.fetchedBytes;
@@ -129,15 +132,18 @@ try {
   const historyStore = storeOf(a);
   const gitHistory = dirBytes(join(work, 'tensor-c', '.git', 'objects'));
   // The checked-out version's stored size: a store that holds that version alone.
-  const alone = join(work, 'tensor-alone');
-  mkdirSync(alone);
-  git(alone, ['init', '-q']);
-  git(alone, ['tensor', 'install']);
-  git(alone, ['tensor', 'track', '*.safetensors']);
-  writeFileSync(join(alone, 'model.safetensors'), files[4]!);
-  git(alone, ['add', '.']);
-  git(alone, ['commit', '-qm', 'v5 alone']);
-  const v5Stored = storeOf(alone);
+  const storedAlone = (name: string, file: Buffer): number => {
+    const alone = join(work, name);
+    mkdirSync(alone);
+    git(alone, ['init', '-q']);
+    git(alone, ['tensor', 'install']);
+    git(alone, ['tensor', 'track', '*.safetensors']);
+    writeFileSync(join(alone, 'model.safetensors'), file);
+    git(alone, ['add', '.']);
+    git(alone, ['commit', '-qm', 'alone']);
+    return storeOf(alone);
+  };
+  const v5Stored = storedAlone('tensor-alone', files[4]!);
 
   // git-lfs: the same files, to the same server (its LFS endpoint).
   const l = { pushBase: NaN, tPushBase: NaN, pushFt: NaN, tPushFt: NaN, clone: NaN, tClone: NaN, clone5: NaN, tClone5: NaN };
@@ -173,6 +179,41 @@ try {
     l.tClone5 = timed(work, ['clone', '-q', host.url('lfs'), 'lfs-c']).seconds;
     l.clone5 = host.stats.fetchedBytes;
   }
+  // A clone of the oldest commit of that 3-commit push.
+  host.resetStats();
+  const tCloneOld = timed(work, ['clone', '-q', '--branch', 'ft2', `tensor::${host.url('tensor')}`, 'tensor-d']);
+  const cloneOld = host.stats.fetchedBytes;
+  const cloneOldStore = storeOf(join(work, 'tensor-d'));
+  const ft2Stored = storedAlone('ft2-alone', files[2]!);
+
+  // Dense versions (every tensor new) pushed in one `git push`, then a clone of each: issue 15's case.
+  const dense = [0, 1, 2].map((k) => toSafetensors(baseModel(mib * MiB / 4).map((t) => ({ ...t, data: new Prng(`bench-remote/dense${k}/${t.name}`).bytes(t.data.length) })), { format: 'pt' }));
+  const d = join(work, 'dense-a');
+  mkdirSync(d);
+  git(d, ['init', '-q']);
+  git(d, ['tensor', 'install']);
+  git(d, ['tensor', 'track', '*.safetensors']);
+  host.createRepo('dense');
+  if (tunedHost) tune(host.repoPath('dense'));
+  git(d, ['remote', 'add', 'origin', `tensor::${host.url('dense')}`]);
+  for (const [k, f] of dense.entries()) {
+    writeFileSync(join(d, 'model.safetensors'), f);
+    git(d, ['add', '.']);
+    git(d, ['commit', '-qm', `dense ${k + 1}`]);
+    git(d, ['tag', `d${k + 1}`]);
+  }
+  git(d, ['push', '-q', '--tags', 'origin', 'main']);
+  const denseRows: string[][] = [];
+  for (const k of [0, 1, 2]) {
+    host.resetStats();
+    const t = timed(work, ['clone', '-q', '--branch', `d${k + 1}`, `tensor::${host.url('dense')}`, `dense-clone-${k + 1}`]);
+    const fetched = host.stats.fetchedBytes;
+    const held = storeOf(join(work, `dense-clone-${k + 1}`));
+    const one = storedAlone(`dense-alone-${k + 1}`, dense[k]!);
+    const limit = 1.1 * one + 2 * MiB;
+    denseRows.push([`clone of dense version ${k + 1} of 3 pushed at once`, `${fmt(fetched)} fetched, ${fmt(held)} held, ${secs(t.seconds)}`,
+      `${fmt(limit)} (version alone: ${fmt(one)}; all 3: ${fmt(storeOf(d))})`, fetched <= limit && held <= limit ? 'yes' : 'NO']);
+  }
   const na = 'not run (--no-lfs or git-lfs missing)';
   const lfsCell = (bytes: number, s: number) => (lfs ? `${fmt(bytes)} in ${secs(s)}` : na);
 
@@ -182,12 +223,17 @@ try {
       ['push sparse fine-tune', fmt(files[1]!.length), fmt(pushFt), secs(tPushFt.seconds), `${tPushFt.peakMiB.toFixed(0)} MiB`, lfsCell(l.pushFt, l.tPushFt)],
       ['clone (2 versions on host)', fmt(files[1]!.length), fmt(clone), secs(tClone.seconds), `${tClone.peakMiB.toFixed(0)} MiB`, lfsCell(l.clone, l.tClone)],
       ['clone (5 versions on host)', fmt(files[4]!.length), fmt(clone5), secs(tClone5.seconds), `${tClone5.peakMiB.toFixed(0)} MiB`, lfsCell(l.clone5, l.tClone5)],
+      ['clone of the oldest of 3 commits pushed at once', fmt(files[2]!.length), fmt(cloneOld), secs(tCloneOld.seconds), `${tCloneOld.peakMiB.toFixed(0)} MiB`, '-'],
     ]);
   printTable('Targets', ['target', 'measured', 'limit', 'met'], [
     ['fine-tune push bytes <= 1.1 x changed chunks + 1 MiB', fmt(pushFt), `${fmt(1.1 * changed + MiB)} (changed chunks as stored: ${fmt(changed)})`, pushFt <= 1.1 * changed + MiB ? 'yes' : 'NO'],
     ['5-version clone store <= 1.1 x checked-out version stored', fmt(clone5Store), `${fmt(1.1 * v5Stored)} (version alone: ${fmt(v5Stored)}; whole history: ${fmt(historyStore)})`, clone5Store <= 1.1 * v5Stored ? 'yes' : 'NO'],
     ['5-version clone: git history beside the store', fmt(gitHistory), '(pointers and commits only)', ''],
     ['2-version clone store', fmt(cloneStore), `${fmt(1.1 * baseStored)} (one version)`, cloneStore <= 1.1 * baseStored ? 'yes' : 'NO'],
+    ['clone of the oldest of 3 fine-tunes pushed at once <= 1.1 x its stored size + 2 MiB', `${fmt(cloneOld)} fetched, ${fmt(cloneOldStore)} held`,
+      `${fmt(1.1 * ft2Stored + 2 * MiB)} (version alone: ${fmt(ft2Stored)})`, cloneOld <= 1.1 * ft2Stored + 2 * MiB && cloneOldStore <= 1.1 * ft2Stored + 2 * MiB ? 'yes' : 'NO'],
+    ['receive-pack requests of the 3-fine-tune push (packs, branch)', String(multiPushes), '', ''],
+    ...denseRows,
   ]);
 } finally {
   await stopAllServers();

@@ -34,9 +34,14 @@ export interface LocalRepo {
 
 export const TENSOR_URL_PREFIX = 'tensor::';
 export const DEFAULT_PACK_SIZE_LIMIT = 64 << 20;
-/** Packs uploaded by one `git push` to the host: bounds what one interrupted push loses. */
-export const PACKS_PER_PUSH = 8;
-export const BYTES_PER_PUSH = 512 << 20;
+/**
+ * Bytes of tensor packs sent by one `git push` to the host (`tensor.pushSizeLimit`): under the per-push
+ * limits of common hosts (GitHub refuses pushes over 2 GiB) with room for git's framing, and what an
+ * interrupted push loses at most.
+ */
+export const DEFAULT_PUSH_SIZE_LIMIT = 1 << 30;
+/** Packs (two refs each) created by one `git push`: keeps a push's ref updates few. */
+export const PACKS_PER_PUSH = 256;
 /** Packs downloaded by one `git fetch` (bounds the scratch space a download needs). */
 export const PACKS_PER_FETCH = 8;
 export const BYTES_PER_FETCH = 512 << 20;
@@ -50,6 +55,16 @@ export function packSizeLimit(cwd?: string, env?: NodeJS.ProcessEnv): number {
   const r = gitRaw(['config', '--type=int', '--get', 'tensor.packSizeLimit'], { cwd, env, okCodes: [1] });
   const v = Number(r.stdout.toString('utf8').trim());
   return r.status === 0 && Number.isFinite(v) && v > 0 ? v : DEFAULT_PACK_SIZE_LIMIT;
+}
+
+/**
+ * `tensor.pushSizeLimit` (git's size suffixes allowed), default 1 GiB: the most pack bytes one `git push`
+ * of tensor packs carries. A single pack larger than it (an object larger than the limit) goes alone.
+ */
+export function pushSizeLimit(cwd?: string, env?: NodeJS.ProcessEnv): number {
+  const r = gitRaw(['config', '--type=int', '--get', 'tensor.pushSizeLimit'], { cwd, env, okCodes: [1] });
+  const v = Number(r.stdout.toString('utf8').trim());
+  return r.status === 0 && Number.isFinite(v) && v > 0 ? v : DEFAULT_PUSH_SIZE_LIMIT;
 }
 
 /** `tensor.transferRetries`: retries of a failed network step (default 3, so 4 attempts). */

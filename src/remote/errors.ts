@@ -19,6 +19,20 @@ export class RemoteTransferError extends GitTensorError {
   }
 }
 
+/** The host refused a push of tensor packs for its size (per push or per file). */
+export class HostSizeLimitError extends GitTensorError {
+  constructor(url: string, detail: string, size: { bytes: number; limit: number }) {
+    const mib = (n: number) => `${(n / (1 << 20)).toFixed(1)} MiB`;
+    const parts = detail.split(/\n| \/ /).map((l) => l.trim()).filter(Boolean);
+    const why = parts.find((l) => /exceed|larger than|too large/i.test(l)) ?? parts[parts.length - 1] ?? detail;
+    super('E_REMOTE_TOO_LARGE', `${redactUrl(url)} refused a push of ${mib(size.bytes)} of tensor packs for its size: ${why}`, {
+      data: { url: redactUrl(url), bytes: size.bytes, pushSizeLimit: size.limit },
+      hint: `Lower the size of one push (\`git config tensor.pushSizeLimit 512m\`, now ${mib(size.limit)}) or of one pack, the host's ` +
+        `per-file limit (\`git config tensor.packSizeLimit 32m\`), then push again: packs already on the host are kept (docs/remote.md, "Host limits").`,
+    });
+  }
+}
+
 /** The remote's index lists objects in a pack whose ref is gone (or never arrived). */
 export class RemotePackMissingError extends GitTensorError {
   constructor(url: string, pack: string, ids: readonly string[], data: { file?: string } = {}) {

@@ -104,10 +104,17 @@ async function runGitUntraced(args: string[], opts: GitRunOptions): Promise<GitR
   }
 }
 
+/**
+ * A host refusing a push for its size (docs/remote.md, "Host limits"): git's receive.maxInputSize and
+ * GitHub's 2 GiB limit ("pack exceeds maximum allowed size"), per-file limits of GitHub, GitLab and
+ * Hugging Face. Sending the same push again would fail again.
+ */
+export const HOST_SIZE_LIMIT = [/pack exceeds maximum allowed size/i, /exceeds .*file size limit/i, /files? larger than \d+ ?[kmg]i?b/i, /blobs which exceed/i];
+
 const PERMANENT = [
   /authentication failed/i, /could not read (username|password)/i, /returned error: 40[0-9]/i, /repository .* not found/i,
   /does not appear to be a git repository/i, /permission denied/i, /not found/i, /invalid username or password/i,
-  /couldn't find remote ref/i, /no such remote ref/i, /unable to find remote helper/i,
+  /couldn't find remote ref/i, /no such remote ref/i, /unable to find remote helper/i, ...HOST_SIZE_LIMIT,
 ];
 const TRANSIENT = [
   /could not resolve host/i, /connection (refused|reset|timed out|closed)/i, /timed out/i, /early eof/i,

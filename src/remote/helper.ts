@@ -18,11 +18,11 @@ import { createHash } from 'node:crypto';
 import type { Writable } from 'node:stream';
 import { formatError, GitTensorError, ProtocolError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
-import { objectClosure } from '../store/transfer.js';
-import { packSizeLimit, retriesFromConfig, retryNotice, TransferContext } from './context.js';
+import { packSizeLimit, pushSizeLimit, retriesFromConfig, retryNotice, TransferContext } from './context.js';
 import { PushMissingObjectsError, RemoteTransferError } from './errors.js';
 import { runNetworkGit, transferEnv } from './git-run.js';
-import { blobsInRange, existingObjects, idsInBlobs } from './pointers.js';
+import { planUpload } from './layout.js';
+import { existingObjects, idsWithUsers } from './pointers.js';
 import { listRemote, RemoteIndex, RemoteListing, TENSOR_REF_PREFIX } from './remote-index.js';
 import { answeredPush, parsePushPorcelain, uploadObjects } from './upload.js';
 
@@ -283,17 +283,19 @@ async function pushRefs(ctx: TransferContext, state: HelperState, specs: PushSpe
 async function uploadTensorObjects(ctx: TransferContext, state: HelperState, srcs: string[]): Promise<void> {
   const listing = state.listing ?? (await listRemote(ctx));
   const remoteTips = [...listing.refs].filter(([name]) => !name.startsWith(TENSOR_REF_PREFIX)).map(([, sha]) => sha);
-  const ids = await idsInBlobs(blobsInRange(srcs, remoteTips, ctx.cwd), ctx.cwd);
+  const roots = await idsWithUsers(srcs, remoteTips, ctx.cwd);
 
-  if (!ids.length) return;
+  if (!roots.size) return;
   const index = new RemoteIndex(ctx.store, ctx.url);
   try {
     await index.sync(ctx, listing);
-    // An object the remote has is complete there: chunk lists are published after their chunks.
-    const { present, absent } = objectClosure(ctx.store, ids, (id) => index.has(id));
+    // An object the remote has is complete there: what an object needs is published before it.
+    const pushLimit = pushSizeLimit(ctx.cwd, ctx.env);
+    const packLimit = Math.min(packSizeLimit(ctx.cwd, ctx.env), pushLimit);
+    const { packs, absent } = planUpload(ctx.store, roots, (id) => index.has(id), packLimit);
 
     if (absent.length) throw new PushMissingObjectsError(ctx.url, absent);
-    await uploadObjects(ctx, present, packSizeLimit(ctx.cwd, ctx.env));
+    await uploadObjects(ctx, packs, pushLimit);
   } finally {
     index.close();
   }

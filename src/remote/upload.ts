@@ -1,18 +1,20 @@
 // Owns uploading store objects to a git host as tensor packs (docs/remote.md, "Push").
 //
-// The objects are cut into packs of at most `tensor.packSizeLimit` bytes, copied from the local packs
-// without re-encoding. Each pack becomes two root commits in a scratch repository (pack+idx, idx alone),
-// and up to PACKS_PER_PUSH packs go to the host in one atomic `git push` of their never-before-used refs.
-// Only one group of packs exists on disk at a time; a pack's bytes are streamed by git, never held here.
-// A push killed half-way leaves whole packs on the host (each with its index) and nothing else: running
+// The packs come laid out by layout.ts (objects copied from the local packs without re-encoding). Each
+// pack becomes two root commits in a scratch repository (pack+idx, idx alone), and packs go to the host
+// in order, in batches of at most `tensor.pushSizeLimit` bytes (and PACKS_PER_PUSH packs), each batch one
+// atomic `git push` of never-before-used refs, finished before the next starts. Only one batch exists on
+// disk at a time; a pack's bytes are streamed by git, never held here. A push killed or refused half-way
+// leaves the batches before it on the host, whole (each pack with its index), and nothing else: running
 // it again uploads only what is still missing.
 
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { GitTensorError } from '../errors/index.js';
-import { LocatedObject, ObjectSource, planPacks, plannedPackBytes, writePackOf } from '../store/transfer.js';
-import { BYTES_PER_PUSH, PACKS_PER_PUSH, TransferContext } from './context.js';
-import { RemoteTransferError } from './errors.js';
+import { LocatedObject, ObjectSource, plannedPackBytes, writePackOf } from '../store/transfer.js';
+import { PACKS_PER_PUSH, TransferContext } from './context.js';
+import { HostSizeLimitError, RemoteTransferError } from './errors.js';
+import { HOST_SIZE_LIMIT } from './git-run.js';
 import { Progress } from './progress.js';
 import { idxRef, packRef } from './remote-index.js';
 import { TransferRepo } from './transfer-repo.js';
@@ -22,6 +24,8 @@ export interface UploadResult {
   packs: number;
   /** Bytes of tensor packs uploaded (what the store holds, before git's own compression). */
   bytes: number;
+  /** `git push` runs that carried packs. */
+  pushes: number;
 }
 
 /** Groups packs for one push each: at most `maxPacks` packs and about `maxBytes` bytes. */
@@ -43,16 +47,21 @@ export function groupForTransfer<T>(items: readonly T[], sizeOf: (t: T) => numbe
   return groups;
 }
 
-export async function uploadObjects(ctx: TransferContext, objects: readonly LocatedObject[], limit: number): Promise<UploadResult> {
-  const packs = planPacks(objects, limit);
-  const result: UploadResult = { objects: objects.length, packs: packs.length, bytes: 0 };
+/** Bytes one pack adds to a push: the pack, its index (64 bytes an object) and two commits with their trees. */
+export function pushedBytesOf(pack: readonly LocatedObject[]): number {
+  return plannedPackBytes(pack) + 64 * pack.length + 1024;
+}
+
+/** Uploads `packs` in order (layout.ts), at most `pushLimit` bytes per `git push`. */
+export async function uploadObjects(ctx: TransferContext, packs: readonly LocatedObject[][], pushLimit: number): Promise<UploadResult> {
+  const result: UploadResult = { objects: packs.reduce((s, p) => s + p.length, 0), packs: packs.length, bytes: 0, pushes: 0 };
   if (!packs.length) return result;
   const total = packs.reduce((s, p) => s + plannedPackBytes(p), 0);
   const progress = new Progress('Uploading tensor packs', packs.length, { enabled: ctx.progress && ctx.verbosity > 0 });
   progress.update(0, 0);
   let done = 0;
   let bytesDone = 0;
-  for (const group of groupForTransfer(packs, plannedPackBytes, PACKS_PER_PUSH, BYTES_PER_PUSH)) {
+  for (const group of groupForTransfer(packs, pushedBytesOf, PACKS_PER_PUSH, pushLimit)) {
     const repo = await TransferRepo.create({ parent: ctx.store.tmpDir, userConfig: ctx.userConfig, baseEnv: ctx.env });
     try {
       const staging = join(repo.dir, 'staging');
@@ -78,7 +87,8 @@ export async function uploadObjects(ctx: TransferContext, objects: readonly Loca
       rmSync(staging, { recursive: true, force: true });
       const refspecs = commits.map((c) => `${c.ref}:${c.ref}`);
       const base = bytesDone;
-      await pushRefs(ctx, repo, refspecs, (b) => progress.update(done, Math.min(base + b, total)));
+      await pushRefs(ctx, repo, refspecs, (b) => progress.update(done, Math.min(base + b, total)), { bytes: groupBytes, limit: pushLimit });
+      result.pushes++;
       done += group.length;
       bytesDone += groupBytes;
       result.bytes += groupBytes;
@@ -92,17 +102,23 @@ export async function uploadObjects(ctx: TransferContext, objects: readonly Loca
 }
 
 /** Pushes content-named refs; atomically when the host can, refs already there with the same commit are fine. */
-async function pushRefs(ctx: TransferContext, repo: TransferRepo, refspecs: string[], onBytes: (bytes: number) => void): Promise<void> {
+async function pushRefs(ctx: TransferContext, repo: TransferRepo, refspecs: string[], onBytes: (bytes: number) => void, size: { bytes: number; limit: number }): Promise<void> {
   const args = (atomic: boolean) => ['push', '--porcelain', '--no-verify', '--progress', ...(atomic ? ['--atomic'] : []), ctx.url, ...refspecs];
   let r;
   try {
-    r = await repo.network('uploading tensor packs to', ctx.url, args(true), { onBytes, retry: ctx.retry, accept: answeredPush });
+    try {
+      r = await repo.network('uploading tensor packs to', ctx.url, args(true), { onBytes, retry: ctx.retry, accept: answeredPush });
+    } catch (err) {
+      if (!(err instanceof RemoteTransferError) || !/does not support --atomic/i.test(err.message)) throw err;
+      r = await repo.network('uploading tensor packs to', ctx.url, args(false), { onBytes, retry: ctx.retry, accept: answeredPush });
+    }
   } catch (err) {
-    if (!(err instanceof RemoteTransferError) || !/does not support --atomic/i.test(err.message)) throw err;
-    r = await repo.network('uploading tensor packs to', ctx.url, args(false), { onBytes, retry: ctx.retry, accept: answeredPush });
+    if (err instanceof RemoteTransferError && HOST_SIZE_LIMIT.some((re) => re.test(err.message))) throw new HostSizeLimitError(ctx.url, err.message, size);
+    throw err;
   }
   const statuses = parsePushPorcelain(r.stdout.toString('utf8'));
   const failed = statuses.filter((s) => !s.ok);
+  if (failed.length && HOST_SIZE_LIMIT.some((re) => re.test(r.stderr))) throw new HostSizeLimitError(ctx.url, r.stderr, size);
   if (r.status !== 0 && !statuses.length) {
     throw new RemoteTransferError('uploading tensor packs to', ctx.url, r.stderr.split('\n').slice(-3).join(' / ') || `git push exited ${r.status}`, false);
   }

