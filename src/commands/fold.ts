@@ -107,7 +107,8 @@ function strategyOf(settings: Record<string, string>): Strategy {
 
 /** W + the adapters' ΔW combined with the strategy, f32 in and out. */
 async function combine(w: Float32Array, deltas: Float32Array[], s: Strategy): Promise<Float32Array> {
-  if (deltas.length === 1 && (s.name === 'task-arithmetic' || s.name === 'average')) {
+  // A strategy combines overlapping adapters; one adapter alone is added whole (ties/dare do not trim it).
+  if (deltas.length === 1) {
     const lambda = s.name === 'task-arithmetic' ? s.lambda : 1;
     const out = new Float32Array(w.length);
     for (let i = 0; i < w.length; i++) out[i] = w[i]! + lambda * deltas[0]![i]!;
