@@ -1,7 +1,7 @@
 // Owns `git tensor fold <adapter>... [--base <checkpoint>] [--output <path>] [--strategy ...]`: writes the
 // base checkpoint with the adapters' ΔW = B·A·scale added (W + Σ ΔW by default) as a new version of the
 // checkpoint, ready to `git add`. Where several adapters change the same tensor, their ΔW are combined with
-// a merge strategy (task-arithmetic sum by default; average, ties, dare, dare-ties). Also owns finding an
+// a merge strategy (task-arithmetic sum by default; average, ties, dare). Also owns finding an
 // adapter's base (shared with the diff report). docs/adapters.md.
 //
 // The result is written next to the output path and renamed over it: a failed or killed fold leaves the
@@ -22,7 +22,7 @@ import { fsyncDir, tempPathFor } from '../store/atomic.js';
 import { RULES_FILE } from './merge-rules.js';
 
 /** Strategies that combine several ΔW of one tensor (the ones that take N task vectors). */
-export const FOLD_STRATEGIES = ['task-arithmetic', 'average', 'ties', 'dare', 'dare-ties'] as const;
+export const FOLD_STRATEGIES = ['task-arithmetic', 'average', 'ties', 'dare'] as const;
 
 export interface FoldOptions {
   adapters: string[];
@@ -107,7 +107,8 @@ function strategyOf(settings: Record<string, string>): Strategy {
 
 /** W + the adapters' ΔW combined with the strategy, f32 in and out. */
 async function combine(w: Float32Array, deltas: Float32Array[], s: Strategy): Promise<Float32Array> {
-  if (deltas.length === 1 && (s.name === 'task-arithmetic' || s.name === 'average')) {
+  // A strategy combines overlapping adapters; one adapter alone is added whole (ties/dare do not trim it).
+  if (deltas.length === 1) {
     const lambda = s.name === 'task-arithmetic' ? s.lambda : 1;
     const out = new Float32Array(w.length);
     for (let i = 0; i < w.length; i++) out[i] = w[i]! + lambda * deltas[0]![i]!;
@@ -123,7 +124,6 @@ async function combine(w: Float32Array, deltas: Float32Array[], s: Strategy): Pr
       case 'average': return average({ dtype: 'F32', models });
       case 'ties': return ties({ dtype: 'F32', base: w, models, density: s.density, lambda: s.lambda });
       case 'dare': return dare({ dtype: 'F32', base: w, models, density: s.density, seed: s.seed, lambda: s.lambda });
-      case 'dare-ties': throw new UsageError('git tensor fold: dare-ties is not available for adapters yet', 'Use ties or dare.');
       default: return taskArithmetic({ dtype: 'F32', base: w, models, lambda: s.lambda });
     }
   })();

@@ -138,6 +138,17 @@ describe.skipIf(!existsSync(join(BERT_TINY, 'model.safetensors')))('PEFT adapter
     const want = expectedFold(baseBytes, [day1, day2]);
     for (const [name, t] of tensorsOf(repo.read('merged.safetensors'))) if (want.has(name)) expectFolded(t.values, want.get(name)!);
     expect(repo.gitTensor(['fold', 'adapters/day1', 'adapters/day2', '--output', 'ties.safetensors', '--strategy', 'ties', '--density', '0.5']).status).toBe(0);
+    // The strategy .gittensor configures: average gives W + mean ΔW where the adapters overlap.
+    repo.write('.gittensor', '[adapter]\n\tstrategy = average\n');
+    expect(repo.gitTensor(['fold', 'adapters/day1', 'adapters/day2', '--output', 'avg.safetensors']).stdout).toContain('combined with average');
+    const sum = expectedFold(baseBytes, [day1, day2]), only1 = expectedFold(baseBytes, [day1]);
+    const base = tensorsOf(baseBytes);
+    for (const [name, t] of tensorsOf(repo.read('avg.safetensors'))) {
+      if (!sum.has(name)) continue;
+      const overlap = MODULES.slice(0, 3).some((m) => `${m.module}.weight` === name);
+      const w = base.get(name)!.values;
+      expectFolded(t.values, overlap ? sum.get(name)!.map((x, i) => Math.fround(w[i]! + (x - w[i]!) / 2)) : only1.get(name)!);
+    }
 
     makeAdapter(repo.path('adapters/dora'), { modules: MODULES, r: R, alpha: ALPHA, seed: 'd', base: 'model', extraConfig: { use_dora: true } });
     const bad = repo.gitTensor(['fold', 'adapters/dora'], { allowFail: true });
