@@ -4,7 +4,8 @@
 import { Printable, table } from './printable.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
 import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
-import { readBlobs, unmergedEntries, UnmergedEntry } from '../git/tree.js';
+import { readPointerBlobs } from '../git/cat-file.js';
+import { unmergedEntries, UnmergedEntry } from '../git/tree.js';
 import { openRepo, RepoContext } from './context.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
 import { choiceRules, loadChoices } from './resolve-state.js';
@@ -20,7 +21,7 @@ export interface StagePointers {
 
 /** The three stage pointers of an unmerged checkpoint, or a reason it is not one git-tensor can merge. */
 export async function stagePointers(entry: UnmergedEntry): Promise<StagePointers | string> {
-  const blobs = await readBlobs(Object.values(entry.stages));
+  const blobs = await readPointerBlobs(Object.values(entry.stages));
   const read = (oid?: string): Pointer | null | string => {
     if (!oid) return null;
     const b = blobs.get(oid);

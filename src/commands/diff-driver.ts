@@ -30,7 +30,7 @@ import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '
 import { parseHeader, readHeaderLength } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
 import { batchCheck } from '../git/cat-file.js';
-import { readBlobs } from '../git/tree.js';
+import { readPointerBlobs } from '../git/cat-file.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
@@ -259,7 +259,7 @@ async function matchPointer(file: string, name: string, size: number, header: Fi
     if (err instanceof GitCommandError) return null; // no object database to search: no match
     throw err;
   }
-  const blobs = await readBlobs(oids);
+  const blobs = await readPointerBlobs(oids);
   let candidates: { oid: string; pointer: Extract<Pointer, { kind: 'safetensors' }> }[] = [];
   for (const [oid, blob] of blobs) {
     if (!looksLikePointer(blob)) continue;

@@ -19,7 +19,8 @@ import { GitTensorError, MissingObjectsError, UsageError } from '../errors/index
 import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
 import { parseHeader, readHeaderLength } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
-import { readBlobs, trackedPaths } from '../git/tree.js';
+import { readPointerBlobs } from '../git/cat-file.js';
+import { trackedPaths } from '../git/tree.js';
 import { isSafetensorsPath, validatePointer } from '../store/checkpoint.js';
 import type { ObjectStore } from '../store/store.js';
 import { openRepo } from './context.js';
@@ -285,7 +286,7 @@ async function versionsOf(side: SideSpec, paths: string[], topLevel: string, can
   }
   const staged = indexEntries(paths, topLevel);
   if (side.kind === 'index') {
-    const blobs = await readBlobs([...staged.values()], topLevel);
+    const blobs = await readPointerBlobs([...staged.values()], topLevel);
     for (const [path, oid] of staged) {
       const blob = blobs.get(oid);
       if (blob && looksLikePointer(blob)) out.set(path, { type: 'pointer', pointer: parsePointer(blob.toString('utf8'), path), blob: oid });

@@ -9,7 +9,8 @@ import type { CheckpointDiff } from '../diff/types.js';
 import { UsageError } from '../errors/index.js';
 import { looksLikePointer, parsePointer } from '../format/pointer.js';
 import { git, gitRaw } from '../git/exec.js';
-import { readBlobs, trackedPaths } from '../git/tree.js';
+import { readPointerBlobs } from '../git/cat-file.js';
+import { trackedPaths } from '../git/tree.js';
 import { openRepo } from './context.js';
 import { diffVersions, type Version, vocabularyAt, tokenizerPathFor } from './diff.js';
 
@@ -50,7 +51,7 @@ export async function log(opts: LogOptions): Promise<Printable> {
     const tracked = trackedPaths(changes.map((x) => x.path), cwd);
     const relevant = changes.filter((x) => tracked.has(x.path));
     if (!relevant.length) continue;
-    const blobs = await readBlobs(relevant.flatMap((x) => [x.oldOid, x.newOid]).filter((o): o is string => o !== null), cwd);
+    const blobs = await readPointerBlobs(relevant.flatMap((x) => [x.oldOid, x.newOid]).filter((o): o is string => o !== null), cwd);
     const version = (oid: string | null, path: string): Version | null => {
       if (!oid) return null;
       const b = blobs.get(oid);

@@ -3,7 +3,8 @@
 import { GitTensorError, UsageError } from '../errors/index.js';
 import { pointerCandidates } from '../git/cat-file.js';
 import { gitRaw } from '../git/exec.js';
-import { listFiles, readBlobs, trackedPaths } from '../git/tree.js';
+import { readPointerBlobs } from '../git/cat-file.js';
+import { listFiles, trackedPaths } from '../git/tree.js';
 import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
 
 export interface TrackedPointer {
@@ -21,7 +22,7 @@ export async function pointersAt(rev: string, paths: string[] = [], cwd?: string
   const files = listFiles(rev, paths, cwd);
   const tracked = trackedPaths(files.map((f) => f.path), cwd);
   const candidates = files.filter((f) => tracked.has(f.path) || paths.includes(f.path));
-  const blobs = await readBlobs(candidates.map((f) => f.oid), cwd);
+  const blobs = await readPointerBlobs(candidates.map((f) => f.oid), cwd);
   const out: TrackedPointer[] = [];
   for (const f of candidates) {
     const blob = blobs.get(f.oid);

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { git, gitRaw } from '../git/exec.js';
-import { readBlobs } from '../git/tree.js';
+import { readSmallObjects } from '../git/tree.js';
 import { GitTensorError } from '../errors/index.js';
 import type { ProbeSet } from '../probe/probes.js';
 import { validateResults, type VersionResults } from '../probe/result.js';
@@ -62,7 +62,7 @@ export class ProbeCache {
     const entries = this.entries();
     if (!entries.size) return keys.map(() => undefined);
     const oids = keys.map((k) => entries.get(keyOid(k, this.format)));
-    const blobs = await readBlobs(oids.filter((o): o is string => !!o), this.cwd);
+    const blobs = await readSmallObjects(oids.filter((o): o is string => !!o), this.cwd);
     return oids.map((o, i) => {
       if (!o || !blobs.has(o)) return undefined;
       try {

@@ -13,7 +13,8 @@ import { Readable } from 'node:stream';
 import { ExitCode, GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
 import { gitRaw } from '../git/exec.js';
-import { listFiles, readBlobs, trackedPaths } from '../git/tree.js';
+import { readPointerBlobs } from '../git/cat-file.js';
+import { listFiles, MAX_MODEL_FILE_BYTES, readSmallObjects, trackedPaths } from '../git/tree.js';
 import type { ModelFiles, TensorInfo, TensorSource } from '../model/types.js';
 import { restore, validatePointer } from '../store/checkpoint.js';
 import type { RepoContext } from './context.js';
@@ -102,7 +103,7 @@ export async function commitVersion(spec: string, cwd: string, path?: string): P
   let shards: string[];
   if (basename(chosen) === SHARD_INDEX) {
     blobs.set(SHARD_INDEX, byPath.get(chosen)!);
-    const index = (await readBlobs([byPath.get(chosen)!], cwd)).get(byPath.get(chosen)!)!;
+    const index = (await readSmallObjects([byPath.get(chosen)!], cwd)).get(byPath.get(chosen)!)!;
     shards = shardsOf(index.toString('utf8'), label);
   } else {
     shards = [basename(chosen)];
@@ -112,12 +113,12 @@ export async function commitVersion(spec: string, cwd: string, path?: string): P
     if (!oid) throw new GitTensorError('E_PROBE_CHECKPOINT', `${label}: shard ${s} is not in the commit`, { exitCode: ExitCode.badInput, data: { file: chosen } });
     blobs.set(s, oid);
   }
-  const pointerBlobs = await readBlobs(shards.map((s) => blobs.get(s)!), cwd);
+  const pointerBlobs = await readPointerBlobs(shards.map((s) => blobs.get(s)!), cwd);
   const pointers = new Map<string, Extract<Pointer, { kind: 'safetensors' }>>();
   for (const s of shards) {
-    const bytes = pointerBlobs.get(blobs.get(s)!)!;
+    const bytes = pointerBlobs.get(blobs.get(s)!);
     const file = inDir(dir, s);
-    if (!looksLikePointer(bytes)) {
+    if (!bytes || !looksLikePointer(bytes)) {
       throw new GitTensorError('E_PROBE_CHECKPOINT', `${rev}:${file} is not stored by git-tensor (no pointer)`, {
         exitCode: ExitCode.badInput, data: { file }, hint: 'Track it (`git tensor track "*.safetensors"`) and commit it again, or probe the file with --path.',
       });
@@ -144,7 +145,7 @@ export async function blobVersion(path: string, oid: string, label: string, cwd:
   }
   const name = basename(path);
   blobs.set(name, oid);
-  const bytes = (await readBlobs([oid], cwd)).get(oid);
+  const bytes = (await readPointerBlobs([oid], cwd)).get(oid);
   if (!bytes || !looksLikePointer(bytes)) throw new GitTensorError('E_PROBE_CHECKPOINT', `${label} is not stored by git-tensor (no pointer)`, { exitCode: ExitCode.badInput, data: { file: path } });
   const p = parsePointer(bytes.toString('utf8'), path);
   if (p.kind !== 'safetensors') throw new GitTensorError('E_PROBE_CHECKPOINT', `${label} is not a safetensors checkpoint`, { exitCode: ExitCode.badInput, data: { file: path } });
@@ -179,18 +180,18 @@ function parseTree(bytes: Buffer, idBytes: number): Map<string, string> {
 export async function commitVersionsOf(commits: { commit: string; rev: string }[], path: string, cwd: string): Promise<CommitVersion[]> {
   const dir = dirOf(path);
   const name = basename(path);
-  const trees = await readBlobs(commits.map((c) => `${c.commit}:${dir}`), cwd);
+  const trees = await readSmallObjects(commits.map((c) => `${c.commit}:${dir}`), cwd);
   const listed = commits.map((c) => {
     const tree = trees.get(`${c.commit}:${dir}`);
     return tree ? parseTree(tree, c.commit.length / 2) : new Map<string, string>();
   });
-  const indexes = await readBlobs(name === SHARD_INDEX ? listed.map((t) => t.get(name)).filter((o): o is string => !!o) : [], cwd);
+  const indexes = await readSmallObjects(name === SHARD_INDEX ? listed.map((t) => t.get(name)).filter((o): o is string => !!o) : [], cwd);
   const shardsAt = listed.map((t, i) => {
     const oid = t.get(name);
     if (!oid) return null;
     return name === SHARD_INDEX ? shardsOf(indexes.get(oid)!.toString('utf8'), `${commits[i]!.rev}:${path}`) : [name];
   });
-  const pointerBlobs = await readBlobs(listed.flatMap((t, i) => (shardsAt[i] ?? []).map((s) => t.get(s)).filter((o): o is string => !!o)), cwd);
+  const pointerBlobs = await readPointerBlobs(listed.flatMap((t, i) => (shardsAt[i] ?? []).map((s) => t.get(s)).filter((o): o is string => !!o)), cwd);
   const out: CommitVersion[] = [];
   listed.forEach((t, i) => {
     const shards = shardsAt[i];
@@ -256,7 +257,10 @@ export async function ensureObjects(v: CommitVersion, repo: RepoContext, lazy: L
 async function blobBytes(v: CommitVersion, name: string, repo: RepoContext, lazy: LazyFetcher, cwd: string): Promise<Buffer | undefined> {
   const oid = v.blobs.get(name);
   if (!oid) return undefined;
-  const bytes = (await readBlobs([oid], cwd)).get(oid)!;
+  const bytes = (await readSmallObjects([oid], cwd)).get(oid);
+  if (!bytes) {
+    throw new GitTensorError('E_PROBE_CHECKPOINT', `${v.label}: ${name} is over ${MAX_MODEL_FILE_BYTES >> 20} MiB`, { exitCode: ExitCode.badInput, data: { file: inDir(dirOf(v.path), name) } });
+  }
   if (!looksLikePointer(bytes)) return bytes;
   const file = inDir(dirOf(v.path), name);
   const p = parsePointer(bytes.toString('utf8'), file);

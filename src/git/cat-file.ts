@@ -258,3 +258,25 @@ export async function readPointerBlobs(oids: Iterable<string>, cwd?: string): Pr
   for await (const { oid, blob } of pointerCandidates(oids, { cwd })) out.set(oid, blob);
   return out;
 }
+
+/**
+ * Whole objects of any type (blobs, trees) by spec (`<oid>` or `<rev>:<path>`), for small files read
+ * whole anyway (a model's config.json, tokenizer.json, a tree); missing objects and objects over
+ * `maxBytes` are left out unread.
+ */
+export async function readObjects(specs: Iterable<string>, opts: { cwd?: string; maxBytes: number }): Promise<Map<string, Buffer>> {
+  const unique = [...new Set(specs)];
+  const out = new Map<string, Buffer>();
+  if (!unique.length) return out;
+  const batch = new CatFile({ cwd: opts.cwd });
+  try {
+    let k = 0;
+    for await (const h of batch.objects(unique)) {
+      const spec = unique[k++]!;
+      if (h.size >= 0 && h.size <= opts.maxBytes) out.set(spec, await batch.reader.read());
+    }
+  } finally {
+    batch.close();
+  }
+  return out;
+}

@@ -1,6 +1,6 @@
 // Owns reading trees, attributes and blobs from git in bulk (one git process per question, not per file).
 
-import { readPointerBlobs } from './cat-file.js';
+import { readObjects } from './cat-file.js';
 import { git, gitRaw } from './exec.js';
 
 export interface TreeFile {
@@ -28,12 +28,15 @@ export function trackedPaths(paths: string[], cwd?: string): Set<string> {
   return tracked;
 }
 
+/** Model files beside a checkpoint (config.json, tokenizer.json...) larger than this are refused. */
+export const MAX_MODEL_FILE_BYTES = 256 << 20;
+
 /**
- * The blobs among `oids` that can be pointers (see pointerCandidates in cat-file.ts), by id: other blobs
- * are left out unread, however large they are.
+ * Small files and trees read whole, by spec (`<oid>` or `<commit>:<path>`), keyed by the spec; missing
+ * objects and objects over MAX_MODEL_FILE_BYTES are left out.
  */
-export function readBlobs(oids: string[], cwd?: string): Promise<Map<string, Buffer>> {
-  return readPointerBlobs(oids, cwd);
+export function readSmallObjects(specs: string[], cwd?: string): Promise<Map<string, Buffer>> {
+  return readObjects(specs, { cwd, maxBytes: MAX_MODEL_FILE_BYTES });
 }
 
 export function revParse(rev: string, cwd?: string): string {
