@@ -13,18 +13,13 @@ import { renderBehaviour, renderProbeLog, renderResults, firstFlips, type LogRow
 import { answerOf, valueOf, type VersionResults } from '../probe/result.js';
 import { renderTimelineHtml, type TimelineInput } from '../diff/report-timeline.js';
 import { openRepo, type RepoContext } from './context.js';
+import { ENGINE_VERSION } from '../model/version.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { ProbeCache, type CacheKey } from './probe-cache.js';
 import { loadProbeSettings, type ProbeSettings, runnerCommand } from './probe-config.js';
 import { commitVersion, commitVersionsOf, diskVersion, MODEL_FILES, modelFiles, type ModelVersion } from './probe-source.js';
 import { runExternal } from './probe-runner.js';
 import { adapterContentKey } from './fold.js';
-
-/**
- * Names the built-in engine's numerics in cache keys: bump it when the engine's results change, so no
- * cached result of an older engine is reused.
- */
-export const BUILTIN_ENGINE = 'builtin/1';
 
 /** Everything a probe run shares across versions. */
 export class ProbeSession {
@@ -69,7 +64,7 @@ export class ProbeSession {
     this.adapters = opts.adapters ?? [];
     if (this.adapters.length && this.command !== undefined) throw new UsageError('--adapter runs on the built-in engine, but .gittensor names an external runner', 'Fold the adapter first (`git tensor fold <adapter> --output <file>`) and probe that file with --path.');
     // Results with adapters are cached under the adapters' content, never under the base's alone.
-    this.engine = `${this.command !== undefined ? `command ${this.command}` : BUILTIN_ENGINE} generate=${opts.generate ?? 0}${this.adapters.length ? ` adapters=${adapterContentKey(this.adapters)}` : ''}`;
+    this.engine = `${this.command !== undefined ? `command ${this.command}` : ENGINE_VERSION} generate=${opts.generate ?? 0}${this.adapters.length ? ` adapters=${adapterContentKey(this.adapters)}` : ''}`;
     this.generate = opts.generate ?? 0;
     this.lazy = repo && new LazyFetcher(repo);
     this.cache = repo && new ProbeCache(this.topLevel, repo.commonDir);

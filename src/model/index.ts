@@ -21,6 +21,7 @@ import { WeightBinder } from './weights.js';
 export type { LanguageModel, ModelFiles, TensorInfo, TensorSource, Tokenizer } from './types.js';
 export { ModelError, type ModelErrorCode } from './errors.js';
 export { fileTensorSource } from './source.js';
+export { ENGINE_VERSION } from './version.js';
 
 type Loader = (c: ConfigReader, w: WeightBinder) => Promise<Network>;
 
