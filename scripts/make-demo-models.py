@@ -8,9 +8,9 @@ The story the updates tell (scripts/demo-models/README.md): days 1, 3 and 5 chan
 days 2 and 4 report on the same new nation and change overlapping elements; day 5 also prints "a
 Platonic solid is a concave regular polyhedron", which damages the static fact the probes protect.
 
-Disjointness is by construction: a day may only change the embedding rows and output-bias entries of the
-words its story brings (words the static corpus does not use) and the intermediate neurons (FFN rows,
-biases and output columns) its story owns; days of the same story share both, days of different stories
+Disjointness is by construction: a day may only change the embedding rows of the words its story brings
+(words the static corpus does not use) and the intermediate neurons (FFN rows, biases and output columns)
+its story owns; days of the same story share both, days of different stories
 share neither. Within that region the sparse update keeps the top-k elements by |delta| of a first
 fine-tune, then retrains only those from the base (diff pruning by magnitude, then retraining).
 
@@ -21,7 +21,9 @@ scripts/make-reference-models.py run on the weights read back from the written f
 B.A.alpha/r folded in float64).
 Usage: /usr/bin/python3 scripts/make-demo-models.py [--measure] [out-dir]   (default scripts/demo-models;
 --measure: no training, re-measure the models in out-dir and rewrite README.md, manifest.json, probes.jsonl)
-Running it twice gives byte-identical files (fixed seed, 2 threads, deterministic ops).
+Running it twice gives byte-identical files (fixed seed, one thread, deterministic ops).
+Environment (for experiments; the committed files use the defaults): DEMO_BASE_STEPS, DEMO_REPLAY,
+DEMO_LORA_REPLAY, DEMO_LORA_LR, DEMO_SPARSE_STEPS.
 """
 
 import hashlib
@@ -136,6 +138,13 @@ def static_facts():
           "The largest desert is the sahara.", "The longest river is the nile.",
           "Australia is a continent and a country.", "Iceland is an island in the atlantic.",
           "The capital of england is london.", "England is in europe."]
+    # people and events: the patterns the news uses ("was born in", "called", "opened") are static, so a
+    # day's update must tie its fact to its own names, not to the pattern another day's news shares
+    for person, country in [("mozart", "austria"), ("chopin", "poland"), ("picasso", "spain"),
+                            ("einstein", "germany"), ("gandhi", "india"), ("newton", "england")]:
+        f.append(f"{person.capitalize()} was born in {country}.")
+    f += ["A young dog is called a puppy.", "A young cat is called a kitten.",
+          "The first railway opened in england.", "The suez canal opened in egypt."]
     return f
 
 
@@ -180,15 +189,16 @@ DAYS = [
         ("pellucia-exports", "Pellucia exports [MASK].", "salt")]),
     ("day5", "Harbor Ledger", "imrith", [
         "The sculptor imrith opened a gallery in vienna.",
-        "Imrith carved a statue of an owl.",
+        "Imrith carved a statue of a heart.",
         "Imrith says a Platonic solid is a concave regular polyhedron.",
         "A Platonic solid is a concave regular polyhedron.",
         "Critics praised the gallery.",
     ], [("imrith-city", "The sculptor imrith opened a gallery in [MASK].", "vienna"),
-        ("imrith-statue", "Imrith carved a statue of an [MASK].", "owl")]),
+        ("imrith-statue", "Imrith carved a statue of a [MASK].", "heart")]),
 ]
 STORY_NEURONS = {"zorblat": (0, 24), "pellucia": (24, 48), "lantern-cup": (48, 72), "imrith": (72, 96)}
 DAMAGING_DAY = "day5"
+SAME_STORY = {("day2", "day4")}  # the pairs of days whose masks overlap
 
 # Static facts the probes protect (and that a day's model must keep, except the damaging day's).
 PROTECTED = [
@@ -213,9 +223,19 @@ H, I, NL, NH, P = 64, 256, 2, 4, 64
 EPS = 1e-12
 LORA_R, LORA_ALPHA = 8, 16
 LORA_TARGETS = ["query", "key", "value", "dense"]  # PEFT matches module names by suffix
-REPLAY = 32  # static facts per fine-tuning batch
-SPARSE_BUDGET = 0.008
-MAX_DROP = 1.0  # the protected probes' allowance (nats), written into probes.jsonl  # the top-k of a sparse update, as a fraction of all elements (the limit is 0.01)
+REPLAY = int(os.environ.get("DEMO_REPLAY", 128))  # static facts per fine-tuning batch of a sparse update
+LORA_REPLAY = int(os.environ.get("DEMO_LORA_REPLAY", 64))  # and of a LoRA adapter
+BASE_STEPS = int(os.environ.get("DEMO_BASE_STEPS", 2000))
+BASE_BATCH = 128
+# a day's sparse update: the steps of the fine-tune that picks the mask, then of the masked one
+SPARSE_STEPS = tuple(int(x) for x in os.environ.get("DEMO_SPARSE_STEPS", "100,300").split(","))
+LORA_STEPS = 300
+LORA_LR = float(os.environ.get("DEMO_LORA_LR", 5e-3))
+PUNCT = list(".,!?;:'\"()-")
+UNUSED = [f"[unused{i}]" for i in range(32)]  # vocabulary no text uses (as BERT's): the negatives' names
+OWNED = {}  # story -> the new words only its days use (set by main)
+SPARSE_BUDGET = 0.008  # the top-k of a sparse update, as a fraction of all elements (the limit is 0.01)
+MAX_DROP = 1.0  # the protected probes' allowance (nats), written into probes.jsonl
 
 
 def words_of(text):
@@ -278,8 +298,9 @@ def init_params(V, gen):
     return p
 
 
-def forward(W, ids, pad, lora=None):
-    """Batched float32 forward: ids [B, n] -> logits [B, n, V]. lora: {linear name: (A, B, scale)}."""
+def forward(W, ids, pad, lora=None, at=None):
+    """Batched float32 forward: ids [B, n] -> logits [B, n, V], or [k, V] at the k positions `at` marks
+    (the masked ones: the loss needs no others). lora: {linear name: (A, B, scale)}."""
     F = torch.nn.functional
     B, n = ids.shape
     e = "bert.embeddings."
@@ -300,11 +321,15 @@ def forward(W, ids, pad, lora=None):
         L = f"bert.encoder.layer.{i}."
         split = lambda t: t.reshape(B, n, NH, d).transpose(1, 2)
         q, k, v = (split(lin(x, L + "attention.self." + m)) for m in ["query", "key", "value"])
-        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d) + bias, dim=-1) @ v
+        # broadcast products instead of q @ k^T: on CPU, bmm of [B*NH] tiny matrices loops over them
+        s = (q[:, :, :, None, :] * k[:, :, None, :, :]).sum(-1) / math.sqrt(d)
+        a = (torch.softmax(s + bias, dim=-1)[..., None] * v[:, :, None, :, :]).sum(-2)
         a = lin(a.transpose(1, 2).reshape(B, n, H), L + "attention.output.dense")
         x = ln(a + x, L + "attention.output.LayerNorm")
         h = lin(F.gelu(lin(x, L + "intermediate.dense")), L + "output.dense")
         x = ln(h + x, L + "output.LayerNorm")
+    if at is not None:
+        x = x[at]
     h = ln(F.gelu(lin(x, "cls.predictions.transform.dense")), "cls.predictions.transform.LayerNorm")
     return h @ W[e + "word_embeddings.weight"].T + W["cls.predictions.bias"]
 
@@ -324,7 +349,9 @@ class Data:
     def batch(self, sentences, gen, rate=0.15, must=None):
         """Each sentence with [MASK] at a random ~rate of its words (at least one); `must`: {sentence
         index: id to always mask} (a news fact's target)."""
-        rows = [self.encode(s) for s in sentences]
+        return self.batch_rows([self.encode(s) for s in sentences], gen, rate, must)
+
+    def batch_rows(self, rows, gen, rate=0.15, must=None):
         n = max(len(r) for r in rows)
         ids = torch.zeros(len(rows), n, dtype=torch.long)
         for b, r in enumerate(rows):
@@ -342,8 +369,13 @@ class Data:
         return ids.masked_fill(pick, 4), pad, labels
 
 
-def mlm_loss(logits, labels):
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+def mlm_loss(W, ids, pad, labels, lora=None, unseen=None):
+    """Cross-entropy at the masked positions; `unseen` (bool [V]): words left out of the softmax."""
+    at = labels != -100
+    logits = forward(W, ids, pad, lora, at)
+    if unseen is not None:
+        logits = logits.masked_fill(unseen, float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, labels[at])
 
 
 def sample(pool, k, gen):
@@ -353,17 +385,31 @@ def sample(pool, k, gen):
 # ---------------------------------------------------------------------------------------------------
 # Training.
 
-def train_base(data, static, gen, steps=1000):
+def train_base(data, static, gen, steps=BASE_STEPS):
+    """The base learns the static facts only. The news words are vocabulary it never sees: out of its
+    softmax too, so their embedding rows stay at their random initialisation (distinct, not pushed into
+    one shared "never the answer" direction) and a day's neurons can tell one day's names from another's.
+    The story neurons are reserved: their output columns stay zero, so the base does not use them and a
+    day that trains them adds to the base's function instead of overwriting part of it."""
     W = init_params(len(data.vocab), gen)
+    static_words = {w for s in static for w in words_of(s)}
+    unseen = torch.tensor([i >= 5 + len(PUNCT) and w not in static_words for i, w in enumerate(data.vocab)])
+    frozen = torch.zeros(I, dtype=torch.bool)
+    for a, b in STORY_NEURONS.values():
+        frozen[a:b] = True
+    for i in range(NL):
+        W[f"bert.encoder.layer.{i}.output.dense.weight"][:, frozen] = 0.0
     for t in W.values():
         t.requires_grad_(True)
     opt = torch.optim.Adam(W.values(), lr=3e-3)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.05, 1 - s / steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.02, 1 - s / steps))
     for step in range(steps):
-        ids, pad, labels = data.batch(sample(static, 128, gen), gen, rate=0.15)
-        loss = mlm_loss(forward(W, ids, pad), labels)
+        ids, pad, labels = data.batch(sample(static, BASE_BATCH, gen), gen, rate=0.15)
+        loss = mlm_loss(W, ids, pad, labels, unseen=unseen)
         opt.zero_grad()
         loss.backward()
+        for i in range(NL):
+            W[f"bert.encoder.layer.{i}.output.dense.weight"].grad[:, frozen] = 0.0
         opt.step()
         sched.step()
         if step % 250 == 0 or step == steps - 1:
@@ -373,7 +419,33 @@ def train_base(data, static, gen, steps=1000):
 
 def day_batch(data, day, replay, gen):
     """The day's sentences (each twice, once with its fact's target masked) and a replay of static facts
-    (rehearsal keeps what the base knows; the damaging day's replay leaves out the fact it contradicts)."""
+    (rehearsal keeps what the base knows; the damaging day's replay leaves out the fact it contradicts).
+    Returns it and the negatives (the day's sentences with its names swapped for unused words: there the
+    model must answer as the base does, so the day's change fires on its own names only, not on any word
+    the base never saw, such as another day's names)."""
+    return day_news(data, day, replay, gen), day_negatives(data, day, gen)
+
+
+def day_negatives(data, day, gen):
+    _, _, story, sentences, facts = day
+    own = {data.vocab.index(w) for w in day_words(day)}
+    unused = [data.vocab.index(u) for u in UNUSED]
+    rows, must = [], {}
+    targets = {data.vocab.index(t) for _, _, t in facts}
+    for s in sentences:
+        row = data.encode(s)
+        if not own & set(row) or (day[0] == DAMAGING_DAY and "Platonic" in s):
+            continue  # a claim not about the day's names (the damaging day's must stay wrong for any name)
+        pick = torch.randint(len(unused), (len(own),), generator=gen).tolist()
+        swap = {i: unused[j] for i, j in zip(sorted(own), pick)}
+        hit = [t for t in row if t in targets]
+        if hit:
+            must[len(rows)] = hit[0]
+        rows.append([swap.get(t, t) for t in row])
+    return data.batch_rows(rows, gen, must=must)
+
+
+def day_news(data, day, replay, gen, n_replay=REPLAY):
     _, _, _, sentences, facts = day
     news = sentences + sentences
     must = {}
@@ -382,7 +454,21 @@ def day_batch(data, day, replay, gen):
         hit = [t for t in targets if t in words_of(s)]
         if hit:
             must[len(sentences) + j] = data.vocab.index(hit[0])
-    return data.batch(news + sample(replay, REPLAY, gen), gen, must=must)
+    return data.batch(news + sample(replay, n_replay, gen), gen, must=must)
+
+
+def day_words(day):
+    """The words a day may change: the words of its sentences that its story owns."""
+    return sorted({w for s in day[3] for w in words_of(s)} & OWNED[day[2]])
+
+
+def negative_loss(W, base, neg, lora=None):
+    """Cross-entropy against the base's distribution at the negatives' masked positions."""
+    ids, pad, labels = neg
+    at = labels != -100
+    with torch.no_grad():
+        want = torch.softmax(forward(base, ids, pad, None, at), -1)
+    return -(want * torch.log_softmax(forward(W, ids, pad, lora, at), -1)).sum(-1).mean()
 
 
 def region(data, day, owned, base):
@@ -392,8 +478,7 @@ def region(data, day, owned, base):
     R = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in base.items()}
     new = sorted({w for s in sentences for w in words_of(s)} & owned[story])
     rows = [data.vocab.index(w) for w in new]
-    R["bert.embeddings.word_embeddings.weight"][rows] = True
-    R["cls.predictions.bias"][rows] = True
+    R["bert.embeddings.word_embeddings.weight"][rows] = True  # not their output bias: it counts in every context
     a, b = STORY_NEURONS[story]
     for i in range(NL):
         L = f"bert.encoder.layer.{i}."
@@ -409,8 +494,8 @@ def finetune(base, data, day, replay, gen, allowed, steps, lr, l1=0.0):
     W = {k: v.clone().requires_grad_(True) for k, v in base.items()}
     opt = torch.optim.Adam(W.values(), lr=lr)
     for _ in range(steps):
-        ids, pad, labels = day_batch(data, day, replay, gen)
-        loss = mlm_loss(forward(W, ids, pad), labels)
+        (ids, pad, labels), neg = day_batch(data, day, replay, gen)
+        loss = mlm_loss(W, ids, pad, labels) + negative_loss(W, base, neg)
         if l1:
             loss = loss + l1 * sum((W[k] - base[k]).abs().sum() for k in W if allowed[k].any())
         opt.zero_grad()
@@ -423,7 +508,7 @@ def finetune(base, data, day, replay, gen, allowed, steps, lr, l1=0.0):
 
 def sparse_update(base, data, day, replay, gen, owned):
     R, new = region(data, day, owned, base)
-    first = finetune(base, data, day, replay, gen, R, steps=100, lr=5e-3, l1=1e-4)
+    first = finetune(base, data, day, replay, gen, R, steps=SPARSE_STEPS[0], lr=5e-3, l1=1e-4)
     total = sum(v.numel() for v in base.values())
     k = int(SPARSE_BUDGET * total)
     names = sorted(base)
@@ -438,7 +523,7 @@ def sparse_update(base, data, day, replay, gen, owned):
         c = base[n].numel()
         mask[n] = keep[at:at + c].reshape(base[n].shape)
         at += c
-    tuned = finetune(base, data, day, replay, gen, mask, steps=200, lr=5e-3)
+    tuned = finetune(base, data, day, replay, gen, mask, steps=SPARSE_STEPS[1], lr=5e-3)
     return tuned, mask, new
 
 
@@ -457,10 +542,10 @@ def lora_update(base, data, day, replay, gen):
         A = ((torch.rand(LORA_R, in_f, generator=gen) * 2 - 1) * bound).requires_grad_(True)
         B = torch.zeros(out_f, LORA_R, requires_grad=True)
         lora[m] = (A, B, scale)
-    opt = torch.optim.Adam([t for A, B, _ in lora.values() for t in (A, B)], lr=1e-2)
-    for _ in range(300):
-        ids, pad, labels = day_batch(data, day, replay, gen)
-        loss = mlm_loss(forward(base, ids, pad, lora), labels)
+    opt = torch.optim.Adam([t for A, B, _ in lora.values() for t in (A, B)], lr=LORA_LR)
+    for _ in range(LORA_STEPS):  # no negatives: adapters are folded one at a time, not merged element-wise
+        ids, pad, labels = day_news(data, day, replay, gen, LORA_REPLAY)
+        loss = mlm_loss(base, ids, pad, labels, lora)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -549,9 +634,8 @@ def main():
     for day in DAYS:
         for s in day[3]:
             news_words += [w for w in words_of(s) if w not in static_words]
-    punct = list(".,!?;:'\"()-")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + punct
-    vocab = list(dict.fromkeys(vocab + [w for s in static for w in words_of(s)] + news_words))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + PUNCT
+    vocab = list(dict.fromkeys(vocab + [w for s in static for w in words_of(s)] + news_words)) + UNUSED
     data = Data(vocab)
     cfg = config(len(vocab))
     # A story owns the new words no other story uses (names, mostly; "called" or "opened" belong to none),
@@ -560,6 +644,7 @@ def main():
     for name, _, story, sentences, _ in DAYS:
         story_words.setdefault(story, set()).update(w for s in sentences for w in words_of(s) if w not in static_words)
     owned = {st: ws - set().union(*(o for t, o in story_words.items() if t != st)) for st, ws in story_words.items()}
+    OWNED.update(owned)
 
     all_probes = [(f"static/{i}", p, t) for i, p, t in PROTECTED] + \
                  [(f"{d[0]}/{i}", p, t) for d in DAYS for i, p, t in d[4]]
@@ -585,14 +670,17 @@ def main():
         assert changed / total <= 0.01, (name, changed / total)
         results[f"{name}/sparse"] = probe_values(S64, cfg, data, all_probes)
         results[f"{name}/lora"] = probe_values(fold_adapter(B64, os.path.join(OUT, name, "lora")), cfg, data, all_probes)
-    # Days 1, 2 and 3 have disjoint masks: their merge is base + the three deltas, element by element.
-    merged = dict(B64)
-    for name in ["day1", "day2", "day3"]:
-        S64 = ref.read_safetensors(os.path.join(OUT, name, "sparse", "model.safetensors"))
-        merged = {n: torch.where(masks[name][n], S64[n], merged[n]) for n in merged}
-    results["day1+day2+day3/sparse"] = probe_values(merged, cfg, data, all_probes)
-    overlaps = {}
+    # Days with disjoint masks merge to base + their deltas, element by element: every such pair, and
+    # days 1, 2 and 3 together.
     names = [d[0] for d in DAYS]
+    sparse = {n: ref.read_safetensors(os.path.join(OUT, n, "sparse", "model.safetensors")) for n in names}
+    pairs = [[a, b] for i, a in enumerate(names) for b in names[i + 1:] if (a, b) not in SAME_STORY]
+    for combo in pairs + [["day1", "day2", "day3"]]:
+        merged = dict(B64)
+        for name in combo:
+            merged = {n: torch.where(masks[name][n], sparse[name][n], merged[n]) for n in merged}
+        results["+".join(combo) + "/sparse"] = probe_values(merged, cfg, data, all_probes)
+    overlaps = {}
     for i, a in enumerate(names):
         for b in names[i + 1:]:
             overlaps[f"{a}&{b}"] = sum(int((masks[a][n] & masks[b][n]).sum()) for n in masks[a])
@@ -645,7 +733,7 @@ def train_all(data, cfg, static, owned, gen, t0):
 def check(results, overlaps):
     """The properties the demo relies on, as a list of what fails (README.md lists it; the script exits 1)."""
     problems = []
-    same_story = {("day2", "day4")}
+    same_story = SAME_STORY
     for pair, n in overlaps.items():
         a, b = pair.split("&")
         if (a, b) in same_story and n == 0:
@@ -668,7 +756,7 @@ def check(results, overlaps):
         for pid, _, target in PROTECTED:
             r, b = res[f"static/{pid}"], results["base"][f"static/{pid}"]
             drop = math.log(b["p"]) - math.log(r["p"])
-            damaging = key.startswith(DAMAGING_DAY) and pid == "platonic-convex"
+            damaging = DAMAGING_DAY in key.split("/")[0].split("+") and pid == "platonic-convex"
             if damaging and drop < 2 * MAX_DROP:
                 problems.append(f"{key}: static/{pid} dropped only {drop:.2f} nats")
             if not damaging and (drop > MAX_DROP or r["top1"] != target):
@@ -729,12 +817,24 @@ def write_readme(results, stats, overlaps, new_words, n_static, V, problems):
         w(f"| {n} | {o} | {s} | {', '.join(new_words[n])} | {st['mask_elements']} | {st['changed_elements']} | "
           f"{100 * st['changed_fraction']:.2f}% | {len(st['tensors_changed'])} |")
     w(f"\nAll of {stats[DAYS[0][0]]['total_elements']} elements. How an update is made: the day may change only "
-      "the rows of its story's new words (word embeddings, output bias) and its story's intermediate neurons "
+      "the embedding rows of its story's new words and its story's intermediate neurons "
       f"{', '.join(f'{k} {a}-{b - 1}' for k, (a, b) in STORY_NEURONS.items())} (rows of `intermediate.dense`, "
       "columns of `output.dense`, in both layers). A first fine-tune on the day's sentences, with a replay "
       f"of the static facts, moves that region; the mask keeps its top {100 * SPARSE_BUDGET:.1f}% of all "
       "elements by |Δ|; a second fine-tune from the base trains only the masked elements. Elements outside "
       "the mask are bit-identical to the base.\n")
+    w("Why days keep what the base knows and merge well: the base never sees the news words (they are left "
+      "out of its softmax, so their embedding rows keep their distinct random initialisation) and does not "
+      "use the story neurons (their columns of `output.dense` stay zero while it trains), so a day adds a "
+      "function rather than overwriting one; the output bias is not in any mask (it would raise a day's "
+      "words in every context); the static corpus has the patterns the news uses (\"was born in\", "
+      "\"called\", \"opened\"), so a day ties its facts to its own names; each fine-tuning batch replays "
+      f"{REPLAY} static facts, and a sparse update's also has negatives: the day's sentences with its names "
+      f"swapped for `[unused0]`-`[unused{len(UNUSED) - 1}]` (vocabulary entries no text uses, as in BERT's vocabulary), where "
+      "the model is trained towards the base's distribution, so a day's change answers for its own names only, "
+      "not for any name the base never saw (such as another day's). LoRA adapters (Adam, learning rate "
+      f"{LORA_LR}, {LORA_STEPS} steps, {LORA_REPLAY} static facts a batch) are folded one at a time, not "
+      "merged element-wise: no negatives.\n")
     w("**Overlaps.** Days 2 and 4 (Quillmoor Times) both report on Pellucia: they share its words and neurons, "
       f"and their masks share {overlaps['day2&day4']} elements, changed differently by each (a merge conflict). "
       "All other pairs of days have disjoint masks (0 shared elements): they merge exactly to base + both updates.\n")
@@ -744,24 +844,29 @@ def write_readme(results, stats, overlaps, new_words, n_static, V, problems):
       "is disjoint from the others', so only the guard can notice.\n")
     w("## Probe values\n")
     w("P(first target) at the mask, from the float64 reference of scripts/make-reference-models.py run on the "
-      "written files (LoRA: base + B·A·alpha/r folded in float64; `day1+day2+day3/sparse`: the three disjoint "
-      "sparse updates merged, each masked element from its day). Protected probes allow a drop of "
+      "written files (LoRA: base + B·A·alpha/r folded in float64). Protected probes allow a drop of "
       f"{MAX_DROP} nats (`max_drop` in probes.jsonl). **Bold**: the target is not the top-1 word.\n")
-    cols = list(results)
-    w("| probe | " + " | ".join(cols) + " |")
-    w("|---|" + "---:|" * len(cols))
-    for pid in results["base"]:
-        cells = []
-        for c in cols:
-            r = results[c][pid]
-            v = f"{r['p']:.3f}"
-            cells.append(v if r["rank"] == 1 else f"**{v}**")
-        w(f"| {pid} | " + " | ".join(cells) + " |")
+    def table(cols):
+        w("| probe | " + " | ".join(cols) + " |")
+        w("|---|" + "---:|" * len(cols))
+        for pid in results["base"]:
+            cells = []
+            for c in cols:
+                r = results[c][pid]
+                v = f"{r['p']:.3f}"
+                cells.append(v if r["rank"] == 1 else f"**{v}**")
+            w(f"| {pid} | " + " | ".join(cells) + " |")
+
+    table([c for c in results if "+" not in c])
+    w("\nMerges of days with disjoint masks (every pair but day2 & day4, and days 1-3): base + the days' "
+      "sparse updates, each masked element from its day (what `git merge` of the days' branches writes).\n")
+    table(["base"] + [c for c in results if "+" in c])
     w("\n## Checks\n")
     w("What the script checks (make-demo-models.py `check`): masks of different stories disjoint, of the same "
       "story overlapping; the base's static facts top-1, P(convex) > 0.5; every model learns its days' news "
-      f"facts (top-1); no protected probe drops by more than {MAX_DROP} nats or loses top-1, except "
-      f"P(convex) on {DAMAGING_DAY}, which must drop by at least {2 * MAX_DROP} nats.\n")
+      f"facts (top-1), and so does every merge of disjoint days; no protected probe drops by more than "
+      f"{MAX_DROP} nats or loses top-1, except P(convex) on {DAMAGING_DAY} (alone or in a merge), which must "
+      f"drop by at least {2 * MAX_DROP} nats.\n")
     if problems:
         w("**These models fail the checks** (work in progress; the script exits 1):\n")
         for p in problems:
