@@ -24,7 +24,6 @@ export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..
 export const BIN_DIR = join(PROJECT_ROOT, 'bin');
 /** Shared material next to the project (DESIGN.md, real safetensors fixtures). */
 export const SHARED_DIR = resolve(PROJECT_ROOT, '..', 'shared');
-export const REAL_FIXTURES_DIR = join(SHARED_DIR, 'fixtures', 'real-safetensors');
 
 export interface RunOptions {
   input?: string | Buffer;

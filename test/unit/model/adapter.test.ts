@@ -4,7 +4,7 @@
 // adapters that cannot be applied. Also real adapters from ../shared (GPT-2 Conv1D with fan_in_fan_out,
 // an OPT adapter in BF16), skipped when absent.
 
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { fileTensorSource } from '../../../src/model/index.js';
 import { makeAdapter, referenceDelta } from '../../helpers/adapters.js';
 import { gaussian } from '../../helpers/diff-models.js';
 import { decode, encode, type FloatDType } from '../../helpers/merge-models.js';
-import { REAL_FIXTURES_DIR } from '../../helpers/repo.js';
+import { orSkipped, sharedDir } from '../../helpers/shared.js';
 
 /**
  * The kernel sums r products in f32 (with FMA): its error is at most about r·2⁻²⁴ of Σ|B||A|; the
@@ -180,9 +180,11 @@ const REAL: { file: string; fanInFanOut: boolean }[] = [
   { file: 'guilhermmeabreu__lab_08__65a734adbfde__adapter_model.safetensors', fanInFanOut: false },
 ];
 
+const REAL_FIXTURES = sharedDir('fixtures', 'real-safetensors');
+
 describe.each(REAL)('real PEFT adapter $file', ({ file, fanInFanOut }) => {
-  const path = join(REAL_FIXTURES_DIR, file);
-  it.skipIf(!existsSync(path))('gives ΔW and ‖ΔW‖ of its first modules as the float64 reference does (skipped without ../shared)', async () => {
+  const path = join(REAL_FIXTURES.dir, file);
+  it.skipIf(!!REAL_FIXTURES.skip)(orSkipped('gives ΔW and ‖ΔW‖ of its first modules as the float64 reference does', REAL_FIXTURES), async () => {
     const dir = tmp();
     copyFileSync(path, join(dir, 'adapter_model.safetensors'));
     const header = parseSafetensors(readFileSync(path));

@@ -6,9 +6,7 @@ import { join } from 'node:path';
 import { expect } from 'vitest';
 
 import { fileTensorSource, loadModel, type LanguageModel, type TensorSource } from '../../../src/model/index.js';
-import { SHARED_DIR } from '../../helpers/repo.js';
 
-export const SHARED_MODELS_DIR = join(SHARED_DIR, 'fixtures', 'models');
 
 /** Logits agree with a float64 reference within this fraction of the reference's logit range. */
 export const LOGIT_TOLERANCE = 1e-4;

@@ -2,14 +2,15 @@
 // computed in float64 by an independent implementation of the Hugging Face forward pass (see the README
 // there): logits at the last position, log P of each next token, the greedy continuation.
 
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 
-import { expectLogitsClose, greedy, LOGPROB_TOLERANCE, loadModelDir, nextTokenLogprobs, readJson, SHARED_MODELS_DIR } from './helpers.js';
+import { orSkipped, sharedDir } from '../../helpers/shared.js';
+import { expectLogitsClose, greedy, LOGPROB_TOLERANCE, loadModelDir, nextTokenLogprobs, readJson } from './helpers.js';
 
-const BABYLLAMA = join(SHARED_MODELS_DIR, 'babyllama');
-const CAPP_GPT2 = join(SHARED_MODELS_DIR, 'capp-gpt2');
+const MODELS = sharedDir('fixtures', 'models');
+const BABYLLAMA = join(MODELS.dir, 'babyllama');
+const CAPP_GPT2 = join(MODELS.dir, 'capp-gpt2');
 
 interface Case {
   text?: string;
@@ -21,8 +22,8 @@ interface Case {
   greedy_6_ids?: number[];
 }
 
-describe.skipIf(!existsSync(BABYLLAMA))('babyllama (LlamaForCausalLM, GQA, tied embeddings) [needs ../shared/fixtures/models]', () => {
-  const cases: Case[] = existsSync(BABYLLAMA) ? readJson(BABYLLAMA, 'expected.json').cases : [];
+describe.skipIf(!!MODELS.skip)(orSkipped('babyllama (LlamaForCausalLM, GQA, tied embeddings)', MODELS), () => {
+  const cases: Case[] = !MODELS.skip ? readJson(BABYLLAMA, 'expected.json').cases : [];
 
   it('tokenizes each case\'s text to its ids, BOS first, and decodes the continuation to its text', async () => {
     const model = await loadModelDir(BABYLLAMA);
@@ -59,8 +60,8 @@ describe.skipIf(!existsSync(BABYLLAMA))('babyllama (LlamaForCausalLM, GQA, tied 
   });
 });
 
-describe.skipIf(!existsSync(CAPP_GPT2))('capp-gpt2 (GPT2LMHeadModel, lm_head tied and not stored, no tokenizer) [needs ../shared/fixtures/models]', () => {
-  const cases: Case[] = existsSync(CAPP_GPT2) ? readJson(CAPP_GPT2, 'expected.json').cases : [];
+describe.skipIf(!!MODELS.skip)(orSkipped('capp-gpt2 (GPT2LMHeadModel, lm_head tied and not stored, no tokenizer)', MODELS), () => {
+  const cases: Case[] = !MODELS.skip ? readJson(CAPP_GPT2, 'expected.json').cases : [];
 
   it('has no tokenizer: probes give token ids', async () => {
     const model = await loadModelDir(CAPP_GPT2);
