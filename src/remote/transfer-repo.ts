@@ -11,9 +11,10 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { createReadStream, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CatFile } from '../git/cat-file.js';
+import { isRunning } from '../store/atomic.js';
 import { GitRunOptions, GitRunResult, NetworkOptions, runGit, runNetworkGit, transferEnv } from './git-run.js';
 import { GitTensorError } from '../errors/index.js';
 
@@ -166,26 +167,10 @@ function removeAbandoned(parent: string): void {
     } catch {
       continue;
     }
-    if (isAlive(Number(m[1])) && !old) continue;
+    if (isRunning(Number(m[1])) && !old) continue;
     rmSync(path, { recursive: true, force: true });
   }
 }
 
 /** A transfer repository holds one group of packs (<= 512 MiB); one untouched this long is abandoned whatever its pid says. */
 const ABANDONED_AFTER_MS = 6 * 3600_000;
-
-function isAlive(pid: number): boolean {
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-  // A killed process whose parent died too can linger as a zombie where nothing reaps orphans.
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return true;
-  }
-}

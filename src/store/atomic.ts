@@ -46,7 +46,8 @@ export function removeDeadWritersFiles(dir: string): string[] {
   return removed;
 }
 
-function isRunning(pid: number): boolean {
+/** Whether process `pid` on this host can still write: alive and not a zombie waiting to be reaped. */
+export function isRunning(pid: number): boolean {
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
