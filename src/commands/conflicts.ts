@@ -78,9 +78,10 @@ export async function conflicts(_opts: object): Promise<Printable> {
     });
     const guard = loadGuardRecord(repo.commonDir, entry);
     files.push({ path: entry.path, tensors: rows, metadata: outcome.metadataConflicts, ...(guard ? { guard: guard.verdict } : {}) });
-    text.push(`${entry.path}: ${rows.length} conflicting tensor(s)` + (outcome.metadataConflicts.length ? `, ${outcome.metadataConflicts.length} metadata key(s)` : ''));
+    text.push(`${entry.path}: ${rows.length} conflicting tensor(s)` + (outcome.metadataConflicts.length ? `, ${outcome.metadataConflicts.length} metadata key(s)` : '') +
+      (guard ? ', refused by the merge guard' : ''));
     const fmt = (v: number | null) => (v === null ? '-' : String(v));
-    text.push(...table([
+    if (rows.length) text.push(...table([
       ['  tensor', 'changed-ours', 'changed-theirs', 'overlapping', 'conflicting', 'sign-conflicting', '% conflicting'],
       ...rows.map((r) => ['  ' + r.tensor, fmt(r.changedOurs), fmt(r.changedTheirs), fmt(r.overlapping), fmt(r.conflicting), fmt(r.signConflicting),
         r.conflictingPercent === null ? r.reason ?? '' : r.conflictingPercent.toFixed(2) + '%']),

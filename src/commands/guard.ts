@@ -225,11 +225,11 @@ export class Guard {
 }
 
 /** The report of a verdict that did not hold, for stderr and `git tensor conflicts`. */
-export function renderVerdict(v: GuardVerdict, what = 'merged'): string[] {
-  const lines = [`merge guard: ${v.path}: ${v.check.regressed.length} protected probe(s) dropped by more than allowed (log-probability in nats, ours -> ${what}):`];
-  lines.push(...renderRegressions(v.check, what));
-  if (v.responsible) lines.push(`  responsible module(s) (reverting them to ours restores every protected probe): ${v.responsible.join(', ')}`);
-  else lines.push('  responsible modules: not found (reverting every changed tensor to ours does not restore the probes)');
+export function renderVerdict(v: GuardVerdict, labels = { before: 'ours', after: 'merged' }): string[] {
+  const lines = [`merge guard: ${v.path}: ${v.check.regressed.length} protected probe(s) dropped by more than allowed (log-probability in nats, ${labels.before} -> ${labels.after}):`];
+  lines.push(...renderRegressions(v.check, labels));
+  if (v.responsible) lines.push(`  responsible module(s) (reverting them to ${labels.before} restores every protected probe): ${v.responsible.join(', ')}`);
+  else lines.push(`  responsible modules: not found (reverting every changed tensor to ${labels.before} does not restore the probes)`);
   return lines;
 }
 

@@ -13,7 +13,7 @@ import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
 import { guardMerge, openGuard, renderVerdict, type GuardVerdict } from './guard.js';
 import type { MergeRule } from '../merge/strategy.js';
-import { saveGuardRecord } from './resolve-state.js';
+import { clearGuardRecord, saveGuardRecord } from './resolve-state.js';
 
 export interface MergeDriverOptions {
   base: string;
@@ -44,6 +44,8 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
   }
   const repo = openRepo();
   const { topLevel, store } = repo;
+  // A report from an earlier attempt at this file (aborted, or merged with other settings) is stale now.
+  clearGuardRecord(repo.commonDir, opts.path);
   const merge = async (extra: MergeRule[] = []): Promise<MergeOutcome> => {
     const writer = store.beginWrite();
     try {

@@ -100,7 +100,7 @@ export async function verify(opts: VerifyOptions): Promise<Printable> {
         continue;
       }
       verdicts.push(v);
-      if (!v.held) text.push(...renderVerdict(v, label).map((l) => l.replace('merge guard: ', `verify: ${label} against ${against}: `)));
+      if (!v.held) text.push(...renderVerdict(v, { before: against, after: label }).map((l) => l.replace('merge guard: ', 'verify: ')));
     }
     const held = verdicts.every((v) => v.held);
     const probes = verdicts.reduce((n, v) => n + v.check.rows.length, 0);

@@ -72,9 +72,9 @@ export function othersMean(probes: Probe[], results: VersionResults): number | n
 
 const fmt = (x: number) => (x >= 0 ? ' ' : '') + x.toFixed(3);
 
-/** The regressed probes as a table: probe, before (ours), after, drop, allowed. */
-export function renderRegressions(check: GuardCheck, what = 'merged', indent = '  '): string[] {
-  const rows = [['probe', 'ours', what, 'drop', 'allowed'], ...check.regressed.map((r) => [r.id, fmt(r.before), fmt(r.after), fmt(r.drop), r.allowed.toFixed(3)])];
+/** The regressed probes as a table: probe, before (ours), after (merged), drop, allowed. */
+export function renderRegressions(check: GuardCheck, labels: { before: string; after: string } = { before: 'ours', after: 'merged' }, indent = '  '): string[] {
+  const rows = [['probe', labels.before, labels.after, 'drop', 'allowed'], ...check.regressed.map((r) => [r.id, fmt(r.before), fmt(r.after), fmt(r.drop), r.allowed.toFixed(3)])];
   const widths = rows[0]!.map((_, k) => Math.max(...rows.map((r) => r[k]!.length)));
   return rows.map((r) => indent + r.map((c, k) => (k === 0 ? c.padEnd(widths[k]!) : c.padStart(widths[k]!))).join('  '));
 }
