@@ -11,7 +11,7 @@
 import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { benchEnv, medianSeconds, printTable, ROOT, sh, tempDir } from './bench-lib.js';
+import { benchEnv, printTable, ROOT, sh, tempDir } from './bench-lib.js';
 
 const args = process.argv.slice(2);
 const runs = args.includes('--runs') ? Number(args[args.indexOf('--runs') + 1]) : 5;
@@ -47,18 +47,27 @@ function setup(theirs: string, probes: boolean, warm: boolean): string {
   return dir;
 }
 
+/** One timed `git merge theirs` in a fresh repository. */
 function timeMerge(theirs: string, probes: boolean, warm: boolean, expectOk: boolean): number {
-  let dir = '';
-  return medianSeconds(runs, () => {
-    const r = spawnSync('git', ['merge', '--no-edit', 'theirs'], { cwd: dir, env, stdio: 'ignore' });
-    if ((r.status === 0) !== expectOk) throw new Error(`git merge ${theirs} in ${dir} exited ${r.status}`);
-  }, () => { dir = setup(theirs, probes, warm); });
+  const dir = setup(theirs, probes, warm);
+  const t = process.hrtime.bigint();
+  const r = spawnSync('git', ['merge', '--no-edit', 'theirs'], { cwd: dir, env, stdio: 'ignore' });
+  const seconds = Number(process.hrtime.bigint() - t) / 1e9;
+  if ((r.status === 0) !== expectOk) throw new Error(`git merge ${theirs} in ${dir} exited ${r.status}`);
+  return seconds;
 }
 
-const unguarded = timeMerge('day3', false, false, true);
-const cold = timeMerge('day3', true, false, true);
-const warm = timeMerge('day3', true, true, true);
-const refused = timeMerge('day5', true, true, false);
+// Runs interleaved (one of each case per round), so a load change on a shared machine hits every case alike.
+const cases = {
+  unguarded: () => timeMerge('day3', false, false, true),
+  cold: () => timeMerge('day3', true, false, true),
+  warm: () => timeMerge('day3', true, true, true),
+  refused: () => timeMerge('day5', true, true, false),
+};
+const times: Record<keyof typeof cases, number[]> = { unguarded: [], cold: [], warm: [], refused: [] };
+for (let i = 0; i < runs; i++) for (const k of Object.keys(cases) as (keyof typeof cases)[]) times[k].push(cases[k]());
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const [unguarded, cold, warm, refused] = [times.unguarded, times.cold, times.warm, times.refused].map(median) as [number, number, number, number];
 const x = (t: number) => `${(t / unguarded).toFixed(2)}x`;
 printTable(`git merge of the demo BERT (main: base + day 1), median of ${runs}, seconds`, ['merge', 'time', 'vs unguarded'], [
   ['day 3, unguarded (no [probe] file)', unguarded.toFixed(2), '1.00x'],

@@ -1,6 +1,7 @@
 // Owns the choices `git tensor resolve` remembers for a file still in conflict, so a file can be settled
 // in steps. They belong to one merge: they are tied to the file's index stages and forgotten as soon as
-// those change (the merge was aborted, or redone).
+// those change (the merge was aborted, or redone). Also the merge guard's report for a file the guard refused,
+// which `git tensor conflicts` shows again.
 
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';

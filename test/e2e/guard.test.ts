@@ -76,7 +76,7 @@ function expectHeld(before: Map<string, number>, after: Map<string, number>): vo
 const status = (repo: Repo) => repo.git(['status', '--porcelain', '--untracked-files=no']).stdout;
 
 describe.skipIf(!manifest || !PROTECTED.length)('merge guard (demo models)', () => {
-  it('refuses day 5 merged into base + day 1 as a conflict naming the probe and the module; --abort restores; --keep-ours finishes', () => {
+  it('refuses day 5 merged into base + day 1 as a conflict naming the probe and the module; resolve guards too; --abort restores; --keep-ours or --no-guard finishes', () => {
     const repo = demoRepo();
     branch(repo, 'day5', 'main', checkpoint('day5'));
     onMain(repo, checkpoint('day1'), 'day1');
@@ -98,6 +98,17 @@ describe.skipIf(!manifest || !PROTECTED.length)('merge guard (demo models)', () 
     expect(guard.check.regressed.map((x: { id: string }) => x.id)).toEqual([CONVEX]);
     const want = Math.log(manifest.probe_values['day1/sparse'][CONVEX]) - Math.log(manifest.probe_values['day1+day5/sparse'][CONVEX]);
     expect(Math.abs(guard.check.regressed[0].drop - want)).toBeLessThan(2e-3);
+
+    // resolve guards its result as the driver did; --no-guard accepts it: the exact union of both days.
+    const again = repo.gitTensor(['resolve', CKPT, '--strategy', 'ours'], { allowFail: true, timeoutMs: 120_000 });
+    expect(again.status).toBe(1);
+    expect(again.stdout).toContain(CONVEX);
+    expect(status(repo)).toBe(`UU ${CKPT}\n`);
+    repo.gitTensor(['resolve', CKPT, '--no-guard'], { timeoutMs: 120_000 });
+    expect(status(repo)).toBe(`M  ${CKPT}\n`);
+    const [o, a, b] = ['base', 'day1', 'day5'].map((n) => floats(checkpoint(n)));
+    const union = a!.data.map((x, i) => (b!.data[i] !== o!.data[i] ? b!.data[i]! : x));
+    expect(Buffer.from(floats(repo.read(CKPT)).data.buffer).equals(Buffer.from(union.buffer))).toBe(true);
 
     repo.git(['merge', '--abort']);
     expect(status(repo)).toBe('');
