@@ -8,7 +8,10 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { readCheckpoint } from '../helpers/merge-models.js';
+import { toSafetensors } from '../helpers/models.js';
 import { makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
+import type { DType } from '../../src/format/dtype.js';
 
 const DEMO = join(PROJECT_ROOT, 'scripts', 'demo-models');
 const FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
@@ -237,6 +240,45 @@ describe.skipIf(!manifest || !PROTECTED.length)('merge guard (demo models)', () 
     const res = repo.gitTensor(['resolve', CKPT, '--strategy', 'protect'], { timeoutMs: 120_000 });
     expect(res.stdout).toMatch(/protect: conflicting elements of \d+ tensor\(s\) set back to base/);
     expect(repo.read(CKPT).equals(merged)).toBe(true);
+  });
+
+  it('guards a sharded checkpoint: the merged shard is probed with the other shard from HEAD', () => {
+    // Two shards: layer 1 in the second, everything else in the first, as Hugging Face's index names them.
+    const SHARDS = ['model-00001-of-00002.safetensors', 'model-00002-of-00002.safetensors'];
+    const split = (bytes: Buffer): Buffer[] => {
+      const all = [...readCheckpoint(bytes).tensors].map(([name, t]) => ({ name, dtype: t.dtype as DType, shape: t.shape, data: t.data }));
+      const second = (n: string) => n.startsWith('bert.encoder.layer.1.');
+      return [toSafetensors(all.filter((t) => !second(t.name)), { format: 'pt' }), toSafetensors(all.filter((t) => second(t.name)), { format: 'pt' })];
+    };
+    const writeShards = (repo: Repo, bytes: Buffer) => split(bytes).forEach((b, i) => repo.write(`model/${SHARDS[i]}`, b));
+    const repo = makeRepo();
+    for (const f of FILES) repo.write(`model/${f}`, readFileSync(join(DEMO, 'base', f)));
+    const names = [...readCheckpoint(checkpoint('base')).tensors.keys()];
+    repo.write('model/model.safetensors.index.json', JSON.stringify({ metadata: {}, weight_map: Object.fromEntries(names.map((n) => [n, SHARDS[n.startsWith('bert.encoder.layer.1.') ? 1 : 0]])) }));
+    writeShards(repo, checkpoint('base'));
+    repo.write('probes.jsonl', readFileSync(join(DEMO, 'probes.jsonl')));
+    repo.write('.gittensor', '[probe]\n\tfile = probes.jsonl\n');
+    repo.git(['add', '-A']);
+    repo.git(['commit', '-qm', 'sharded base']);
+    repo.git(['checkout', '-q', '-b', 'day5']);
+    writeShards(repo, checkpoint('day5'));
+    repo.git(['commit', '-qam', 'day5']);
+    repo.git(['checkout', '-q', 'main']);
+    writeShards(repo, checkpoint('day1'));
+    repo.git(['commit', '-qam', 'day1']);
+
+    const r = repo.git(['merge', '--no-edit', 'day5'], { allowFail: true, timeoutMs: 120_000 });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(new RegExp(`merge guard: model/${SHARDS[1]}: 1 protected probe\\(s\\) dropped`));
+    expect(r.stderr).toContain(CONVEX);
+    expect(status(repo)).toContain(`UU model/${SHARDS[1]}`);
+    repo.git(['merge', '--abort']);
+    expect(status(repo)).toBe('');
+
+    const v = repo.gitTensor(['verify', 'day5'], { allowFail: true });
+    expect(v.status).toBe(1);
+    expect(v.stdout).toContain('model/model.safetensors.index.json');
+    expect(v.stdout).toContain(CONVEX);
   });
 
   it('merges as before without protected probes, and says loudly when it cannot run them', () => {
