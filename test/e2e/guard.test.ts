@@ -107,6 +107,13 @@ describe.skipIf(!manifest || !PROTECTED.length)('merge guard (demo models)', () 
     expect(again.status).toBe(1);
     expect(again.stdout).toContain(CONVEX);
     expect(status(repo)).toBe(`UU ${CKPT}\n`);
+    // No strategy helps where nothing conflicts: auto prints the table and exits 1, the file stays unmerged.
+    const auto = repo.gitTensor(['resolve', CKPT, '--strategy', 'auto', '--json'], { allowFail: true, timeoutMs: 180_000 });
+    expect(auto.status).toBe(1);
+    const rows = JSON.parse(auto.stdout).candidates as { status: string; worstDrop: number }[];
+    expect(rows.length).toBe(7);
+    for (const row of rows) expect([row.status, Math.abs(row.worstDrop - want) < 2e-3]).toEqual(['regressed', true]);
+    expect(status(repo)).toBe(`UU ${CKPT}\n`);
     repo.gitTensor(['resolve', CKPT, '--no-guard'], { timeoutMs: 120_000 });
     expect(status(repo)).toBe(`M  ${CKPT}\n`);
     const [o, a, b] = ['base', 'day1', 'day5'].map((n) => floats(checkpoint(n)));
