@@ -54,8 +54,16 @@ function build(args: string[]): Argv {
         .option('system', { type: 'boolean', describe: 'the system config' }),
       run(async (argv) => {
         const { install, GIT_CONFIG } = await import('../commands/install.js');
+        const { hookCall } = await import('../commands/hooks.js');
         const r = await install({ scope: scopeOf(argv) });
-        return { data: r, text: [`git-tensor installed in ${r.scope} git config:`, ...GIT_CONFIG.map(([k, v]) => `  ${k} = ${v}`)] };
+        const text = [`git-tensor installed in ${r.scope} git config:`, ...GIT_CONFIG.map(([k, v]) => `  ${k} = ${v}`)];
+        const foreign = r.hooks.filter((h) => h.state === 'foreign');
+        for (const h of r.hooks) {
+          text.push(h.state === 'foreign'
+            ? `  hook ${h.name}: NOT INSTALLED: ${h.path} is not git-tensor's; add this line to it: ${hookCall(h.name)}`
+            : `  hook ${h.name}: ${h.path}${h.state === 'foreign-calls-us' ? ' (your hook, which calls git-tensor)' : ''}`);
+        }
+        return { data: r, text, exitCode: foreign.length ? 1 : 0 };
       }))
     .command('uninstall', 'remove the git config written by install',
       (y) => y.option('local', { type: 'boolean' }).option('global', { type: 'boolean' }).option('system', { type: 'boolean' }),
@@ -63,6 +71,12 @@ function build(args: string[]): Argv {
         const { uninstall } = await import('../commands/install.js');
         const r = await uninstall({ scope: scopeOf(argv) });
         return { data: r, text: [`git-tensor removed from ${r.scope} git config (${r.settings.length} section(s))`] };
+      }))
+    .command('hook <name> [args..]', false,
+      (y) => y.positional('name', { type: 'string', demandOption: true }).positional('args', { type: 'string', array: true }),
+      run(async (argv) => {
+        const { runHook } = await import('../commands/hooks.js');
+        return runHook(argv.name as string, (argv.args as string[] | undefined) ?? []);
       }))
     .command('track <patterns..>', 'store files matching the patterns with git-tensor (.gitattributes)',
       (y) => y.positional('patterns', { type: 'string', array: true, demandOption: true }),
