@@ -41,8 +41,6 @@ function probe(rev: string): Map<string, Probe> {
   return new Map(out.versions[0]!.probes.map((p) => [p.id, p]));
 }
 
-const strategies = sh('git tensor resolve --help', [0]).match(/--strategy\s+([^\n[]+)/)?.[1] ?? '';
-const has = (name: string) => new RegExp(`\\b${name}\\b`).test(strategies);
 
 sh('git init -q && git tensor install -q && git tensor track "*.safetensors"');
 sh(`cp "$MODELS"/base/* "$MODELS"/probes.jsonl . && printf '[probe]\\n\\tfile = probes.jsonl\\n' > .gittensor`);
@@ -57,20 +55,29 @@ const rows: Row[] = [
   { policy: 'day 4 alone', how: '(reference)', rev: 'day4', days: ['day2', 'day4'] },
 ];
 
-/** Merges day4 into day2 (a conflict), resolves with `resolve` and commits; returns the branch. */
-function overlap(name: string, resolve: string): string {
+/**
+ * Merges day4 into day2 (a conflict) and resolves with `resolve`: the branch holding the result, or why
+ * there is none (a strategy this build lacks: exit 2; the merge guard refused the result: exit 1).
+ */
+function overlap(name: string, resolve: string): { branch: string } | { none: string } {
   const branch = `p-${name}`;
   sh(`git switch -qc ${branch} day2`);
   sh('git merge -q day4', [1]);
-  sh(`${resolve} && git commit -qm "day2 + day4: ${name}"`);
-  return branch;
+  const r = spawnSync('sh', ['-c', resolve], { cwd: repo, env, encoding: 'utf8' });
+  if (r.status !== 0) {
+    sh('git merge --abort');
+    if (r.status === 2) return { none: 'not in this build' };
+    if (r.status === 1 && /merge guard/.test(r.stdout + r.stderr)) return { none: 'refused by the merge guard' };
+    throw new Error(`\`${resolve}\` exited ${r.status}:\n${r.stdout}${r.stderr}`);
+  }
+  sh(`git commit -qm "day2 + day4: ${name}"`);
+  return { branch };
 }
 
 const policies: [string, string, string][] = [
   ['newest day wins', 'theirs', 'git tensor resolve model.safetensors --strategy theirs'],
   ['oldest day wins', 'ours', 'git tensor resolve model.safetensors --strategy ours'],
   ['TIES (density 0.2)', 'ties', 'git tensor resolve model.safetensors --strategy ties'],
-  ['TIES (density 1)', 'ties-d1', 'git tensor resolve model.safetensors --strategy ties --density 1'],
   ['average', 'average', 'git tensor resolve model.safetensors --strategy average'],
   ['task arithmetic', 'task-arithmetic', 'git tensor resolve model.safetensors --strategy task-arithmetic'],
   ['protect', 'protect', 'git tensor resolve model.safetensors --strategy protect'],
@@ -78,17 +85,24 @@ const policies: [string, string, string][] = [
 ];
 const missing: string[] = [];
 for (const [policy, name, cmd] of policies) {
-  const strategy = name === 'ties-d1' ? 'ties' : name;
-  if (!has(strategy)) {
-    missing.push(strategy);
-    continue;
-  }
-  rows.push({ policy, how: cmd.replace('git tensor resolve model.safetensors ', 'resolve '), rev: overlap(name, cmd), days: ['day2', 'day4'] });
+  const r = overlap(name, cmd);
+  if ('none' in r) missing.push(`${policy}: ${r.none}`);
+  else rows.push({ policy, how: cmd.replace('git tensor resolve model.safetensors ', 'resolve '), rev: r.branch, days: ['day2', 'day4'] });
 }
 // Disjoint merges: no element changed on both sides, so no policy is involved (exact union).
+// The merge guard refuses a merge that drops a protected probe beyond its allowance: its report is the row.
+const refusals: { merge: string; report: string }[] = [];
 for (const [a, b] of [['day1', 'day3'], ['day3', 'day5']] as const) {
-  sh(`git switch -qc m-${a}-${b} ${a} && git merge -q --no-edit ${b}`);
-  rows.push({ policy: `${a} + ${b} (disjoint)`, how: 'git merge (exact)', rev: `m-${a}-${b}`, days: [a, b] });
+  const r = spawnSync('sh', ['-c', `git switch -qc m-${a}-${b} ${a} && git merge -q --no-edit ${b}`], { cwd: repo, env, encoding: 'utf8' });
+  if (r.status === 0) {
+    rows.push({ policy: `${a} + ${b} (disjoint)`, how: 'git merge (exact)', rev: `m-${a}-${b}`, days: [a, b] });
+  } else if (/merge guard/.test(r.stderr + r.stdout)) {
+    const lines = (r.stderr + r.stdout).split('\n').filter((l) => /^git-tensor:\s+static\//.test(l));
+    refusals.push({ merge: `${a} + ${b} (disjoint)`, report: lines.map((l) => l.replace(/^git-tensor:\s+/, '').replace(/\s+/g, ' ')).join('; ') });
+    sh('git merge --abort');
+  } else {
+    throw new Error(`git merge ${b} into ${a} exited ${r.status}:\n${r.stdout}${r.stderr}`);
+  }
 }
 
 const base = probe('base');
@@ -109,7 +123,7 @@ const results = rows.map((r) => {
 });
 
 if (process.argv.includes('--json')) {
-  console.log(JSON.stringify({ results, missing_strategies: missing }, null, 2));
+  console.log(JSON.stringify({ results, refusals, no_result: missing }, null, 2));
 } else {
   const short = (id: string) => id.split('/')[1]!;
   const overlapIds = [...news('day2'), ...news('day4')];
@@ -119,9 +133,10 @@ if (process.argv.includes('--json')) {
       r.policy, r.how, `${r.worst_drop.toFixed(3)} ${short(r.worst_probe)}${r.over_allowance.length ? ' OVER' : ''}`,
       ...overlapIds.map((id) => r.news[id]!.toFixed(3)), `${r.answered}/${r.of}`]));
   printTable('Disjoint days (no overlap: no policy applies)', ['merge', 'worst protected drop (nats)', 'news answered'],
-    results.filter((r) => r.how.includes('exact')).map((r) => [r.policy,
-      `${r.worst_drop.toFixed(3)} ${short(r.worst_probe)}${r.over_allowance.length ? ' OVER' : ''}`, `${r.answered}/${r.of}`]));
+    [...results.filter((r) => r.how.includes('exact')).map((r) => [r.policy,
+      `${r.worst_drop.toFixed(3)} ${short(r.worst_probe)}${r.over_allowance.length ? ' OVER' : ''}`, `${r.answered}/${r.of}`]),
+    ...refusals.map((r) => [r.merge, `refused by the merge guard (probe, ours, merged, drop, allowed: ${r.report})`, '-'])]);
   console.log('\nallowance: max_drop 1.0 nats per protected probe (probes.jsonl); OVER = beyond it (the guard refuses such a merge)');
-  if (missing.length) console.log(`not measured (not in this build's \`git tensor resolve --strategy\`): ${missing.join(', ')}`);
+  for (const m of missing) console.log(`no result: ${m}`);
 }
 rmSync(work, { recursive: true, force: true });
