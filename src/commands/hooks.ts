@@ -20,7 +20,10 @@ export type HookHandler = (args: string[]) => Promise<Printable | void>;
  * The hooks git-tensor installs, each loaded only when git runs it. Every hook named here is written by
  * `git tensor install` and removed by `git tensor uninstall`.
  */
-const HANDLERS: Record<string, () => Promise<HookHandler>> = {};
+const HANDLERS: Record<string, () => Promise<HookHandler>> = {
+  // Merges git made without the merge driver (one side's file taken whole) still pass the merge guard.
+  'pre-merge-commit': async () => (await import('./verify.js')).preMergeCommitHook,
+};
 
 export function hookNames(): string[] {
   return Object.keys(HANDLERS).sort();
