@@ -42,6 +42,9 @@ function probe(rev: string): Map<string, Probe> {
 }
 
 
+// The temp repository goes whatever happens (a failed step throws).
+process.on('exit', () => rmSync(work, { recursive: true, force: true }));
+
 sh('git init -q && git tensor install -q && git tensor track "*.safetensors"');
 sh(`cp "$MODELS"/base/* "$MODELS"/probes.jsonl . && printf '[probe]\\n\\tfile = probes.jsonl\\n' > .gittensor`);
 sh('git add . && git commit -qm base && git tag base');
@@ -139,4 +142,3 @@ if (process.argv.includes('--json')) {
   console.log('\nallowance: max_drop 1.0 nats per protected probe (probes.jsonl); OVER = beyond it (the guard refuses such a merge)');
   for (const m of missing) console.log(`no result: ${m}`);
 }
-rmSync(work, { recursive: true, force: true });
