@@ -212,9 +212,10 @@ try {
   const verified = step('git tensor verify day5', { fail: true });
   claim(/static\/platonic-convex/.test(verified), 'git tensor verify fails day 5 and names static/platonic-convex');
 
-  say('When was each news fact learned? One row per commit, the first flip of every probe.');
+  say('When was each news fact learned? One row per commit; the commit where each probe became right.');
   step('git log --oneline --graph');
-  step('git tensor log --probes --html timeline.html | grep "first flipped"');
+  const learned = step('git tensor log --probes --html timeline.html | grep "learned at"');
+  claim(/day1\/zorblat-city: learned at/.test(learned) && /day3\/cup-city: learned at/.test(learned), 'log --probes names the commit where each day\'s news was learned');
   step('git tensor diff base main --html report.html');
 
   say('The Tidewell Post also ships its day as a LoRA adapter: probe base + adapter without folding it.');
