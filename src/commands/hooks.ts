@@ -23,6 +23,16 @@ export type HookHandler = (args: string[]) => Promise<Printable | void>;
 const HANDLERS: Record<string, () => Promise<HookHandler>> = {
   // Merges git made without the merge driver (one side's file taken whole) still pass the merge guard.
   'pre-merge-commit': async () => (await import('./verify.js')).preMergeCommitHook,
+  // ... and so does the commit that concludes a conflicted merge, where a side may be taken by hand.
+  'pre-commit': async () => (await import('./verify.js')).preCommitHook,
+};
+
+/**
+ * Shell tests that end a hook before node starts, for hooks git runs far more often than they matter:
+ * `pre-commit` only guards the commit of a merge in progress.
+ */
+const FAST_EXIT: Record<string, string> = {
+  'pre-commit': '[ -e "$(git rev-parse --git-path MERGE_HEAD)" ] || exit 0',
 };
 
 export function hookNames(): string[] {
@@ -36,6 +46,7 @@ export function hookScript(name: string): string {
   return [
     '#!/bin/sh',
     MARKER,
+    ...(FAST_EXIT[name] ? [FAST_EXIT[name]!] : []),
     'command -v git-tensor >/dev/null 2>&1 || {',
     `  echo >&2 "git-tensor: the ${name} hook of this repository needs git-tensor on PATH (npm link, or add its bin/ folder); or remove it with \\\`git tensor uninstall\\\`"`,
     '  exit 2',

@@ -99,3 +99,39 @@ export function loadGuardRecord(commonDir: string, entry: UnmergedEntry): GuardR
 export function clearGuardRecord(commonDir: string, path: string): void {
   rmSync(guardFile(commonDir, path), { force: true });
 }
+
+/**
+ * Checkpoints staged by `git tensor resolve --no-guard` during the merge in progress: the regression was
+ * accepted knowingly, so the `pre-commit` hook that guards a conflicted merge's commit lets exactly those
+ * staged blobs through. Tied to MERGE_HEAD: a later merge never inherits an acceptance.
+ */
+interface Acceptances {
+  mergeHead: string;
+  accepted: { path: string; blob: string }[];
+}
+
+function acceptFile(commonDir: string): string {
+  return join(storeDirOf(commonDir), 'resolve', 'accepted.json');
+}
+
+function mergeHead(cwd?: string): string | null {
+  const file = git(['rev-parse', '--git-path', 'MERGE_HEAD'], { cwd });
+  return existsSync(file) ? readFileSync(file, 'utf8').trim() : null;
+}
+
+export function saveAcceptance(commonDir: string, path: string, blob: string, cwd?: string): void {
+  const head = mergeHead(cwd);
+  if (!head) return; // not a merge: no commit hook will ask
+  const current = loadAcceptances(commonDir, cwd);
+  const accepted = [...current.filter((a) => a.path !== path), { path, blob }];
+  writeFileAtomic(acceptFile(commonDir), JSON.stringify({ mergeHead: head, accepted } satisfies Acceptances, null, 2) + '\n');
+}
+
+/** The acceptances of the merge in progress (none when no merge is in progress, or another one). */
+export function loadAcceptances(commonDir: string, cwd?: string): { path: string; blob: string }[] {
+  const file = acceptFile(commonDir);
+  const head = mergeHead(cwd);
+  if (!head || !existsSync(file)) return [];
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as Acceptances;
+  return saved.mergeHead === head ? saved.accepted : [];
+}

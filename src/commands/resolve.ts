@@ -17,7 +17,7 @@ import { tempPathFor } from '../store/atomic.js';
 import { restore } from '../store/checkpoint.js';
 import { stagePointers, type StagePointers } from './conflicts.js';
 import { openRepo, type RepoContext } from './context.js';
-import { choiceRules, clearChoices, clearGuardRecord, loadChoices, saveChoices, type ResolveChoice } from './resolve-state.js';
+import { saveAcceptance, choiceRules, clearChoices, clearGuardRecord, loadChoices, saveChoices, type ResolveChoice } from './resolve-state.js';
 import { guardHint, summarize } from './merge-driver.js';
 import { loadMergeRules } from './merge-rules.js';
 import { guardMerge, openGuard, renderVerdict, type GuardSetup } from './guard.js';
@@ -147,6 +147,7 @@ export async function resolve(opts: ResolveOptions): Promise<Printable> {
   if (guard) text.push(`merge guard: ${guard.check.rows.length} protected probe(s) held (worst drop ${guard.check.worstDrop.toFixed(3)} nats)`);
   if (opts.noGuard) text.push('merge guard: skipped (--no-guard): protected probes were not checked');
   await stageResult(t, outcome.pointer);
+  if (opts.noGuard) saveAcceptance(repo.commonDir, path, git(['rev-parse', `:${path}`], { cwd: repo.topLevel }), repo.topLevel);
   text.push(`resolved ${path} and staged it; finish with \`git commit\` (or \`git merge --continue\`).`);
   return { data: { ...outcome, guard }, text };
 }

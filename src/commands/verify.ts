@@ -4,7 +4,8 @@
 // merge in which git took one side's file whole never reaches the merge driver, and this hook still
 // checks it. Exit 1 on regression, with the report. docs/merge.md "Merge guard".
 
-import { basename, posix } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, isAbsolute, join, posix } from 'node:path';
 import { Printable } from './printable.js';
 import { ExitCode, UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
@@ -12,6 +13,7 @@ import { trackedPaths } from '../git/tree.js';
 import { openRepo } from './context.js';
 import { cannotRun, openGuard, renderVerdict, type GuardVerdict } from './guard.js';
 import { SHARD_INDEX } from './probe-source.js';
+import { loadAcceptances } from './resolve-state.js';
 
 export interface VerifyOptions {
   /** The version to check (default HEAD). */
@@ -24,6 +26,8 @@ export interface VerifyOptions {
   path?: string;
   /** Run by a hook: a model the engine cannot run is a warning, not a failure. */
   hook?: boolean;
+  /** Staged checkpoints whose regression was accepted (`resolve --no-guard`): path and blob id. */
+  accepted?: { path: string; blob: string }[];
 }
 
 function treeOf(rev: string, cwd: string): string | null {
@@ -88,6 +92,10 @@ export async function verify(opts: VerifyOptions): Promise<Printable> {
     const verdicts: GuardVerdict[] = [];
     const text: string[] = [];
     for (const path of paths) {
+      if (opts.accepted?.some((a) => a.path === path && a.blob === mine.get(path))) {
+        text.push(`verify: ${path}: a regression was accepted with \`git tensor resolve --no-guard\`: not checked`);
+        continue;
+      }
       const before = await guard.version({ treeish: base, path, label: `${against}:${path}` });
       const after = await guard.version({ treeish: tree, path, label: `${label}:${path}` });
       if (before.contentKey === after.contentKey) continue;
@@ -126,4 +134,21 @@ export async function verify(opts: VerifyOptions): Promise<Printable> {
 /** git runs `pre-merge-commit` (no arguments) before it records a merge it made without conflicts. */
 export async function preMergeCommitHook(): Promise<Printable> {
   return verify({ staged: true, hook: true });
+}
+
+/**
+ * git runs `pre-commit` for the commit that concludes a conflicted merge (`git commit`, `git merge
+ * --continue`): a side taken by hand (`git checkout --theirs`) reaches neither the driver nor
+ * `pre-merge-commit`. Outside a merge it does nothing (the hook script returns before starting node).
+ */
+export async function preCommitHook(): Promise<Printable | void> {
+  const repo = openRepo();
+  const accepted = loadAcceptances(repo.commonDir, repo.topLevel);
+  if (!existsSync(gitPath('MERGE_HEAD', repo.topLevel))) return;
+  return verify({ staged: true, hook: true, accepted });
+}
+
+function gitPath(name: string, cwd: string): string {
+  const p = gitRaw(['rev-parse', '--git-path', name], { cwd }).stdout.toString('utf8').trim();
+  return isAbsolute(p) ? p : join(cwd, p);
 }

@@ -136,6 +136,34 @@ describe.skipIf(!manifest || !PROTECTED.length)('merge guard (demo models)', () 
     expect(repo.gitTensor(['verify']).stdout).toMatch(/^verify: HEAD: held: 12 protected probe check/);
   });
 
+  it('the pre-commit hook guards the commit that concludes a conflicted merge: a side taken by hand is refused, --no-guard is let through', () => {
+    const repo = demoRepo();
+    branch(repo, 'day5', 'main', checkpoint('day5'));
+    onMain(repo, checkpoint('day1'), 'day1');
+    const head = repo.git(['rev-parse', 'HEAD']).stdout.trim();
+    expect(repo.git(['merge', '--no-edit', 'day5'], { allowFail: true, timeoutMs: 120_000 }).status).not.toBe(0);
+    // Taking day 5's file whole by hand reaches neither the driver nor pre-merge-commit.
+    repo.git(['checkout', '--theirs', '--', CKPT]);
+    repo.git(['add', CKPT]);
+    const c = repo.git(['commit', '--no-edit'], { allowFail: true, timeoutMs: 120_000 });
+    expect(c.status).not.toBe(0);
+    expect(c.stderr).toContain(CONVEX);
+    expect(repo.git(['rev-parse', 'HEAD']).stdout.trim()).toBe(head);
+    repo.git(['merge', '--abort']);
+
+    // The same merge settled with `resolve --no-guard` is a drop accepted knowingly: the commit goes through.
+    repo.git(['merge', '--no-edit', 'day5'], { allowFail: true, timeoutMs: 120_000 });
+    repo.gitTensor(['resolve', CKPT, '--no-guard'], { timeoutMs: 120_000 });
+    const ok = repo.git(['commit', '--no-edit'], { allowFail: true, timeoutMs: 120_000 });
+    expect(ok.status, ok.stderr).toBe(0);
+    expect(repo.git(['rev-list', '--parents', '-1', 'HEAD']).stdout.trim().split(' ')).toHaveLength(3);
+    // An ordinary commit outside a merge never starts git-tensor's hook (the script exits first).
+    repo.write('notes.txt', 'x');
+    const plain = repo.git(['add', 'notes.txt'], {});
+    expect(plain.status).toBe(0);
+    expect(repo.git(['commit', '-qm', 'notes'], { env: { PATH: '/usr/bin:/bin' } }).status).toBe(0);
+  });
+
   it('the pre-merge-commit hook refuses day 5 when git takes it whole; a fast-forward is caught by verify', () => {
     const repo = demoRepo();
     branch(repo, 'day1', 'main', checkpoint('day1'));
