@@ -2,7 +2,8 @@
 // `.gittensor` lists (`[resolve "auto"] candidate = ties density=0.5`, one line each; git config
 // `tensor-resolve.auto.candidate` overrides them; DEFAULT_CANDIDATES otherwise), runs every probe on each
 // clean result, keeps the candidates that hold every protected probe (the merge guard) and stages the one
-// with the best mean over the other probes. Prints the table of candidates either way.
+// with the best mean over the other probes that either side moved from the base (guard.ts movedProbes).
+// Prints the table of candidates either way.
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +11,8 @@ import { Printable, table } from './printable.js';
 import { ExitCode, UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import { makeStrategy, parseStrategyText, type StrategyParams } from '../merge/strategy.js';
-import { checkProtected, othersMean } from '../probe/guard.js';
+import { serializePointer } from '../format/pointer.js';
+import { checkProtected, meanOf, movedProbes } from '../probe/guard.js';
 import { openRepo } from './context.js';
 import { cannotRun, guardMerge, openGuard } from './guard.js';
 import { RULES_FILE } from './merge-rules.js';
@@ -54,10 +56,16 @@ export async function resolveAuto(opts: ResolveOptions): Promise<Printable> {
   if (setup.kind === 'none') throw new UsageError('--strategy auto ranks candidates by the probes, and no protected probe is configured', 'Name a probes file with protected probes in .gittensor: [probe] file = probes.jsonl (docs/merge.md).');
   const guard = setup.guard;
   const rows: Row[] = [];
+  let ranked = new Set<string>();
   let best: { row: Row; pointer: string } | null = null;
   try {
     const ours = await guard.version({ treeish: 'HEAD', path: t.path, label: `ours:${t.path}`, replace: t.oursText });
     const before = await guard.results(ours, guard.full);
+    // Ranked over the probes the two sides moved from the base (what each learned), not every probe.
+    const side = async (label: string, p: typeof t.sides.theirs) =>
+      guard.results(await guard.version({ treeish: 'HEAD', path: t.path, label: `${label}:${t.path}`, replace: serializePointer(p) }), guard.full);
+    const theirs = await side('theirs', t.sides.theirs);
+    ranked = t.sides.base ? movedProbes(guard.full.probes, await side('base', t.sides.base), [before, theirs]) : movedProbes(guard.full.probes, before, [before]);
     const earlier = loadChoices(repo.commonDir, t.entry);
     for (const c of candidates) {
       const choices = [...earlier, { tensor: opts.tensor, params: c.params }];
@@ -71,7 +79,7 @@ export async function resolveAuto(opts: ResolveOptions): Promise<Printable> {
       const check = checkProtected(guard.full.probes, before, after);
       row.status = check.regressed.length ? 'regressed' : 'held';
       row.worstDrop = check.worstDrop;
-      row.othersMean = othersMean(guard.full.probes, after);
+      row.othersMean = meanOf(ranked, after);
       if (row.status === 'held' && (!best || (row.othersMean ?? -Infinity) > (best.row.othersMean ?? -Infinity))) best = { row, pointer: g.outcome.pointer };
     }
   } catch (err) {
@@ -82,10 +90,10 @@ export async function resolveAuto(opts: ResolveOptions): Promise<Printable> {
   }
   if (best) best.row.chosen = true;
   const num = (x: number | null) => (x === null ? '-' : x.toFixed(3));
-  const text = [`${t.path}: ${rows.length} candidate(s) from ${source}; drops in nats against ours, others = mean over the unprotected probes:`,
+  const text = [`${t.path}: ${rows.length} candidate(s) from ${source}; drops in nats against ours; others = mean value of the ${ranked.size} unprotected probe(s) the two sides moved from the base:`,
     ...table([['  candidate', 'protected worst drop', 'others mean', 'result'],
       ...rows.map((r) => ['  ' + r.candidate, num(r.worstDrop), num(r.othersMean), r.chosen ? 'held, chosen' : r.status])], [1, 2])];
-  const data = { path: t.path, source, candidates: rows };
+  const data = { path: t.path, source, ranked: [...ranked], candidates: rows };
   if (!best) {
     text.push(`no candidate holds every protected probe; ${t.path} is still unmerged.`,
       `hint: try other candidates (\`[resolve "auto"] candidate = ...\` in ${RULES_FILE}), \`git tensor resolve ${t.path} --keep-ours <glob>\`, or \`git merge --abort\`.`);

@@ -63,10 +63,33 @@ export function checkProtected(probes: Probe[], before: VersionResults, after: V
   return { rows, regressed, worstDrop: rows.reduce((m, r) => Math.max(m, r.drop), -Infinity) };
 }
 
-/** Mean guard value of the probes that are not protected (null when there are none): what auto ranks by. */
-export function othersMean(probes: Probe[], results: VersionResults): number | null {
-  const unprotected = new Set(probes.filter((p) => p.guard.protect !== true).map((p) => p.id));
-  const values = results.probes.filter((r) => unprotected.has(r.id)).map(guardValue).filter((v): v is number => v !== null);
+/** A probe counts as moved by a side when its guard value changed by more than this (nats). */
+export const MOVED_NATS = 0.1;
+
+/**
+ * The unprotected probes either side of a merge moved away from the base: what the merge should keep
+ * (a day's news). Probes neither side touched say nothing about how two updates were combined, and
+ * averaging them in would drown the few that do. All unprotected probes when no side moved any.
+ */
+export function movedProbes(probes: Probe[], base: VersionResults, sides: VersionResults[]): Set<string> {
+  const unprotected = probes.filter((p) => p.guard.protect !== true).map((p) => p.id);
+  const value = (r: VersionResults, id: string) => {
+    const x = r.probes.find((q) => q.id === id);
+    return x ? guardValue(x) : null;
+  };
+  const moved = unprotected.filter((id) => {
+    const b = value(base, id);
+    return b !== null && sides.some((s) => {
+      const v = value(s, id);
+      return v !== null && Math.abs(v - b) > MOVED_NATS;
+    });
+  });
+  return new Set(moved.length ? moved : unprotected);
+}
+
+/** Mean guard value of the given probes (null when none has a value): what auto ranks by. */
+export function meanOf(ids: Set<string>, results: VersionResults): number | null {
+  const values = results.probes.filter((r) => ids.has(r.id)).map(guardValue).filter((v): v is number => v !== null);
   return values.length ? values.reduce((s, v) => s + v, 0) / values.length : null;
 }
 

@@ -4,7 +4,7 @@
 
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { checkProtected, DEFAULT_MAX_DROP, minimalSubset, moduleOf, othersMean, protectedSubset } from '../../../src/probe/guard.js';
+import { checkProtected, DEFAULT_MAX_DROP, minimalSubset, moduleOf, meanOf, movedProbes, protectedSubset } from '../../../src/probe/guard.js';
 import { parseProbes } from '../../../src/probe/probes.js';
 import type { VersionResults } from '../../../src/probe/result.js';
 
@@ -14,9 +14,10 @@ const set = parseProbes([
   { id: 'stmt', choices: ['whales are mammals', 'whales are fish'], protect: true, max_drop: 0.5 },
   { id: 'prose', text: 'Once upon a time.', protect: true, max_drop: 0.2 },
   { id: 'news', prompt: 'Zorblat is a [MASK].', targets: ['city'] },
+  { id: 'idle', prompt: 'Pellucia is an [MASK].', targets: ['ocean'] },
 ].map((p) => JSON.stringify(p)).join('\n'), 'probes.jsonl');
 
-function results(v: { fact: number; strict: number; stmt: [number, number]; loss: number; news: number }): VersionResults {
+function results(v: { fact: number; strict: number; stmt: [number, number]; loss: number; news: number; idle?: number }): VersionResults {
   const prompt = (id: string, lp: number) => ({ id, kind: 'masked' as const, targets: [{ text: 'x', tokens: 1, logprob: lp, prob: Math.exp(lp), rank: 1 }], answer: 'x', correct: true, top5: [] });
   return {
     schema: 1,
@@ -24,7 +25,7 @@ function results(v: { fact: number; strict: number; stmt: [number, number]; loss
       prompt('fact', v.fact), prompt('strict', v.strict),
       { id: 'stmt', kind: 'choices', choices: [{ text: 'a', logprob: v.stmt[0] }, { text: 'b', logprob: v.stmt[1] }], chosen: 0, margin: v.stmt[0] - v.stmt[1], correct: true },
       { id: 'prose', kind: 'text', tokens: 4, loss: v.loss },
-      prompt('news', v.news),
+      prompt('news', v.news), prompt('idle', v.idle ?? -5),
     ],
   };
 }
@@ -44,7 +45,14 @@ describe('checkProtected', () => {
   });
 
   it('the unprotected probes are what auto ranks by; a file without protected probes has no guard', () => {
-    expect(othersMean(set.probes, before)).toBe(-8);
+    // Auto ranks by the unprotected probes a side moved from the base by more than 0.1 nats: here `news`
+    // (one side learned it); `idle`, which no side touched, does not dilute the score.
+    const learned = results({ fact: -0.1, strict: -0.2, stmt: [-3, -9], loss: 2, news: -0.5, idle: -5.05 });
+    expect([...movedProbes(set.probes, before, [before, learned])]).toEqual(['news']);
+    expect(meanOf(new Set(['news']), learned)).toBe(-0.5);
+    expect(meanOf(new Set(['news', 'idle']), before)).toBe(-6.5);
+    // No side moved anything: every unprotected probe counts.
+    expect([...movedProbes(set.probes, before, [before])]).toEqual(['news', 'idle']);
     expect(protectedSubset(set)!.probes.map((p) => p.id)).toEqual(['fact', 'strict', 'stmt', 'prose']);
     expect(protectedSubset(set)!.hash).not.toBe(set.hash);
     expect(protectedSubset(parseProbes('{"id": "a", "text": "x"}\n', 'p'))).toBeNull();
