@@ -27,7 +27,7 @@ import { Printable } from './printable.js';
 import { renderText } from '../diff/report-text.js';
 import { GitCommandError, GitTensorError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '../format/pointer.js';
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
 import { batchCheck } from '../git/cat-file.js';
 import { readPointerBlobs } from '../git/cat-file.js';
@@ -220,17 +220,12 @@ async function identify(file: string, name: string): Promise<Identified> {
   return found ? { oid: found.oid, pointer: found.pointer, size, tensors: header.tensors.length } : unknown;
 }
 
-type FileHeader = ReturnType<typeof parseHeader> & { dataStart: number };
+type FileHeader = ReturnType<typeof readHeaderAt>;
 
 function readFileHeader(file: string, name: string, size: number): FileHeader | null {
   const fd = openSync(file, 'r');
   try {
-    const prefix = Buffer.alloc(8);
-    readSync(fd, prefix, 0, 8, 0);
-    const n = readHeaderLength(prefix.subarray(0, Math.min(8, size)), name, size);
-    const bytes = Buffer.alloc(n);
-    readSync(fd, bytes, 0, n, 8);
-    return { ...parseHeader(bytes, { file: name, fileSize: size }), dataStart: 8 + n };
+    return readHeaderAt((b, at) => readSync(fd, b, 0, b.length, at), size, name);
   } catch (err) {
     if (err instanceof GitTensorError) return null;
     throw err;

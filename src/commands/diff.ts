@@ -17,7 +17,7 @@ import { hasTokenMatrixName, parseTokenizer, type Vocabulary } from '../diff/tok
 import type { CheckpointDiff } from '../diff/types.js';
 import { GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
 import { readPointerBlobs } from '../git/cat-file.js';
 import { trackedPaths } from '../git/tree.js';
@@ -54,14 +54,9 @@ export function fileSource(file: string, path: string): CheckpointSource {
   const fd = openSync(file, 'r');
   try {
     const size = fstatSync(fd).size;
-    const prefix = Buffer.alloc(8);
-    readSync(fd, prefix, 0, 8, 0);
-    const headerLength = readHeaderLength(prefix.subarray(0, Math.min(8, size)), path, size);
-    const headerBytes = Buffer.alloc(headerLength);
-    readSync(fd, headerBytes, 0, headerLength, 8);
-    const header = parseHeader(headerBytes, { file: path, fileSize: size });
+    const header = readHeaderAt((b, at) => readSync(fd, b, 0, b.length, at), size, path);
     const ranges = new Map(header.tensors.map((t) => [t.name, t]));
-    const dataStart = 8 + headerLength;
+    const { dataStart } = header;
     return {
       size,
       metadata: header.metadata === null ? null : Object.entries(header.metadata),

@@ -3,10 +3,10 @@
 // memory; each tensor is read from its file when the engine binds it, so a model never sits in memory
 // twice (raw bytes and F32) longer than one tensor at a time.
 
-import { promises as fs } from 'node:fs';
+import { promises as fs, readSync } from 'node:fs';
 import path from 'node:path';
 
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
 import { ModelError } from './errors.js';
 import type { TensorInfo, TensorSource } from './types.js';
 
@@ -30,16 +30,12 @@ async function readFileHeader(file: string): Promise<Located[]> {
   const handle = await openChecked(file);
   try {
     const { size } = await handle.stat();
-    const prefix = Buffer.alloc(Math.min(8, size));
-    await handle.read(prefix, 0, prefix.length, 0);
-    const n = readHeaderLength(prefix, file, size);
-    const headerBytes = Buffer.alloc(n);
-    await handle.read(headerBytes, 0, n, 8);
-    const header = parseHeader(headerBytes, { file, fileSize: size });
+    // Headers are small: read them synchronously through the handle's descriptor.
+    const header = readHeaderAt((b, at) => readSync(handle.fd, b, 0, b.length, at), size, file);
     return header.tensors.map((t) => ({
       info: { name: t.name, dtype: t.dtype, shape: t.shape },
       file,
-      offset: 8 + n + t.begin,
+      offset: header.dataStart + t.begin,
       byteLength: t.end - t.begin,
     }));
   } finally {
