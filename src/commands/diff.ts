@@ -15,18 +15,20 @@ import { renderJson } from '../diff/report-json.js';
 import { renderText } from '../diff/report-text.js';
 import { hasTokenMatrixName, parseTokenizer, type Vocabulary } from '../diff/tokens.js';
 import type { CheckpointDiff } from '../diff/types.js';
-import { GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
+import { ExitCode, GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
 import { readHeaderAt } from '../format/safetensors.js';
+import { isShardIndexPath } from '../format/shard-index.js';
 import { git, gitRaw } from '../git/exec.js';
 import { readPointerBlobs } from '../git/cat-file.js';
-import { trackedPaths } from '../git/tree.js';
+import { listFiles, readSmallObjects, trackedPaths } from '../git/tree.js';
 import { isSafetensorsPath, validatePointer } from '../store/checkpoint.js';
 import type { ObjectStore } from '../store/store.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { type AdapterSide, explainAdapter, looksLikeAdapter } from './adapter-diff.js';
 import { pointersAt } from './pointers.js';
+import { findModels, type ModelSide, modelPaths, modelSources, modelUnchanged, type ShardedModel, type SideFiles, withProblems } from './sharded.js';
 
 /** Tensor rows a text report lists by default (`--top 0` lists all). */
 export const DEFAULT_TOP = 20;
@@ -115,6 +117,49 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
   if (isOpaque(oldV) || isOpaque(newV)) return opaqueDiff(path, oldV, newV);
   const oldS = oldV && sourceOf(oldV, opts.store, path);
   const newS = newV && sourceOf(newV, opts.store, path);
+  return diffSources(path, oldS, newS, [{ v: oldV, path }, { v: newV, path }], opts);
+}
+
+/**
+ * Compares a sharded model's two sides as one checkpoint keyed by tensor name (`path` is its index), or,
+ * with `focus`, the part of it one shard file holds now (git's diff driver): moves between shards are
+ * not changes; the new side's index is checked against its shards.
+ */
+export async function diffModel(m: ShardedModel, opts: DiffPairOptions & { focus?: { old: string; new: string } }): Promise<CheckpointDiff> {
+  const path = (name: string) => (m.dir ? `${m.dir}/${name}` : name);
+  const sourceOf = (name: string, v: Version): CheckpointSource => {
+    if (v.type === 'pointer' && v.pointer.kind !== 'safetensors') {
+      throw new GitTensorError('E_SHARD_NOT_CHECKPOINT', `${m.index} names shard ${name}, which is not a safetensors checkpoint`, { data: { file: path(name) }, exitCode: ExitCode.badInput });
+    }
+    return v.type === 'file' ? fileSource(v.file, path(name)) : pointerSource(v.pointer as Extract<Pointer, { kind: 'safetensors' }>, opts.store, path(name), v.blob);
+  };
+  const safeSource = (name: string, v: Version) => {
+    try {
+      return sourceOf(name, v);
+    } catch (err) {
+      if (err instanceof GitTensorError) return null;
+      throw err;
+    }
+  };
+  const problems = withProblems({ index: m.index, old: null, new: null, moved: [], problems: [] }, m, safeSource);
+  // Shards that are not checkpoints are reported as index problems; the rest of the model is still compared.
+  const usable = (side: ModelSide | null): ModelSide | null => side && { ...side, shards: new Map([...side.shards].filter(([n, v]) => !v || safeSource(n, v) !== null)) };
+  const sources = modelSources({ ...m, old: usable(m.old), new: usable(m.new) }, { sourceOf, focus: opts.focus });
+  const shown = opts.focus ? path(opts.focus.new) : m.index;
+  const versions = [m.old, m.new].flatMap((side) => [...(side?.shards ?? [])].map(([name, v]) => ({ v, path: path(name) })));
+  // git's driver runs for a shard file that is absent on one side: the model's other shards stand in.
+  const present = (side: ModelSide | null, name: string | undefined) => !!side && (name === undefined || !!side.shards.get(name));
+  const d = await diffSources(shown, sources.old ?? (opts.focus && m.old ? emptySource() : null), sources.new ?? (opts.focus && m.new ? emptySource() : null), versions, opts);
+  if (opts.focus) d.status = !present(m.old, opts.focus.old) ? 'added' : !present(m.new, opts.focus.new) ? 'deleted' : 'modified';
+  d.shards = { ...sources.summary, problems: problems.problems, hint: problems.hint };
+  return d;
+}
+
+function emptySource(): CheckpointSource {
+  return { size: 0, metadata: null, tensors: [], read: () => new Uint8Array(0) };
+}
+
+async function diffSources(path: string, oldS: CheckpointSource | null, newS: CheckpointSource | null, versions: { v: Version | null; path: string }[], opts: DiffPairOptions): Promise<CheckpointDiff> {
   try {
     checkObjects(path, oldS, newS, opts.store);
   } catch (err) {
@@ -124,7 +169,7 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
   }
   // A hand-edited pointer (an object of another size, a header that disagrees) is named here, not met as
   // a kernel's size error halfway through the comparison.
-  for (const v of [oldV, newV]) if (v?.type === 'pointer') validatePointer(opts.store, v.pointer, path);
+  for (const { v, path: file } of versions) if (v?.type === 'pointer' && v.pointer.kind === 'safetensors') validatePointer(opts.store, v.pointer, file);
   let vocabulary = opts.vocabulary;
   const notes: string[] = [];
   if (vocabulary === undefined) {
@@ -241,9 +286,9 @@ export interface DiffOptions {
   json?: boolean;
 }
 
-type SideSpec = { kind: 'rev'; rev: string } | { kind: 'index' } | { kind: 'worktree' };
+export type SideSpec = { kind: 'rev'; rev: string } | { kind: 'index' } | { kind: 'worktree' };
 
-function sideName(s: SideSpec): string {
+export function sideName(s: SideSpec): string {
   return s.kind === 'rev' ? s.rev : s.kind;
 }
 
@@ -279,7 +324,7 @@ async function versionsOf(side: SideSpec, paths: string[], topLevel: string, can
     for (const f of await pointersAt(side.rev, paths, topLevel)) out.set(f.path, { type: 'pointer', pointer: f.pointer, blob: f.oid });
     return out;
   }
-  const staged = indexEntries(paths, topLevel);
+  const staged = indexEntries(paths, topLevel, true);
   if (side.kind === 'index') {
     const blobs = await readPointerBlobs([...staged.values()], topLevel);
     for (const [path, oid] of staged) {
@@ -295,8 +340,45 @@ async function versionsOf(side: SideSpec, paths: string[], topLevel: string, can
   return out;
 }
 
-/** Index entries (stage 0) that git-tensor tracks, path -> blob id. */
-function indexEntries(paths: string[], cwd: string): Map<string, string> {
+/** The shard indexes (`*.safetensors.index.json`) of a side under `paths`, with their text. */
+async function indexesOf(side: SideSpec, paths: string[], topLevel: string, candidates: Iterable<string>): Promise<SideFiles['indexes']> {
+  const out: SideFiles['indexes'] = new Map();
+  let entries: [string, string][];
+  if (side.kind === 'rev') {
+    if (side.rev === 'HEAD' && !hasCommit('HEAD', topLevel)) return out;
+    entries = listFiles(side.rev, paths, topLevel).filter((f) => isShardIndexPath(f.path)).map((f) => [f.path, f.oid]);
+  } else {
+    entries = [...indexEntries(paths, topLevel, false)].filter(([p]) => isShardIndexPath(p));
+  }
+  if (side.kind === 'worktree') {
+    for (const path of new Set([...entries.map(([p]) => p), ...[...candidates].filter(isShardIndexPath)])) {
+      const file = join(topLevel, path);
+      if (existsSync(file)) out.set(path, { text: readFileSync(file, 'utf8') });
+    }
+    return out;
+  }
+  const texts = await readSmallObjects(entries.map(([, oid]) => oid), topLevel);
+  for (const [path, oid] of entries) {
+    const text = texts.get(oid);
+    if (text) out.set(path, { text: text.toString('utf8'), blob: oid });
+  }
+  return out;
+}
+
+/** Both sides' tracked files and shard indexes under `paths` (the indexes' folders are read whole). */
+export async function sideFilesOf(oldSpec: SideSpec, newSpec: SideSpec, paths: string[], topLevel: string): Promise<[SideFiles, SideFiles]> {
+  const oldIndexes = await indexesOf(oldSpec, paths, topLevel, []);
+  const newIndexes = await indexesOf(newSpec, paths, topLevel, oldIndexes.keys());
+  // A path that names one shard (or the index) stands for the whole model: its folder is read.
+  const dirs = [...new Set([...oldIndexes.keys(), ...newIndexes.keys()].map((p) => posix.dirname(p)))];
+  const wide = paths.length && dirs.length ? (dirs.includes('.') ? [] : [...paths, ...dirs]) : paths;
+  const oldVersions = await versionsOf(oldSpec, wide, topLevel, new Set());
+  const newVersions = await versionsOf(newSpec, wide, topLevel, new Set(oldVersions.keys()));
+  return [{ versions: oldVersions, indexes: oldIndexes }, { versions: newVersions, indexes: newIndexes }];
+}
+
+/** Index entries (stage 0), path -> blob id; with `trackedOnly`, only files git-tensor tracks. */
+function indexEntries(paths: string[], cwd: string, trackedOnly: boolean): Map<string, string> {
   const out = gitRaw(['ls-files', '-s', '-z', '--', ...paths], { cwd }).stdout.toString('utf8');
   const entries = new Map<string, string>();
   for (const rec of out.split('\0').filter(Boolean)) {
@@ -304,6 +386,7 @@ function indexEntries(paths: string[], cwd: string): Map<string, string> {
     const [, oid, stage] = rec.slice(0, tab).split(' ');
     if (stage === '0') entries.set(rec.slice(tab + 1), oid!);
   }
+  if (!trackedOnly) return entries;
   const tracked = trackedPaths([...entries.keys()], cwd);
   for (const p of [...entries.keys()]) if (!tracked.has(p)) entries.delete(p);
   return entries;
@@ -339,36 +422,48 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
   }
   const [oldSpec, newSpec] = resolveSides(revs, !!opts.cached, topLevel);
   const paths = toTopLevelPaths([...named, ...opts.paths], process.cwd()).filter(Boolean);
-  const oldVersions = await versionsOf(oldSpec, paths, topLevel, new Set());
-  const newVersions = await versionsOf(newSpec, paths, topLevel, new Set(oldVersions.keys()));
-  // Working-tree files that git sees as unchanged (by stat) are skipped without reading them.
+  const [oldFiles, newFiles] = await sideFilesOf(oldSpec, newSpec, paths, topLevel);
+  const { versions: oldVersions } = oldFiles, { versions: newVersions } = newFiles;
+  // Working-tree files that git sees as unchanged (by stat) are skipped without reading them; a shard
+  // among them stands in for itself by its pointer, so the model's comparison does not read it.
   const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, paths, topLevel) : null;
+  if (dirty) for (const [path, v] of oldVersions) if (newVersions.has(path) && !dirty.has(path)) newVersions.set(path, v);
+  const models = findModels(oldFiles, newFiles);
+  const inModels = modelPaths(models);
 
   const vocabulary = opts.tokenizer ? vocabularyFromFile(opts.tokenizer) : undefined;
   const lazy = new LazyFetcher(ctx);
   const fetchMissing = (ids: string[], file: string) => lazy.fetch(ids, { file });
   const files: CheckpointDiff[] = [];
-  const allPaths = [...new Set([...oldVersions.keys(), ...newVersions.keys()])].sort();
+  const allPaths = [...new Set([...oldVersions.keys(), ...newVersions.keys()])].filter((p) => !inModels.has(p)).sort();
+  const findTokenizerFor = (path: string) => () => {
+    const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
+    if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+    return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+  };
   try {
+    for (const m of models) {
+      if (modelUnchanged(m, sameVersion)) continue;
+      const d = await diffModel(m, { store, vocabulary, findTokenizer: findTokenizerFor(m.index), histogram: !!opts.html, fetchMissing });
+      const layout = d.shards!.old !== d.shards!.new || d.shards!.moved.length > 0 || d.shards!.problems.length > 0;
+      if (d.status === 'modified' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length && !layout) continue;
+      files.push(d);
+    }
     for (const path of allPaths) {
       const o = oldVersions.get(path) ?? null;
       const n = newVersions.get(path) ?? null;
       if (o && n && sameVersion(o, n)) continue;
       if (dirty && o && n && !dirty.has(path)) continue;
-      const findTokenizer = () => {
-        const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
-        if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
-        return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
-      };
       const adapterSide = (s: SideSpec): AdapterSide => ({ rev: s.kind === 'rev' ? s.rev : s.kind === 'index' ? '' : null, store, topLevel });
       const adapterSides = { old: adapterSide(oldSpec), new: adapterSide(newSpec) };
-      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html, fetchMissing, adapterSides });
+      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer: findTokenizerFor(path), histogram: !!opts.html, fetchMissing, adapterSides });
       if (d.status === 'modified' && d.kind === 'safetensors' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length) continue;
       files.push(d);
     }
   } finally {
     lazy.close();
   }
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
   const data = renderJson({ old: sideName(oldSpec), new: sideName(newSpec), files });
   const text: string[] = [];

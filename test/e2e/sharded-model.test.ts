@@ -1,0 +1,81 @@
+// A sharded Hugging Face checkpoint is one model to git-tensor (docs/diff.md, "Sharded checkpoints"):
+// `git tensor diff`, `git diff` and `git tensor log` list its tensors once, by name, whichever shard
+// holds them; a tensor moved to another shard, or a resharding, is not a change; the index is checked
+// against what the shards hold; and merges keep a modification made on one side to a tensor that the
+// other side moved to another shard.
+
+import { describe, expect, it } from 'vitest';
+import { modifyRows, shard, tinyModel, type TensorInput } from '../helpers/models.js';
+import { makeRepo, type Repo } from '../helpers/repo.js';
+
+const INDEX = 'model.safetensors.index.json';
+
+/** 2 layers + embeddings + head: 17 tensors, BF16 like a released 7B checkpoint. */
+function model(seed = 'shards'): TensorInput[] {
+  return tinyModel({ seed, layers: 2, hidden: 32, dtype: 'BF16' });
+}
+
+/** Splits `tensors` into shards: `groups[k]` lists the name prefixes of shard k; the rest go to the last. */
+function sharded(tensors: TensorInput[], groups: string[][]) {
+  const parts: TensorInput[][] = groups.map(() => []);
+  for (const t of tensors) {
+    const k = groups.findIndex((g) => g.some((p) => t.name.startsWith(p)));
+    parts[k < 0 ? groups.length - 1 : k]!.push(t);
+  }
+  return shard(parts);
+}
+
+function write(repo: Repo, ckpt: ReturnType<typeof shard>, opts: { removeOthers?: boolean } = {}): void {
+  if (opts.removeOthers) for (const f of repo.git(['ls-files', '*.safetensors']).stdout.split('\n').filter(Boolean)) repo.remove(f);
+  for (const [name, bytes] of ckpt.shards) repo.write(name, bytes);
+  repo.write(INDEX, ckpt.indexJson);
+}
+
+const TWO = [['model.embed_tokens', 'model.layers.0.'], ['model.layers.1.', 'model.norm', 'lm_head']];
+const THREE = [['model.embed_tokens'], ['model.layers.0.'], ['model.layers.1.', 'model.norm', 'lm_head']];
+
+/** The tensor rows of a text report: `<st> <name>`. */
+function rows(text: string): string[] {
+  return text.split('\n').map((l) => /^\s+([!+\-~])\s+(\S+)\s/.exec(l)).filter((m): m is RegExpExecArray => !!m).map((m) => `${m[1]} ${m[2]}`);
+}
+
+describe('sharded checkpoints are one model', () => {
+  it('git tensor diff: one table keyed by tensor name; a move between shards and a resharding are not changes', () => {
+    const repo = makeRepo();
+    const base = model();
+    write(repo, sharded(base, TWO));
+    repo.commit(['.'], 'base');
+
+    // Fine-tune one tensor in each shard.
+    let tuned = modifyRows(base, 'model.layers.0.self_attn.q_proj.weight', [1, 2]);
+    tuned = modifyRows(tuned, 'lm_head.weight', [5]);
+    write(repo, sharded(tuned, TWO));
+    const out = repo.gitTensor(['diff']).stdout;
+    expect(out).toContain(`${INDEX} (2 shards): 2/17 tensors changed`);
+    expect(rows(out).sort()).toEqual(['! lm_head.weight', '! model.layers.0.self_attn.q_proj.weight']);
+    // Shards are not reported on their own.
+    expect(out).not.toMatch(/^model-0000\d-of-00002\.safetensors:/m);
+    repo.commit(['.'], 'tune');
+
+    // Move layer 1 into the first shard: same tensors, nothing changed.
+    write(repo, sharded(tuned, [['model.embed_tokens', 'model.layers.'], ['model.norm', 'lm_head']]));
+    const moved = repo.gitTensor(['diff']).stdout;
+    expect(moved).toContain(`${INDEX} (2 shards): 0/17 tensors changed`);
+    expect(rows(moved)).toEqual([]);
+    expect(moved).toMatch(/moved between shards: 7 tensor\(s\), 7 with the same values: model\.layers\.1\./);
+    repo.git(['checkout', '--', '.']);
+
+    // Reshard 2 -> 3 (new file names, as save_pretrained writes them): no tensor change.
+    write(repo, sharded(tuned, THREE), { removeOthers: true });
+    repo.commit(['.'], 'reshard into 3');
+    const reshard = repo.gitTensor(['diff', 'HEAD~1', 'HEAD']).stdout;
+    expect(reshard).toContain(`${INDEX} (2 shards -> 3 shards): 0/17 tensors changed`);
+    expect(rows(reshard)).toEqual([]);
+
+    // JSON: the model is one file entry with its shard counts and moves.
+    const json = JSON.parse(repo.gitTensor(['diff', 'HEAD~2', 'HEAD', '--json']).stdout) as { files: { path: string; summary: { changed: number; tensors: number }; shards: { old: number; new: number; moved: unknown[] } }[] };
+    expect(json.files.map((f) => f.path)).toEqual([INDEX]);
+    expect(json.files[0]!.summary).toMatchObject({ tensors: 17, changed: 2 });
+    expect(json.files[0]!.shards).toMatchObject({ old: 2, new: 3 });
+  });
+});
