@@ -311,7 +311,7 @@ export function resolveSides(revs: string[], cached: boolean, cwd?: string): [Si
   return [old, cached ? { kind: 'index' } : { kind: 'worktree' }];
 }
 
-function hasCommit(rev: string, cwd?: string): boolean {
+export function hasCommit(rev: string, cwd?: string): boolean {
   return gitRaw(['rev-parse', '--verify', '--quiet', `${rev}^{tree}`], { cwd, okCodes: [1, 128] }).status === 0;
 }
 

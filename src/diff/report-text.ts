@@ -71,10 +71,13 @@ function shardedSummaryLine(d: CheckpointDiff, s: ShardSummary): string {
 /** The moves between shards (a move alone is not a change) and the index's problems, with their hint. */
 export function shardLines(s: ShardSummary, unchanged: ReadonlySet<string>, ind: string): string[] {
   const out: string[] = [];
-  if (s.moved.length) {
-    const same = s.moved.filter((m) => unchanged.has(m.tensor)).length;
-    const shown = s.moved.slice(0, 5).map((m) => `${m.tensor} (${m.from} -> ${m.to})`).join(', ');
-    out.push(`${ind}moved between shards: ${s.moved.length} tensor(s)${same ? `, ${same} with the same values` : ''}: ${shown}${s.moved.length > 5 ? `, ... ${s.moved.length - 5} more` : ''}`);
+  // Grouped by (from, to): a resharding moves whole runs of tensors between the same two files.
+  const groups = new Map<string, ShardSummary['moved']>();
+  for (const m of s.moved) groups.set(`${m.from}\0${m.to}`, [...(groups.get(`${m.from}\0${m.to}`) ?? []), m]);
+  for (const list of groups.values()) {
+    const same = list.filter((m) => unchanged.has(m.tensor)).length;
+    const names = list.slice(0, 3).map((m) => m.tensor).join(', ') + (list.length > 3 ? `, ... ${list.length - 3} more` : '');
+    out.push(`${ind}moved from ${list[0]!.from} to ${list[0]!.to}: ${list.length} tensor(s), ${same === list.length ? 'all' : same} with the same values (${names})`);
   }
   for (const p of s.problems) out.push(`${ind}${p.severity}: ${p.message}`);
   if (s.hint) out.push(`${ind}hint: ${s.hint}`);

@@ -62,7 +62,7 @@ describe('sharded checkpoints are one model', () => {
     const moved = repo.gitTensor(['diff']).stdout;
     expect(moved).toContain(`${INDEX} (2 shards): 0/17 tensors changed`);
     expect(rows(moved)).toEqual([]);
-    expect(moved).toMatch(/moved between shards: 7 tensor\(s\), 7 with the same values: model\.layers\.1\./);
+    expect(moved).toContain('moved from model-00002-of-00002.safetensors to model-00001-of-00002.safetensors: 7 tensor(s), all with the same values (model.layers.1.');
     repo.git(['checkout', '--', '.']);
 
     // Reshard 2 -> 3 (new file names, as save_pretrained writes them): no tensor change.
@@ -77,5 +77,52 @@ describe('sharded checkpoints are one model', () => {
     expect(json.files.map((f) => f.path)).toEqual([INDEX]);
     expect(json.files[0]!.summary).toMatchObject({ tensors: 17, changed: 2 });
     expect(json.files[0]!.shards).toMatchObject({ old: 2, new: 3 });
+  });
+});
+
+describe('git diff (the diff driver, once per shard file)', () => {
+  it('each shard lists the tensors it holds now; moved tensors are not removed or added', () => {
+    const repo = makeRepo();
+    const base = model();
+    write(repo, sharded(base, TWO));
+    repo.commit(['.'], 'base');
+    // Layer 1 moves into the first shard, and one of its tensors is fine-tuned on the way.
+    const tuned = modifyRows(base, 'model.layers.1.mlp.up_proj.weight', [0, 3]);
+    write(repo, sharded(tuned, [['model.embed_tokens', 'model.layers.'], ['model.norm', 'lm_head']]));
+
+    for (const args of [['diff'], ['diff', 'HEAD'], ['diff', '--cached']]) {
+      if (args.includes('--cached')) repo.git(['add', '.']);
+      const out = repo.git(args).stdout;
+      const first = out.slice(out.indexOf('diff --tensor a/model-00001-of-00002.safetensors'), out.indexOf('diff --tensor a/model-00002-of-00002.safetensors'));
+      const second = out.slice(out.indexOf('diff --tensor a/model-00002-of-00002.safetensors'));
+      expect(first, args.join(' ')).toContain('model-00001-of-00002.safetensors (shard of model.safetensors.index.json): 1/15 tensors changed');
+      expect(rows(first), args.join(' ')).toEqual(['! model.layers.1.mlp.up_proj.weight']);
+      expect(first).toContain('moved from model-00002-of-00002.safetensors to model-00001-of-00002.safetensors: 7 tensor(s), 6 with the same values');
+      // The second shard lost layer 1 to the first one: nothing removed, nothing changed.
+      expect(second, args.join(' ')).toContain('model-00002-of-00002.safetensors (shard of model.safetensors.index.json): 0/2 tensors changed');
+      expect(rows(second), args.join(' ')).toEqual([]);
+    }
+    repo.commit(['.'], 'move layer 1');
+    const between = repo.git(['diff', 'HEAD~1', 'HEAD']).stdout;
+    expect(rows(between)).toEqual(['! model.layers.1.mlp.up_proj.weight']);
+  });
+
+  it('a resharding 2 -> 3 shows no tensor change in any shard file', () => {
+    const repo = makeRepo();
+    const base = model();
+    write(repo, sharded(base, TWO));
+    repo.commit(['.'], 'base');
+    write(repo, sharded(base, THREE), { removeOthers: true });
+    repo.commit(['.'], 'reshard');
+    // git pairs old and new shard files as renames by similarity; either way nothing changed.
+    for (const args of [['diff', 'HEAD~1', 'HEAD'], ['diff', '--no-renames', 'HEAD~1', 'HEAD']]) {
+      const out = repo.git(args).stdout;
+      expect(rows(out), args.join(' ')).toEqual([]);
+      expect(out, args.join(' ')).not.toMatch(/new checkpoint|deleted checkpoint/);
+    }
+    const out = repo.git(['diff', '--no-renames', 'HEAD~1', 'HEAD']).stdout;
+    expect(out).toContain('model-00001-of-00003.safetensors (shard of model.safetensors.index.json): new shard, 0/1 tensors changed');
+    expect(out).toContain('model-00001-of-00002.safetensors (shard of model.safetensors.index.json): shard removed, 0/0 tensors changed');
+    expect(out).not.toMatch(/new checkpoint|deleted checkpoint/);
   });
 });
