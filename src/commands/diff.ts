@@ -366,7 +366,11 @@ async function indexesOf(side: SideSpec, paths: string[], topLevel: string, cand
 }
 
 /** Both sides' tracked files and shard indexes under `paths` (the indexes' folders are read whole). */
-export async function sideFilesOf(oldSpec: SideSpec, newSpec: SideSpec, paths: string[], topLevel: string): Promise<[SideFiles, SideFiles]> {
+export async function sideFilesOf(oldSpec: SideSpec | null, newSpec: SideSpec, paths: string[], topLevel: string): Promise<[SideFiles, SideFiles]> {
+  if (!oldSpec) {
+    const [, newFiles] = await sideFilesOf(newSpec, newSpec, paths, topLevel);
+    return [{ versions: new Map(), indexes: new Map() }, newFiles];
+  }
   const oldIndexes = await indexesOf(oldSpec, paths, topLevel, []);
   const newIndexes = await indexesOf(newSpec, paths, topLevel, oldIndexes.keys());
   // A path that names one shard (or the index) stands for the whole model: its folder is read.
@@ -478,7 +482,7 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
   return { data, text };
 }
 
-function sameVersion(a: Version, b: Version): boolean {
+export function sameVersion(a: Version, b: Version): boolean {
   if (a.type !== 'pointer' || b.type !== 'pointer') return false;
   if (a.blob && b.blob) return a.blob === b.blob;
   return JSON.stringify(a.pointer) === JSON.stringify(b.pointer);

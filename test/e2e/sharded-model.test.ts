@@ -126,3 +126,28 @@ describe('git diff (the diff driver, once per shard file)', () => {
     expect(out).not.toMatch(/new checkpoint|deleted checkpoint/);
   });
 });
+
+describe('git tensor log', () => {
+  it('lists per commit the model\'s changed tensors once, whichever shards changed', () => {
+    const repo = makeRepo();
+    const base = model();
+    write(repo, sharded(base, TWO));
+    repo.commit(['.'], 'base');
+    let tuned = modifyRows(base, 'model.layers.0.self_attn.q_proj.weight', [1]);
+    tuned = modifyRows(tuned, 'lm_head.weight', [2]);
+    write(repo, sharded(tuned, TWO));
+    repo.commit(['.'], 'tune two shards');
+    write(repo, sharded(tuned, THREE), { removeOthers: true });
+    repo.commit(['.'], 'reshard');
+
+    const lines = repo.gitTensor(['log']).stdout.trim().split('\n');
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/ reshard  model\.safetensors\.index\.json \(2 -> 3 shards\): 0\/17 tensors changed$/);
+    expect(lines[1]).toMatch(/ tune two shards  model\.safetensors\.index\.json \(2 shards\): 2\/17 tensors changed, max rel /);
+    expect(lines[2]).toMatch(/ base  model\.safetensors\.index\.json \(2 shards\): added \(17 tensors\)$/);
+    // No line names a shard on its own.
+    expect(lines.join('\n')).not.toContain('model-0000');
+    const json = JSON.parse(repo.gitTensor(['log', '--json']).stdout) as { commits: { files: { path: string; changed: number }[] }[] };
+    expect(json.commits.map((c) => c.files.map((f) => `${f.path} ${f.changed}`))).toEqual([[`${INDEX} 0`], [`${INDEX} 2`], [`${INDEX} 17`]]);
+  });
+});
