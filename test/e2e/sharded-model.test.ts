@@ -4,9 +4,12 @@
 // against what the shards hold; and merges keep a modification made on one side to a tensor that the
 // other side moved to another shard.
 
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { parseSafetensors } from '../../src/format/safetensors.js';
 import { modifyRows, shard, tinyModel, type TensorInput } from '../helpers/models.js';
-import { makeRepo, type Repo } from '../helpers/repo.js';
+import { makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
 
 const INDEX = 'model.safetensors.index.json';
 
@@ -149,5 +152,103 @@ describe('git tensor log', () => {
     expect(lines.join('\n')).not.toContain('model-0000');
     const json = JSON.parse(repo.gitTensor(['log', '--json']).stdout) as { commits: { files: { path: string; changed: number }[] }[] };
     expect(json.commits.map((c) => c.files.map((f) => `${f.path} ${f.changed}`))).toEqual([[`${INDEX} 0`], [`${INDEX} 2`], [`${INDEX} 17`]]);
+  });
+});
+
+/** The index of `ckpt` with `edit` applied to its parsed JSON. */
+function editIndex(ckpt: ReturnType<typeof shard>, edit: (index: { metadata: { total_size: number }; weight_map: Record<string, string> }) => void): string {
+  const index = JSON.parse(ckpt.indexJson);
+  edit(index);
+  return JSON.stringify(index, null, 2) + '\n';
+}
+
+describe('the index is checked against the shards', () => {
+  it('diff, fsck and probe name the index, the tensor and the next command; warnings do not fail fsck', () => {
+    const repo = makeRepo();
+    const ckpt = sharded(model(), TWO);
+    write(repo, ckpt);
+    repo.write('config.json', '{"architectures": ["LlamaForCausalLM"]}');
+    repo.write('probes.jsonl', '{"id": "p", "prompt": "a"}\n');
+    repo.commit(['.'], 'base');
+    expect(repo.gitTensor(['fsck']).stdout).toContain('ok');
+
+    // A wrong total_size is a warning: loaders only show it.
+    repo.write(INDEX, editIndex(ckpt, (i) => { i.metadata.total_size += 2; }));
+    repo.commit(['.'], 'total_size off by two');
+    const warned = repo.gitTensor(['fsck']);
+    expect(warned.status).toBe(0);
+    expect(warned.stdout).toMatch(/warning: shard index model\.safetensors\.index\.json: .*total_size is \d+, but the mapped tensors hold \d+ bytes/);
+    expect(repo.gitTensor(['diff', 'HEAD~1', 'HEAD']).stdout).toMatch(/warning: .*total_size/);
+
+    // lm_head.weight mapped to the first shard, which does not hold it: an error everywhere.
+    repo.write(INDEX, editIndex(ckpt, (i) => { i.weight_map['lm_head.weight'] = 'model-00001-of-00002.safetensors'; }));
+    repo.commit(['.'], 'broken weight_map');
+    const diff = repo.gitTensor(['diff', 'HEAD~1', 'HEAD']).stdout;
+    expect(diff).toContain('error: model.safetensors.index.json maps tensor lm_head.weight to model-00001-of-00002.safetensors, which does not hold it (it is in model-00002-of-00002.safetensors)');
+    expect(diff).toMatch(/hint: Make model\.safetensors\.index\.json's weight_map name each tensor's shard/);
+    const fsck = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(fsck.status).toBe(3);
+    expect(fsck.stdout).toContain('bad shard index model.safetensors.index.json: model.safetensors.index.json maps tensor lm_head.weight to model-00001-of-00002.safetensors');
+    expect(fsck.stdout).toContain('hint: ');
+    const probe = repo.gitTensor(['probe', '--probes', 'probes.jsonl'], { allowFail: true });
+    expect(probe.status).toBe(3);
+    expect(probe.stderr).toContain('maps tensor lm_head.weight to model-00001-of-00002.safetensors, which does not hold it');
+    expect(probe.stderr).toContain('hint:');
+
+    // A shard named but not committed, and a shard's tensor missing from weight_map.
+    repo.write(INDEX, editIndex(ckpt, (i) => {
+      i.weight_map['model.norm.weight'] = 'model-00003-of-00003.safetensors';
+      delete i.weight_map['model.layers.0.input_layernorm.weight'];
+    }));
+    repo.commit(['.'], 'more damage');
+    const more = repo.gitTensor(['fsck'], { allowFail: true });
+    expect(more.status).toBe(3);
+    expect(more.stdout).toContain('bad shard index model.safetensors.index.json: model.safetensors.index.json names shard model-00003-of-00003.safetensors, which is not there');
+    expect(more.stdout).toContain('warning: shard index model.safetensors.index.json: tensor model.layers.0.input_layernorm.weight in model-00001-of-00002.safetensors is not in model.safetensors.index.json\'s weight_map');
+    expect(more.stdout).toContain('hint: Add the missing shard(s) (`git add <shard>`)');
+    const probeMissing = repo.gitTensor(['probe', '--probes', 'probes.jsonl'], { allowFail: true });
+    expect(probeMissing.status).toBe(3);
+    expect(probeMissing.stderr).toContain('names shard model-00003-of-00003.safetensors, which is not in the commit');
+  });
+
+  it('git diff of a changed index reports its problems under the shard that changed', () => {
+    const repo = makeRepo();
+    const base = model();
+    const ckpt = sharded(base, TWO);
+    write(repo, ckpt);
+    repo.commit(['.'], 'base');
+    const tuned = sharded(modifyRows(base, 'lm_head.weight', [1]), TWO);
+    write(repo, tuned);
+    repo.write(INDEX, editIndex(tuned, (i) => { i.weight_map['model.norm.weight'] = 'model-00001-of-00002.safetensors'; }));
+    const out = repo.git(['diff']).stdout;
+    expect(rows(out)).toEqual(['! lm_head.weight']);
+    expect(out).toContain('error: model.safetensors.index.json maps tensor model.norm.weight to model-00001-of-00002.safetensors, which does not hold it');
+  });
+});
+
+describe('git tensor probe of a sharded committed model', () => {
+  const LLAMA = join(PROJECT_ROOT, 'test', 'fixtures', 'models', 'llama-tiny');
+
+  it('gives the results of the same model in one file', () => {
+    const single = readFileSync(join(LLAMA, 'model.safetensors'));
+    const header = parseSafetensors(single);
+    const dataStart = single.length - header.dataLength;
+    const tensors = header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: single.subarray(dataStart + t.begin, dataStart + t.end) }));
+    const ckpt = shard([tensors.slice(0, 5), tensors.slice(5, 12), tensors.slice(12)]);
+    const repo = makeRepo();
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) repo.write(f, readFileSync(join(LLAMA, f)));
+    write(repo, ckpt);
+    repo.write('probes.jsonl', '{"id": "capital", "prompt": "The capital of France is", "targets": [" Paris", " Rome"]}\n{"id": "story", "text": "Once upon a time there was a little dog."}\n');
+    repo.commit(['.'], 'llama-tiny in 3 shards');
+    repo.write('single/model.safetensors', single);
+    for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) repo.write(`single/${f}`, readFileSync(join(LLAMA, f)));
+
+    const committed = JSON.parse(repo.gitTensor(['probe', 'HEAD', '--probes', 'probes.jsonl', '--json']).stdout);
+    const onDisk = JSON.parse(repo.gitTensor(['probe', '--path', 'single/model.safetensors', '--probes', 'probes.jsonl', '--json']).stdout);
+    expect(committed.versions[0].label).toBe(`HEAD:${INDEX}`);
+    expect(committed.versions[0].probes).toEqual(onDisk.versions[0].probes);
+    // The shards and index on disk, through --path, give the same numbers too.
+    const sharded = JSON.parse(repo.gitTensor(['probe', '--path', INDEX, '--probes', 'probes.jsonl', '--json']).stdout);
+    expect(sharded.versions[0].probes).toEqual(onDisk.versions[0].probes);
   });
 });
