@@ -10,6 +10,7 @@ import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
+import { movedAway, movedLines } from './merge-shards.js';
 
 export interface MergeDriverOptions {
   base: string;
@@ -71,8 +72,10 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
   } finally {
     lazy.close();
   }
+  // A conflict that is really a tensor moved to another shard of a sharded model says so (docs/merge.md).
+  const moved = outcome.clean ? [] : movedAway({ ...opts, oursFile: opts.ours, theirsFile: opts.theirs, outcome, baseIds: new Map((base?.kind === 'safetensors' ? base.tensors : []).map((t) => [t.name, t.id])) });
   writeFileSync(opts.ours, outcome.pointer);
-  return { data: outcome, text: summarize(opts.path, outcome), exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };
+  return { data: outcome, text: [...summarize(opts.path, outcome), ...movedLines(opts.path, moved)], exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };
 }
 
 /** One paragraph per merged file: what was taken whole, merged exactly, resolved, or left in conflict. */

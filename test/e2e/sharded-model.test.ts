@@ -4,12 +4,12 @@
 // against what the shards hold; and merges keep a modification made on one side to a tensor that the
 // other side moved to another shard.
 
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/format/safetensors.js';
 import { modifyRows, shard, tinyModel, type TensorInput } from '../helpers/models.js';
-import { makeRepo, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
+import { makeRepo, pointerAt, pointerTensors, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
 
 const INDEX = 'model.safetensors.index.json';
 
@@ -250,5 +250,96 @@ describe('git tensor probe of a sharded committed model', () => {
     // The shards and index on disk, through --path, give the same numbers too.
     const sharded = JSON.parse(repo.gitTensor(['probe', '--path', INDEX, '--probes', 'probes.jsonl', '--json']).stdout);
     expect(sharded.versions[0].probes).toEqual(onDisk.versions[0].probes);
+  });
+});
+
+describe('git merge of a sharded model (each shard file through the merge driver, the index as text)', () => {
+  /** Commits base, then `theirs` on a branch and `ours` on the first branch; returns the merge's result. */
+  function mergeOf(theirs: (repo: Repo) => void, ours: (repo: Repo) => void) {
+    const repo = makeRepo();
+    write(repo, sharded(model(), TWO));
+    repo.commit(['.'], 'base');
+    repo.git(['checkout', '-q', '-b', 'theirs']);
+    theirs(repo);
+    repo.commit(['.'], 'theirs');
+    repo.git(['checkout', '-q', '-']);
+    ours(repo);
+    repo.commit(['.'], 'ours');
+    return { repo, merge: repo.git(['merge', '--no-edit', 'theirs'], { allowFail: true }) };
+  }
+  /** file -> bytes of `tensor`, for every safetensors file in the working tree that holds it. */
+  const copiesInWorktree = (repo: Repo, tensor: string) => {
+    const out = new Map<string, Buffer>();
+    for (const f of readdirSync(repo.dir).filter((n) => n.endsWith('.safetensors'))) {
+      const bytes = repo.read(f);
+      const h = parseSafetensors(bytes);
+      const t = h.tensors.find((x) => x.name === tensor);
+      if (t) out.set(f, bytes.subarray(bytes.length - h.dataLength + t.begin, bytes.length - h.dataLength + t.end));
+    }
+    return out;
+  };
+  const idIn = (repo: Repo, rev: string, file: string, tensor: string) =>
+    pointerTensors(pointerAt(repo, rev, file)).find((t) => t.name === tensor)?.id;
+
+  it('both sides fine-tune different tensors in different shards: clean, both changes kept', () => {
+    const q0 = modifyRows(model(), 'model.layers.0.self_attn.q_proj.weight', [3]);
+    const head = modifyRows(model(), 'lm_head.weight', [4]);
+    const { repo, merge } = mergeOf((r) => write(r, sharded(head, TWO)), (r) => write(r, sharded(q0, TWO)));
+    expect(merge.status, merge.stderr).toBe(0);
+    expect(idIn(repo, 'HEAD', 'model-00001-of-00002.safetensors', 'model.layers.0.self_attn.q_proj.weight')).toBe(idIn(repo, 'HEAD~1', 'model-00001-of-00002.safetensors', 'model.layers.0.self_attn.q_proj.weight'));
+    expect(idIn(repo, 'HEAD', 'model-00002-of-00002.safetensors', 'lm_head.weight')).toBe(idIn(repo, 'theirs', 'model-00002-of-00002.safetensors', 'lm_head.weight'));
+    expect(rows(repo.gitTensor(['diff', 'HEAD~1', 'HEAD']).stdout)).toEqual(['! lm_head.weight']);
+  });
+
+  it('the same tensor changed on both sides: a conflict in that shard only', () => {
+    const { repo, merge } = mergeOf(
+      (r) => write(r, sharded(modifyRows(model(), 'model.layers.1.mlp.up_proj.weight', [2], 'theirs'), TWO)),
+      (r) => write(r, sharded(modifyRows(model(), 'model.layers.1.mlp.up_proj.weight', [2], 'ours'), TWO)),
+    );
+    expect(merge.status).not.toBe(0);
+    expect(merge.stderr).toContain('CONFLICT model.layers.1.mlp.up_proj.weight');
+    const unmerged = repo.git(['diff', '--name-only', '--diff-filter=U']).stdout.trim().split('\n');
+    expect(unmerged).toEqual(['model-00002-of-00002.safetensors']);
+  });
+
+  it('a tensor moved to another shard on one side and modified on the other: a conflict that says where it went', () => {
+    const moved = [['model.embed_tokens', 'model.layers.', 'model.norm'], ['lm_head']];
+    const { repo, merge } = mergeOf(
+      (r) => write(r, sharded(model(), moved)),
+      (r) => write(r, sharded(modifyRows(model(), 'model.layers.1.self_attn.k_proj.weight', [7]), TWO)),
+    );
+    expect(merge.status).not.toBe(0);
+    expect(merge.stderr).toContain('model.layers.1.self_attn.k_proj.weight: theirs moved it to model-00001-of-00002.safetensors without changing it');
+    expect(merge.stderr).toContain('hint: git merges shard files one by one');
+    // Nothing is lost: ours' version of the tensor is what the conflicted shard holds.
+    const ours = modifyRows(model(), 'model.layers.1.self_attn.k_proj.weight', [7]).find((t) => t.name === 'model.layers.1.self_attn.k_proj.weight')!;
+    expect(copiesInWorktree(repo, ours.name).get('model-00002-of-00002.safetensors')?.equals(Buffer.from(ours.data))).toBe(true);
+  });
+
+  it('a resharding on one side and a modification on the other: the change is merged where git pairs the files, else a conflict that says where the tensor went', () => {
+    // git pairs each old shard with the new file most like it (rename detection on the pointers): a tensor
+    // that stays in its pair merges as any one-sided change...
+    const down = 'model.layers.0.mlp.down_proj.weight';
+    const kept = mergeOf(
+      (r) => write(r, sharded(model(), THREE), { removeOthers: true }),
+      (r) => write(r, sharded(modifyRows(model(), down, [1]), TWO)),
+    );
+    expect(kept.merge.status, kept.merge.stderr).toBe(0);
+    const merged = kept.repo.gitTensor(['diff', 'theirs', 'HEAD']).stdout;
+    expect(merged).toContain(`${INDEX} (3 shards): 1/17 tensors changed`);
+    expect(rows(merged)).toEqual([`! ${down}`]);
+    expect(merged).not.toMatch(/error|warning/);
+
+    // ...and one that the resharding put in another file is a conflict naming that file; ours' version
+    // stays in the working tree.
+    const embed = 'model.embed_tokens.weight';
+    const moved = mergeOf(
+      (r) => write(r, sharded(model(), THREE), { removeOthers: true }),
+      (r) => write(r, sharded(modifyRows(model(), embed, [1]), TWO)),
+    );
+    expect(moved.merge.status).not.toBe(0);
+    expect(moved.merge.stderr).toContain(`${embed}: theirs moved it to model-00001-of-00003.safetensors without changing it`);
+    const ours = modifyRows(model(), embed, [1]).find((t) => t.name === embed)!;
+    expect([...copiesInWorktree(moved.repo, embed).values()].some((b) => b.equals(Buffer.from(ours.data)))).toBe(true);
   });
 });
