@@ -36,7 +36,7 @@ import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { DEFAULT_TOP, diffModel, diffVersions, hasCommit, resolveSides, type SideSpec, sideFilesOf, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
 import { findModels, type ModelSide, type ShardedModel } from './sharded.js';
-import { isShardIndexPath } from '../format/shard-index.js';
+import { isShardIndexPath, SHARD_INDEX_SUFFIX } from '../format/shard-index.js';
 import { gitSubcommand, invokingGitArgv } from '../git/invoker.js';
 import { formatBytes } from '../format/units.js';
 
@@ -135,7 +135,8 @@ const DIFF_VALUE_OPTIONS = new Set(['-O', '-S', '-G', '--output', '--src-prefix'
 async function shardOfModel(opts: DiffDriverOptions, newPath: string, topLevel: string): Promise<{ model?: ShardedModel; unclear?: string } | null> {
   const dir = posix.dirname(newPath);
   const paths = dir === '.' ? [] : [dir];
-  const nearby = gitRaw(['ls-files', '-z', '--', ...(dir === '.' ? [] : [dir])], { cwd: topLevel }).stdout.toString('utf8').split('\0')
+  // Only the folder's own index files are listed (glob magic: `*` does not cross `/`).
+  const nearby = gitRaw(['ls-files', '-z', '--', `:(top,glob)${dir === '.' ? '' : `${dir}/`}*${SHARD_INDEX_SUFFIX}`], { cwd: topLevel }).stdout.toString('utf8').split('\0')
     .filter((p) => isShardIndexPath(p) && posix.dirname(p) === dir);
   if (!nearby.length && !SHARD_FILE.test(newPath)) return null;
   const sides = gitDiffSides(opts, newPath, topLevel);
