@@ -134,17 +134,32 @@ const DIFF_VALUE_OPTIONS = new Set(['-O', '-S', '-G', '--output', '--src-prefix'
  */
 async function shardOfModel(opts: DiffDriverOptions, newPath: string, topLevel: string): Promise<{ model?: ShardedModel; unclear?: string } | null> {
   const dir = posix.dirname(newPath);
-  const paths = dir === '.' ? [] : [dir];
   // Only the folder's own index files are listed (glob magic: `*` does not cross `/`).
   const nearby = gitRaw(['ls-files', '-z', '--', `:(top,glob)${dir === '.' ? '' : `${dir}/`}*${SHARD_INDEX_SUFFIX}`], { cwd: topLevel }).stdout.toString('utf8').split('\0')
     .filter((p) => isShardIndexPath(p) && posix.dirname(p) === dir);
   if (!nearby.length && !SHARD_FILE.test(newPath)) return null;
-  const sides = gitDiffSides(opts, newPath, topLevel);
+  // `git show --ext-diff` / `git log -p --ext-diff`: the commit that made this change stands for the sides.
+  const blobHex = (file: string | undefined, hex: string | undefined) => (file === NULL_FILE || !hex || ZERO_HEX.test(hex) ? null : hex);
+  const oldBlob = blobHex(opts.oldFile, opts.oldHex), newBlob = blobHex(opts.newFile, opts.newHex);
+  const direct = gitDiffSides(opts, newPath, topLevel);
+  const change = !direct && newBlob ? findChange(oldBlob ?? '0'.repeat(newBlob.length), newBlob, basename(newPath)) : null;
+  const sides = direct ?? (change && change.path === newPath ? parentSides(change.commit, topLevel) : null);
   if (!sides) return nearby.length ? { unclear: nearby[0]! } : null;
-  const [oldFiles, newFiles] = await sideFilesOf(sides[0], sides[1], paths, topLevel);
-  const has = (side: ModelSide | null, m: ShardedModel, path: string) => !!side && m.dir === (dir === '.' ? '' : dir) && side.shards.has(basename(path));
-  const model = findModels(oldFiles, newFiles).find((m) => has(m.new, m, newPath) || has(m.old, m, opts.path));
+  const model = await modelOfShard(sides, opts.path, newPath, topLevel);
   return model ? { model } : null;
+}
+
+/** `[first parent, commit]` (nothing before a root commit). */
+function parentSides(commit: string, topLevel: string): [SideSpec | null, SideSpec] {
+  return [hasCommit(`${commit}^`, topLevel) ? { kind: 'rev', rev: `${commit}^` } : null, { kind: 'rev', rev: commit }];
+}
+
+/** The sharded model whose shard is `oldPath` on the old side or `newPath` on the new one, if any. */
+async function modelOfShard(sides: [SideSpec | null, SideSpec], oldPath: string, newPath: string, topLevel: string): Promise<ShardedModel | undefined> {
+  const dir = posix.dirname(newPath);
+  const [oldFiles, newFiles] = await sideFilesOf(sides[0], sides[1], dir === '.' ? [] : [dir], topLevel);
+  const has = (side: ModelSide | null, m: ShardedModel, path: string) => !!side && m.dir === (dir === '.' ? '' : dir) && posix.dirname(path) === dir && side.shards.has(basename(path));
+  return findModels(oldFiles, newFiles).find((m) => has(m.new, m, newPath) || has(m.old, m, oldPath));
 }
 
 /**
@@ -236,7 +251,12 @@ export async function textconv(opts: TextconvOptions): Promise<Printable> {
     const oldV: Version = { type: 'pointer', pointer: parsePointer(oldBlob.toString('utf8'), pair.path), blob: pending!.oid };
     const newV: Version = { type: 'pointer', pointer: me.pointer, blob: me.oid };
     const findTokenizer = () => vocabularyAt(`${pair.commit}:${tokenizerPathFor(pair.path)}`, store);
-    const d = await diffVersions(pair.path, oldV, newV, { store, findTokenizer });
+    // A shard of a sharded model: its part of the model's change at that commit (docs/diff.md).
+    const { topLevel } = openRepo();
+    const model = topLevel ? await modelOfShard(parentSides(pair.commit, topLevel), pair.path, pair.path, topLevel) : undefined;
+    const d = model
+      ? await diffModel(model, { store, findTokenizer, focus: { old: basename(pair.path), new: basename(pair.path) } })
+      : await diffVersions(pair.path, oldV, newV, { store, findTokenizer });
     text.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
     return { data: d, text };
   } catch (err) {

@@ -346,6 +346,7 @@ async function indexesOf(side: SideSpec, paths: string[], topLevel: string, cand
   let entries: [string, string][];
   if (side.kind === 'rev') {
     if (side.rev === 'HEAD' && !hasCommit('HEAD', topLevel)) return out;
+    if (!hasCommit(side.rev, topLevel)) throw new UsageError(`unknown revision ${JSON.stringify(side.rev)}`, 'Check the name with `git log --oneline`.');
     entries = listFiles(side.rev, paths, topLevel).filter((f) => isShardIndexPath(f.path)).map((f) => [f.path, f.oid]);
   } else {
     entries = [...indexEntries(paths, topLevel, false)].filter(([p]) => isShardIndexPath(p));

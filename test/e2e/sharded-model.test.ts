@@ -343,3 +343,20 @@ describe('git merge of a sharded model (each shard file through the merge driver
     expect([...copiesInWorktree(moved.repo, embed).values()].some((b) => b.equals(Buffer.from(ours.data)))).toBe(true);
   });
 });
+
+describe('git show and git log -p (textconv, or the driver with --ext-diff)', () => {
+  it('a commit that moves a tensor between shards shows only the real change', () => {
+    const repo = makeRepo();
+    const base = model();
+    write(repo, sharded(base, TWO));
+    repo.commit(['.'], 'base');
+    const tuned = modifyRows(base, 'model.layers.1.mlp.up_proj.weight', [0, 3]);
+    write(repo, sharded(tuned, [['model.embed_tokens', 'model.layers.'], ['model.norm', 'lm_head']]));
+    repo.commit(['.'], 'move layer 1, tune one tensor');
+    for (const args of [['show'], ['show', '--ext-diff'], ['log', '-p', '-1'], ['log', '-p', '-1', '--ext-diff']]) {
+      const out = repo.git(args).stdout;
+      expect(rows(out.split('\n').map((l) => l.replace(/^\+/, '')).join('\n')), args.join(' ')).toEqual(['! model.layers.1.mlp.up_proj.weight']);
+      expect(out, args.join(' ')).toContain('moved from model-00002-of-00002.safetensors to model-00001-of-00002.safetensors: 7 tensor(s), 6 with the same values');
+    }
+  });
+});
