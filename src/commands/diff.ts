@@ -431,7 +431,8 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
   const { versions: oldVersions } = oldFiles, { versions: newVersions } = newFiles;
   // Working-tree files that git sees as unchanged (by stat) are skipped without reading them; a shard
   // among them stands in for itself by its pointer, so the model's comparison does not read it.
-  const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, paths, topLevel) : null;
+  // (All paths: a path that names one shard brought its whole model in.)
+  const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, [], topLevel) : null;
   if (dirty) for (const [path, v] of oldVersions) if (newVersions.has(path) && !dirty.has(path)) newVersions.set(path, v);
   const models = findModels(oldFiles, newFiles);
   const inModels = modelPaths(models);

@@ -8,7 +8,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseSafetensors } from '../../src/format/safetensors.js';
-import { modifyRows, shard, tinyModel, type TensorInput } from '../helpers/models.js';
+import { modifyRows, shard, tinyModel, toSafetensors, type TensorInput } from '../helpers/models.js';
 import { makeRepo, pointerAt, pointerTensors, PROJECT_ROOT, type Repo } from '../helpers/repo.js';
 
 const INDEX = 'model.safetensors.index.json';
@@ -358,5 +358,38 @@ describe('git show and git log -p (textconv, or the driver with --ext-diff)', ()
       expect(rows(out.split('\n').map((l) => l.replace(/^\+/, '')).join('\n')), args.join(' ')).toEqual(['! model.layers.1.mlp.up_proj.weight']);
       expect(out, args.join(' ')).toContain('moved from model-00002-of-00002.safetensors to model-00001-of-00002.safetensors: 7 tensor(s), 6 with the same values');
     }
+  });
+});
+
+describe('a sharded model in a folder, next to other checkpoints', () => {
+  it('is found in its folder; a path naming one shard shows the whole model; other checkpoints stay files', () => {
+    const repo = makeRepo();
+    const base = model();
+    const ckpt = sharded(base, TWO);
+    for (const [name, bytes] of ckpt.shards) repo.write(`ckpt/${name}`, bytes);
+    repo.write(`ckpt/${INDEX}`, ckpt.indexJson);
+    const other = tinyModel({ seed: 'other', layers: 1 });
+    repo.write('other/model.safetensors', toSafetensors(other));
+    repo.commit(['.'], 'base');
+
+    const tuned = sharded(modifyRows(base, 'lm_head.weight', [3]), [['model.embed_tokens', 'model.layers.', 'model.norm'], ['lm_head']]);
+    for (const [name, bytes] of tuned.shards) repo.write(`ckpt/${name}`, bytes);
+    repo.write(`ckpt/${INDEX}`, tuned.indexJson);
+    repo.write('other/model.safetensors', toSafetensors(modifyRows(other, 'model.norm.weight', [0])));
+
+    const all = repo.gitTensor(['diff']).stdout;
+    expect(all).toContain(`ckpt/${INDEX} (2 shards): 1/17 tensors changed`);
+    expect(all).toContain('other/model.safetensors: 1/');
+    expect(rows(all).sort()).toEqual(['! lm_head.weight', '! model.norm.weight']);
+    // One shard named: its whole model, and nothing else.
+    const one = repo.gitTensor(['diff', '--', 'ckpt/model-00001-of-00002.safetensors']).stdout;
+    expect(one).toContain(`ckpt/${INDEX} (2 shards): 1/17 tensors changed`);
+    expect(one).not.toContain('other/');
+    expect(rows(one)).toEqual(['! lm_head.weight']);
+
+    const gitDiff = repo.git(['diff']).stdout;
+    expect(gitDiff).toContain('ckpt/model-00001-of-00002.safetensors (shard of ckpt/model.safetensors.index.json): 0/16 tensors changed');
+    expect(gitDiff).toContain('ckpt/model-00002-of-00002.safetensors (shard of ckpt/model.safetensors.index.json): 1/1 tensors changed');
+    expect(rows(gitDiff).sort()).toEqual(['! lm_head.weight', '! model.norm.weight']);
   });
 });
