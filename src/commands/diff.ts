@@ -372,8 +372,12 @@ export async function sideFilesOf(oldSpec: SideSpec | null, newSpec: SideSpec, p
     const [, newFiles] = await sideFilesOf(newSpec, newSpec, paths, topLevel);
     return [{ versions: new Map(), indexes: new Map() }, newFiles];
   }
-  const oldIndexes = await indexesOf(oldSpec, paths, topLevel, []);
-  const newIndexes = await indexesOf(newSpec, paths, topLevel, oldIndexes.keys());
+  // The index of a model one of `paths` is a shard of sits in that path's folder.
+  const lookIn = paths.some((p) => posix.dirname(p) === '.') ? [] : [...new Set([...paths, ...paths.map((p) => posix.dirname(p))])];
+  const wanted = (index: string) => !paths.length || paths.some((p) => index === p || index.startsWith(`${p}/`) || posix.dirname(index) === posix.dirname(p));
+  const only = (m: SideFiles['indexes']) => new Map([...m].filter(([p]) => wanted(p)));
+  const oldIndexes = only(await indexesOf(oldSpec, lookIn, topLevel, []));
+  const newIndexes = only(await indexesOf(newSpec, lookIn, topLevel, oldIndexes.keys()));
   // A path that names one shard (or the index) stands for the whole model: its folder is read.
   const dirs = [...new Set([...oldIndexes.keys(), ...newIndexes.keys()].map((p) => posix.dirname(p)))];
   const wide = paths.length && dirs.length ? (dirs.includes('.') ? [] : [...paths, ...dirs]) : paths;
