@@ -36,7 +36,7 @@ import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { DEFAULT_TOP, diffModel, diffVersions, hasCommit, resolveSides, type SideSpec, sideFilesOf, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
 import { findModels, type ModelSide, type ShardedModel } from './sharded.js';
-import { isShardIndexPath, SHARD_INDEX_SUFFIX } from '../format/shard-index.js';
+import { isShardIndexPath, parseShardIndex, SHARD_INDEX_SUFFIX } from '../format/shard-index.js';
 import { gitSubcommand, invokingGitArgv } from '../git/invoker.js';
 import { formatBytes } from '../format/units.js';
 
@@ -144,7 +144,20 @@ async function shardOfModel(opts: DiffDriverOptions, newPath: string, topLevel: 
   const direct = gitDiffSides(opts, newPath, topLevel);
   const change = !direct && newBlob ? findChange(oldBlob ?? '0'.repeat(newBlob.length), newBlob, basename(newPath)) : null;
   const sides = direct ?? (change && change.path === newPath ? parentSides(change.commit, topLevel) : null);
-  if (!sides) return nearby.length ? { unclear: nearby[0]! } : null;
+  if (!sides) {
+    // Said only of a file the staged index really names (a stray checkpoint beside a model is not a shard).
+    const names = (index: string) => {
+      const text = gitRaw(['cat-file', 'blob', `:${index}`], { cwd: topLevel, okCodes: [128] });
+      try {
+        return text.status === 0 && parseShardIndex(text.stdout.toString('utf8'), index).shards.includes(basename(newPath));
+      } catch (err) {
+        if (err instanceof GitTensorError) return false;
+        throw err;
+      }
+    };
+    const index = nearby.find(names);
+    return index ? { unclear: index } : null;
+  }
   const model = await modelOfShard(sides, opts.path, newPath, topLevel);
   return model ? { model } : null;
 }

@@ -1,7 +1,8 @@
 // Owns `git tensor diff [<rev> [<rev>]] [-- <path>...]` and the I/O every diff shares (the diff driver,
 // textconv and `git tensor log` use it too): checkpoint versions as CheckpointSources read from the
 // tensor store (pointer sides) or straight from a checkpoint file's tensor slices (working-tree sides),
-// tokenizer discovery, and the text/JSON/HTML reports. Nothing is smudged or stored.
+// tokenizer discovery, and the text/JSON/HTML reports. Nothing is smudged or stored. A sharded
+// checkpoint is compared as one model (commands/sharded.ts; docs/diff.md, "Sharded checkpoints").
 //
 // Sides, as `git diff` users expect: no revision = HEAD vs the working tree; one = that revision vs the
 // working tree; two (or A..B, A...B) = between them; --cached = the revision (default HEAD) vs the index.

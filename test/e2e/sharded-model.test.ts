@@ -110,6 +110,18 @@ describe('git diff (the diff driver, once per shard file)', () => {
     expect(rows(between)).toEqual(['! model.layers.1.mlp.up_proj.weight']);
   });
 
+  it('where the driver cannot tell the sides (git diff --merge-base), the shard is compared alone, with a note', () => {
+    const repo = makeRepo();
+    const base = model();
+    write(repo, sharded(base, TWO));
+    repo.commit(['.'], 'base');
+    repo.git(['branch', 'start']);
+    write(repo, sharded(base, [['model.embed_tokens', 'model.layers.'], ['model.norm', 'lm_head']]));
+    const out = repo.git(['diff', '--merge-base', 'start']).stdout;
+    expect(out).toContain('note: shard of model.safetensors.index.json: git did not say which versions it compares');
+    expect(out).toContain('`git tensor diff` compares the whole model');
+  });
+
   it('a resharding 2 -> 3 shows no tensor change in any shard file', () => {
     const repo = makeRepo();
     const base = model();
