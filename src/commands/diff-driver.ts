@@ -22,19 +22,22 @@
 import { createHash } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir, userInfo } from 'node:os';
-import { basename, join } from 'node:path';
+import { basename, join, posix } from 'node:path';
 import { Printable } from './printable.js';
 import { renderText } from '../diff/report-text.js';
 import { GitCommandError, GitTensorError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer, serializePointer } from '../format/pointer.js';
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
 import { git, gitRaw } from '../git/exec.js';
 import { batchCheck } from '../git/cat-file.js';
 import { readPointerBlobs } from '../git/cat-file.js';
 import { isSafetensorsPath } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
-import { DEFAULT_TOP, diffVersions, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
+import { DEFAULT_TOP, diffModel, diffVersions, hasCommit, resolveSides, type SideSpec, sideFilesOf, tokenizerPathFor, type Version, versionOfFile, vocabularyAt, vocabularyInWorktree } from './diff.js';
+import { findModels, type ModelSide, type ShardedModel } from './sharded.js';
+import { isShardIndexPath, parseShardIndex, SHARD_INDEX_SUFFIX } from '../format/shard-index.js';
+import { gitSubcommand, invokingGitArgv } from '../git/invoker.js';
 import { formatBytes } from '../format/units.js';
 
 const NULL_FILE = '/dev/null';
@@ -94,7 +97,11 @@ export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
     // index (then HEAD), a working-tree side from the working tree.
     const side = (hex: string | undefined) => ({ rev: hex && !ZERO_HEX.test(hex) ? '' : null, store, topLevel });
     const adapterSides = topLevel ? { old: side(opts.oldHex), new: side(opts.newHex) } : undefined;
-    const d = await diffVersions(newPath, oldV, newV, { store, findTokenizer, fetchMissing, adapterSides });
+    const shard = topLevel ? await shardOfModel(opts, newPath, topLevel) : null;
+    const d = shard?.model
+      ? await diffModel(shard.model, { store, findTokenizer, fetchMissing, focus: { old: basename(opts.path), new: basename(newPath) } })
+      : await diffVersions(newPath, oldV, newV, { store, findTokenizer, fetchMissing, adapterSides });
+    if (shard?.unclear) d.notes.push(`shard of ${shard.unclear}: git did not say which versions it compares, so tensors moved from or to other shards show as removed or added; \`git tensor diff\` compares the whole model`);
     lines.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
     // With a probes file named in .gittensor, what the change did to the model's answers (docs/probe.md).
     if (d.kind === 'safetensors' && oldV && newV) lines.push(...(await (await import('./probe-diff.js')).driverBehaviour({ path: newPath, oldHex: opts.oldHex, newHex: opts.newHex, topLevel })));
@@ -108,6 +115,101 @@ export async function diffDriver(opts: DiffDriverOptions): Promise<Printable> {
   } finally {
     lazy?.close();
   }
+}
+
+// ---- shards of a model ---------------------------------------------------------------------------
+
+/** Shard file names as save_pretrained writes them (`model-00001-of-00003.safetensors`). */
+const SHARD_FILE = /-\d+-of-\d+\.safetensors$/;
+
+/** Options of `git diff` that take the next argument as their value. */
+const DIFF_VALUE_OPTIONS = new Set(['-O', '-S', '-G', '--output', '--src-prefix', '--dst-prefix', '--line-prefix', '--relative', '-I', '--ignore-matching-lines', '--anchored', '--find-object', '--diff-filter', '--word-diff-regex', '--color-moved-ws']);
+
+/**
+ * The sharded model a changed file belongs to, with both of `git diff`'s sides, so its table lists the
+ * tensors this shard holds now and leaves moves between shards out. git gives a diff driver one file's
+ * blobs, not the revisions: they are read from git's command line and checked against this file's blobs.
+ * `unclear` names the index when the file is a shard but the sides could not be told (`git show
+ * --ext-diff`, an option not understood): the file is then compared alone.
+ */
+async function shardOfModel(opts: DiffDriverOptions, newPath: string, topLevel: string): Promise<{ model?: ShardedModel; unclear?: string } | null> {
+  const dir = posix.dirname(newPath);
+  // Only the folder's own index files are listed (glob magic: `*` does not cross `/`).
+  const nearby = gitRaw(['ls-files', '-z', '--', `:(top,glob)${dir === '.' ? '' : `${dir}/`}*${SHARD_INDEX_SUFFIX}`], { cwd: topLevel }).stdout.toString('utf8').split('\0')
+    .filter((p) => isShardIndexPath(p) && posix.dirname(p) === dir);
+  if (!nearby.length && !SHARD_FILE.test(newPath)) return null;
+  // `git show --ext-diff` / `git log -p --ext-diff`: the commit that made this change stands for the sides.
+  const blobHex = (file: string | undefined, hex: string | undefined) => (file === NULL_FILE || !hex || ZERO_HEX.test(hex) ? null : hex);
+  const oldBlob = blobHex(opts.oldFile, opts.oldHex), newBlob = blobHex(opts.newFile, opts.newHex);
+  const direct = gitDiffSides(opts, newPath, topLevel);
+  const change = !direct && newBlob ? findChange(oldBlob ?? '0'.repeat(newBlob.length), newBlob, basename(newPath)) : null;
+  const sides = direct ?? (change && change.path === newPath ? parentSides(change.commit, topLevel) : null);
+  if (!sides) {
+    // Said only of a file the staged index really names (a stray checkpoint beside a model is not a shard).
+    const names = (index: string) => {
+      const text = gitRaw(['cat-file', 'blob', `:${index}`], { cwd: topLevel, okCodes: [128] });
+      try {
+        return text.status === 0 && parseShardIndex(text.stdout.toString('utf8'), index).shards.includes(basename(newPath));
+      } catch (err) {
+        if (err instanceof GitTensorError) return false;
+        throw err;
+      }
+    };
+    const index = nearby.find(names);
+    return index ? { unclear: index } : null;
+  }
+  const model = await modelOfShard(sides, opts.path, newPath, topLevel);
+  return model ? { model } : null;
+}
+
+/** `[first parent, commit]` (nothing before a root commit). */
+function parentSides(commit: string, topLevel: string): [SideSpec | null, SideSpec] {
+  return [hasCommit(`${commit}^`, topLevel) ? { kind: 'rev', rev: `${commit}^` } : null, { kind: 'rev', rev: commit }];
+}
+
+/** The sharded model whose shard is `oldPath` on the old side or `newPath` on the new one, if any. */
+async function modelOfShard(sides: [SideSpec | null, SideSpec], oldPath: string, newPath: string, topLevel: string): Promise<ShardedModel | undefined> {
+  const dir = posix.dirname(newPath);
+  const [oldFiles, newFiles] = await sideFilesOf(sides[0], sides[1], dir === '.' ? [] : [dir], topLevel);
+  const has = (side: ModelSide | null, m: ShardedModel, path: string) => !!side && m.dir === (dir === '.' ? '' : dir) && posix.dirname(path) === dir && side.shards.has(basename(path));
+  return findModels(oldFiles, newFiles).find((m) => has(m.new, m, newPath) || has(m.old, m, oldPath));
+}
+
+/**
+ * The two sides of the running `git diff`, from its command line (`git diff [--cached] [<rev> [<rev>]]`,
+ * `A..B`, `A...B`, `-R`), when this file's blobs confirm them; null otherwise.
+ */
+function gitDiffSides(opts: DiffDriverOptions, newPath: string, topLevel: string): [SideSpec, SideSpec] | null {
+  const argv = invokingGitArgv();
+  if (!argv || gitSubcommand(argv) !== 'diff') return null;
+  let cached = false, reverse = false;
+  const revs: string[] = [];
+  for (let k = argv.indexOf('diff') + 1; k < argv.length; k++) {
+    const a = argv[k]!;
+    if (a === '--') break;
+    if (a === '--cached' || a === '--staged') cached = true;
+    else if (a === '-R') reverse = true;
+    else if (a === '--no-index' || a === '--merge-base' || a.startsWith('--merge-base=')) return null;
+    else if (DIFF_VALUE_OPTIONS.has(a)) k++;
+    else if (a.startsWith('-')) continue;
+    else if (a.includes('..') || hasCommit(a, topLevel)) revs.push(a);
+    else break; // paths follow
+  }
+  let sides: [SideSpec, SideSpec];
+  try {
+    sides = revs.length === 0 && !cached ? [{ kind: 'index' }, { kind: 'worktree' }] : resolveSides(revs, cached, topLevel);
+  } catch (err) {
+    if (err instanceof GitTensorError) return null;
+    throw err;
+  }
+  if (reverse) sides.reverse();
+  const confirms = (side: SideSpec, path: string, file: string | undefined, hex: string | undefined) => {
+    const absent = file === NULL_FILE;
+    if (side.kind === 'worktree') return absent !== existsSync(join(topLevel, path));
+    const r = gitRaw(['rev-parse', '--verify', '--quiet', side.kind === 'index' ? `:${path}` : `${side.rev}:${path}`], { cwd: topLevel, okCodes: [1, 128] });
+    return r.status === 0 ? !absent && r.stdout.toString('utf8').trim() === hex : absent;
+  };
+  return confirms(sides[0], opts.path, opts.oldFile, opts.oldHex) && confirms(sides[1], newPath, opts.newFile, opts.newHex) ? sides : null;
 }
 
 // ---- textconv ------------------------------------------------------------------------------------
@@ -162,7 +264,12 @@ export async function textconv(opts: TextconvOptions): Promise<Printable> {
     const oldV: Version = { type: 'pointer', pointer: parsePointer(oldBlob.toString('utf8'), pair.path), blob: pending!.oid };
     const newV: Version = { type: 'pointer', pointer: me.pointer, blob: me.oid };
     const findTokenizer = () => vocabularyAt(`${pair.commit}:${tokenizerPathFor(pair.path)}`, store);
-    const d = await diffVersions(pair.path, oldV, newV, { store, findTokenizer });
+    // A shard of a sharded model: its part of the model's change at that commit (docs/diff.md).
+    const { topLevel } = openRepo();
+    const model = topLevel ? await modelOfShard(parentSides(pair.commit, topLevel), pair.path, pair.path, topLevel) : undefined;
+    const d = model
+      ? await diffModel(model, { store, findTokenizer, focus: { old: basename(pair.path), new: basename(pair.path) } })
+      : await diffVersions(pair.path, oldV, newV, { store, findTokenizer });
     text.push(...renderText(d, { top: opts.top ?? DEFAULT_TOP }));
     return { data: d, text };
   } catch (err) {
@@ -220,17 +327,12 @@ async function identify(file: string, name: string): Promise<Identified> {
   return found ? { oid: found.oid, pointer: found.pointer, size, tensors: header.tensors.length } : unknown;
 }
 
-type FileHeader = ReturnType<typeof parseHeader> & { dataStart: number };
+type FileHeader = ReturnType<typeof readHeaderAt>;
 
 function readFileHeader(file: string, name: string, size: number): FileHeader | null {
   const fd = openSync(file, 'r');
   try {
-    const prefix = Buffer.alloc(8);
-    readSync(fd, prefix, 0, 8, 0);
-    const n = readHeaderLength(prefix.subarray(0, Math.min(8, size)), name, size);
-    const bytes = Buffer.alloc(n);
-    readSync(fd, bytes, 0, n, 8);
-    return { ...parseHeader(bytes, { file: name, fileSize: size }), dataStart: 8 + n };
+    return readHeaderAt((b, at) => readSync(fd, b, 0, b.length, at), size, name);
   } catch (err) {
     if (err instanceof GitTensorError) return null;
     throw err;

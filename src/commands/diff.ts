@@ -1,7 +1,8 @@
 // Owns `git tensor diff [<rev> [<rev>]] [-- <path>...]` and the I/O every diff shares (the diff driver,
 // textconv and `git tensor log` use it too): checkpoint versions as CheckpointSources read from the
 // tensor store (pointer sides) or straight from a checkpoint file's tensor slices (working-tree sides),
-// tokenizer discovery, and the text/JSON/HTML reports. Nothing is smudged or stored.
+// tokenizer discovery, and the text/JSON/HTML reports. Nothing is smudged or stored. A sharded
+// checkpoint is compared as one model (commands/sharded.ts; docs/diff.md, "Sharded checkpoints").
 //
 // Sides, as `git diff` users expect: no revision = HEAD vs the working tree; one = that revision vs the
 // working tree; two (or A..B, A...B) = between them; --cached = the revision (default HEAD) vs the index.
@@ -15,18 +16,20 @@ import { renderJson } from '../diff/report-json.js';
 import { renderText } from '../diff/report-text.js';
 import { hasTokenMatrixName, parseTokenizer, type Vocabulary } from '../diff/tokens.js';
 import type { CheckpointDiff } from '../diff/types.js';
-import { GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
+import { ExitCode, GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
+import { isShardIndexPath } from '../format/shard-index.js';
 import { git, gitRaw } from '../git/exec.js';
 import { readPointerBlobs } from '../git/cat-file.js';
-import { trackedPaths } from '../git/tree.js';
+import { listFiles, readSmallObjects, trackedPaths } from '../git/tree.js';
 import { isSafetensorsPath, validatePointer } from '../store/checkpoint.js';
 import type { ObjectStore } from '../store/store.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { type AdapterSide, explainAdapter, looksLikeAdapter } from './adapter-diff.js';
 import { pointersAt } from './pointers.js';
+import { findModels, type ModelSide, modelPaths, modelSources, modelUnchanged, type ShardedModel, type SideFiles, withProblems } from './sharded.js';
 
 /** Tensor rows a text report lists by default (`--top 0` lists all). */
 export const DEFAULT_TOP = 20;
@@ -54,14 +57,9 @@ export function fileSource(file: string, path: string): CheckpointSource {
   const fd = openSync(file, 'r');
   try {
     const size = fstatSync(fd).size;
-    const prefix = Buffer.alloc(8);
-    readSync(fd, prefix, 0, 8, 0);
-    const headerLength = readHeaderLength(prefix.subarray(0, Math.min(8, size)), path, size);
-    const headerBytes = Buffer.alloc(headerLength);
-    readSync(fd, headerBytes, 0, headerLength, 8);
-    const header = parseHeader(headerBytes, { file: path, fileSize: size });
+    const header = readHeaderAt((b, at) => readSync(fd, b, 0, b.length, at), size, path);
     const ranges = new Map(header.tensors.map((t) => [t.name, t]));
-    const dataStart = 8 + headerLength;
+    const { dataStart } = header;
     return {
       size,
       metadata: header.metadata === null ? null : Object.entries(header.metadata),
@@ -120,6 +118,49 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
   if (isOpaque(oldV) || isOpaque(newV)) return opaqueDiff(path, oldV, newV);
   const oldS = oldV && sourceOf(oldV, opts.store, path);
   const newS = newV && sourceOf(newV, opts.store, path);
+  return diffSources(path, oldS, newS, [{ v: oldV, path }, { v: newV, path }], opts);
+}
+
+/**
+ * Compares a sharded model's two sides as one checkpoint keyed by tensor name (`path` is its index), or,
+ * with `focus`, the part of it one shard file holds now (git's diff driver): moves between shards are
+ * not changes; the new side's index is checked against its shards.
+ */
+export async function diffModel(m: ShardedModel, opts: DiffPairOptions & { focus?: { old: string; new: string } }): Promise<CheckpointDiff> {
+  const path = (name: string) => (m.dir ? `${m.dir}/${name}` : name);
+  const sourceOf = (name: string, v: Version): CheckpointSource => {
+    if (v.type === 'pointer' && v.pointer.kind !== 'safetensors') {
+      throw new GitTensorError('E_SHARD_NOT_CHECKPOINT', `${m.index} names shard ${name}, which is not a safetensors checkpoint`, { data: { file: path(name) }, exitCode: ExitCode.badInput });
+    }
+    return v.type === 'file' ? fileSource(v.file, path(name)) : pointerSource(v.pointer as Extract<Pointer, { kind: 'safetensors' }>, opts.store, path(name), v.blob);
+  };
+  const safeSource = (name: string, v: Version) => {
+    try {
+      return sourceOf(name, v);
+    } catch (err) {
+      if (err instanceof GitTensorError) return null;
+      throw err;
+    }
+  };
+  const problems = withProblems({ index: m.index, old: null, new: null, moved: [], problems: [] }, m, safeSource);
+  // Shards that are not checkpoints are reported as index problems; the rest of the model is still compared.
+  const usable = (side: ModelSide | null): ModelSide | null => side && { ...side, shards: new Map([...side.shards].filter(([n, v]) => !v || safeSource(n, v) !== null)) };
+  const sources = modelSources({ ...m, old: usable(m.old), new: usable(m.new) }, { sourceOf, focus: opts.focus });
+  const shown = opts.focus ? path(opts.focus.new) : m.index;
+  const versions = [m.old, m.new].flatMap((side) => [...(side?.shards ?? [])].map(([name, v]) => ({ v, path: path(name) })));
+  // git's driver runs for a shard file that is absent on one side: the model's other shards stand in.
+  const present = (side: ModelSide | null, name: string | undefined) => !!side && (name === undefined || !!side.shards.get(name));
+  const d = await diffSources(shown, sources.old ?? (opts.focus && m.old ? emptySource() : null), sources.new ?? (opts.focus && m.new ? emptySource() : null), versions, opts);
+  if (opts.focus) d.status = !present(m.old, opts.focus.old) ? 'added' : !present(m.new, opts.focus.new) ? 'deleted' : 'modified';
+  d.shards = { ...sources.summary, problems: problems.problems, hint: problems.hint };
+  return d;
+}
+
+function emptySource(): CheckpointSource {
+  return { size: 0, metadata: null, tensors: [], read: () => new Uint8Array(0) };
+}
+
+async function diffSources(path: string, oldS: CheckpointSource | null, newS: CheckpointSource | null, versions: { v: Version | null; path: string }[], opts: DiffPairOptions): Promise<CheckpointDiff> {
   try {
     checkObjects(path, oldS, newS, opts.store);
   } catch (err) {
@@ -129,7 +170,7 @@ export async function diffVersions(path: string, oldV: Version | null, newV: Ver
   }
   // A hand-edited pointer (an object of another size, a header that disagrees) is named here, not met as
   // a kernel's size error halfway through the comparison.
-  for (const v of [oldV, newV]) if (v?.type === 'pointer') validatePointer(opts.store, v.pointer, path);
+  for (const { v, path: file } of versions) if (v?.type === 'pointer' && v.pointer.kind === 'safetensors') validatePointer(opts.store, v.pointer, file);
   let vocabulary = opts.vocabulary;
   const notes: string[] = [];
   if (vocabulary === undefined) {
@@ -246,9 +287,9 @@ export interface DiffOptions {
   json?: boolean;
 }
 
-type SideSpec = { kind: 'rev'; rev: string } | { kind: 'index' } | { kind: 'worktree' };
+export type SideSpec = { kind: 'rev'; rev: string } | { kind: 'index' } | { kind: 'worktree' };
 
-function sideName(s: SideSpec): string {
+export function sideName(s: SideSpec): string {
   return s.kind === 'rev' ? s.rev : s.kind;
 }
 
@@ -271,7 +312,7 @@ export function resolveSides(revs: string[], cached: boolean, cwd?: string): [Si
   return [old, cached ? { kind: 'index' } : { kind: 'worktree' }];
 }
 
-function hasCommit(rev: string, cwd?: string): boolean {
+export function hasCommit(rev: string, cwd?: string): boolean {
   return gitRaw(['rev-parse', '--verify', '--quiet', `${rev}^{tree}`], { cwd, okCodes: [1, 128] }).status === 0;
 }
 
@@ -284,7 +325,7 @@ async function versionsOf(side: SideSpec, paths: string[], topLevel: string, can
     for (const f of await pointersAt(side.rev, paths, topLevel)) out.set(f.path, { type: 'pointer', pointer: f.pointer, blob: f.oid });
     return out;
   }
-  const staged = indexEntries(paths, topLevel);
+  const staged = indexEntries(paths, topLevel, true);
   if (side.kind === 'index') {
     const blobs = await readPointerBlobs([...staged.values()], topLevel);
     for (const [path, oid] of staged) {
@@ -300,8 +341,54 @@ async function versionsOf(side: SideSpec, paths: string[], topLevel: string, can
   return out;
 }
 
-/** Index entries (stage 0) that git-tensor tracks, path -> blob id. */
-function indexEntries(paths: string[], cwd: string): Map<string, string> {
+/** The shard indexes (`*.safetensors.index.json`) of a side under `paths`, with their text. */
+async function indexesOf(side: SideSpec, paths: string[], topLevel: string, candidates: Iterable<string>): Promise<SideFiles['indexes']> {
+  const out: SideFiles['indexes'] = new Map();
+  let entries: [string, string][];
+  if (side.kind === 'rev') {
+    if (side.rev === 'HEAD' && !hasCommit('HEAD', topLevel)) return out;
+    if (!hasCommit(side.rev, topLevel)) throw new UsageError(`unknown revision ${JSON.stringify(side.rev)}`, 'Check the name with `git log --oneline`.');
+    entries = listFiles(side.rev, paths, topLevel).filter((f) => isShardIndexPath(f.path)).map((f) => [f.path, f.oid]);
+  } else {
+    entries = [...indexEntries(paths, topLevel, false)].filter(([p]) => isShardIndexPath(p));
+  }
+  if (side.kind === 'worktree') {
+    for (const path of new Set([...entries.map(([p]) => p), ...[...candidates].filter(isShardIndexPath)])) {
+      const file = join(topLevel, path);
+      if (existsSync(file)) out.set(path, { text: readFileSync(file, 'utf8') });
+    }
+    return out;
+  }
+  const texts = await readSmallObjects(entries.map(([, oid]) => oid), topLevel);
+  for (const [path, oid] of entries) {
+    const text = texts.get(oid);
+    if (text) out.set(path, { text: text.toString('utf8'), blob: oid });
+  }
+  return out;
+}
+
+/** Both sides' tracked files and shard indexes under `paths` (the indexes' folders are read whole). */
+export async function sideFilesOf(oldSpec: SideSpec | null, newSpec: SideSpec, paths: string[], topLevel: string): Promise<[SideFiles, SideFiles]> {
+  if (!oldSpec) {
+    const [, newFiles] = await sideFilesOf(newSpec, newSpec, paths, topLevel);
+    return [{ versions: new Map(), indexes: new Map() }, newFiles];
+  }
+  // The index of a model one of `paths` is a shard of sits in that path's folder.
+  const lookIn = paths.some((p) => posix.dirname(p) === '.') ? [] : [...new Set([...paths, ...paths.map((p) => posix.dirname(p))])];
+  const wanted = (index: string) => !paths.length || paths.some((p) => index === p || index.startsWith(`${p}/`) || posix.dirname(index) === posix.dirname(p));
+  const only = (m: SideFiles['indexes']) => new Map([...m].filter(([p]) => wanted(p)));
+  const oldIndexes = only(await indexesOf(oldSpec, lookIn, topLevel, []));
+  const newIndexes = only(await indexesOf(newSpec, lookIn, topLevel, oldIndexes.keys()));
+  // A path that names one shard (or the index) stands for the whole model: its folder is read.
+  const dirs = [...new Set([...oldIndexes.keys(), ...newIndexes.keys()].map((p) => posix.dirname(p)))];
+  const wide = paths.length && dirs.length ? (dirs.includes('.') ? [] : [...paths, ...dirs]) : paths;
+  const oldVersions = await versionsOf(oldSpec, wide, topLevel, new Set());
+  const newVersions = await versionsOf(newSpec, wide, topLevel, new Set(oldVersions.keys()));
+  return [{ versions: oldVersions, indexes: oldIndexes }, { versions: newVersions, indexes: newIndexes }];
+}
+
+/** Index entries (stage 0), path -> blob id; with `trackedOnly`, only files git-tensor tracks. */
+function indexEntries(paths: string[], cwd: string, trackedOnly: boolean): Map<string, string> {
   const out = gitRaw(['ls-files', '-s', '-z', '--', ...paths], { cwd }).stdout.toString('utf8');
   const entries = new Map<string, string>();
   for (const rec of out.split('\0').filter(Boolean)) {
@@ -309,6 +396,7 @@ function indexEntries(paths: string[], cwd: string): Map<string, string> {
     const [, oid, stage] = rec.slice(0, tab).split(' ');
     if (stage === '0') entries.set(rec.slice(tab + 1), oid!);
   }
+  if (!trackedOnly) return entries;
   const tracked = trackedPaths([...entries.keys()], cwd);
   for (const p of [...entries.keys()]) if (!tracked.has(p)) entries.delete(p);
   return entries;
@@ -344,36 +432,49 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
   }
   const [oldSpec, newSpec] = resolveSides(revs, !!opts.cached, topLevel);
   const paths = toTopLevelPaths([...named, ...opts.paths], process.cwd()).filter(Boolean);
-  const oldVersions = await versionsOf(oldSpec, paths, topLevel, new Set());
-  const newVersions = await versionsOf(newSpec, paths, topLevel, new Set(oldVersions.keys()));
-  // Working-tree files that git sees as unchanged (by stat) are skipped without reading them.
-  const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, paths, topLevel) : null;
+  const [oldFiles, newFiles] = await sideFilesOf(oldSpec, newSpec, paths, topLevel);
+  const { versions: oldVersions } = oldFiles, { versions: newVersions } = newFiles;
+  // Working-tree files that git sees as unchanged (by stat) are skipped without reading them; a shard
+  // among them stands in for itself by its pointer, so the model's comparison does not read it.
+  // (All paths: a path that names one shard brought its whole model in.)
+  const dirty = newSpec.kind === 'worktree' && oldSpec.kind === 'rev' ? possiblyChanged(hasCommit(oldSpec.rev, topLevel) ? oldSpec.rev : null, [], topLevel) : null;
+  if (dirty) for (const [path, v] of oldVersions) if (newVersions.has(path) && !dirty.has(path)) newVersions.set(path, v);
+  const models = findModels(oldFiles, newFiles);
+  const inModels = modelPaths(models);
 
   const vocabulary = opts.tokenizer ? vocabularyFromFile(opts.tokenizer) : undefined;
   const lazy = new LazyFetcher(ctx);
   const fetchMissing = (ids: string[], file: string) => lazy.fetch(ids, { file });
   const files: CheckpointDiff[] = [];
-  const allPaths = [...new Set([...oldVersions.keys(), ...newVersions.keys()])].sort();
+  const allPaths = [...new Set([...oldVersions.keys(), ...newVersions.keys()])].filter((p) => !inModels.has(p)).sort();
+  const findTokenizerFor = (path: string) => () => {
+    const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
+    if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+    return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
+  };
   try {
+    for (const m of models) {
+      if (modelUnchanged(m, sameVersion)) continue;
+      const d = await diffModel(m, { store, vocabulary, findTokenizer: findTokenizerFor(m.index), histogram: !!opts.html, fetchMissing });
+      const layout = d.shards!.old !== d.shards!.new || d.shards!.moved.length > 0 || d.shards!.problems.length > 0;
+      if (d.status === 'modified' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length && !layout) continue;
+      files.push(d);
+    }
     for (const path of allPaths) {
       const o = oldVersions.get(path) ?? null;
       const n = newVersions.get(path) ?? null;
       if (o && n && sameVersion(o, n)) continue;
       if (dirty && o && n && !dirty.has(path)) continue;
-      const findTokenizer = () => {
-        const spec = (s: SideSpec) => (s.kind === 'rev' ? `${s.rev}:${tokenizerPathFor(path)}` : `:${tokenizerPathFor(path)}`);
-        if (newSpec.kind === 'worktree') return vocabularyInWorktree(topLevel, path) ?? vocabularyAt(spec(oldSpec), store, topLevel);
-        return vocabularyAt(spec(newSpec), store, topLevel) ?? vocabularyAt(spec(oldSpec), store, topLevel);
-      };
       const adapterSide = (s: SideSpec): AdapterSide => ({ rev: s.kind === 'rev' ? s.rev : s.kind === 'index' ? '' : null, store, topLevel });
       const adapterSides = { old: adapterSide(oldSpec), new: adapterSide(newSpec) };
-      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer, histogram: !!opts.html, fetchMissing, adapterSides });
+      const d = await diffVersions(path, o, n, { store, vocabulary, findTokenizer: findTokenizerFor(path), histogram: !!opts.html, fetchMissing, adapterSides });
       if (d.status === 'modified' && d.kind === 'safetensors' && d.tensors.every((t) => t.status === 'unchanged') && !d.metadata.length) continue;
       files.push(d);
     }
   } finally {
     lazy.close();
   }
+  files.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 
   const data = renderJson({ old: sideName(oldSpec), new: sideName(newSpec), files });
   const text: string[] = [];
@@ -388,7 +489,7 @@ export async function diff(opts: DiffOptions): Promise<Printable> {
   return { data, text };
 }
 
-function sameVersion(a: Version, b: Version): boolean {
+export function sameVersion(a: Version, b: Version): boolean {
   if (a.type !== 'pointer' || b.type !== 'pointer') return false;
   if (a.blob && b.blob) return a.blob === b.blob;
   return JSON.stringify(a.pointer) === JSON.stringify(b.pointer);

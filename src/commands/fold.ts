@@ -13,7 +13,7 @@ import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, readFileSync,
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import type { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
 import { gitRaw } from '../git/exec.js';
 import { average, dare, fromF32, taskArithmetic, ties, toF32 } from '../kernels/index.js';
 import { makeStrategy, paramsFromStrings, type Strategy } from '../merge/strategy.js';
@@ -148,16 +148,9 @@ export async function fold(opts: FoldOptions): Promise<Printable> {
 
   // The base's header, read once; its bytes are reused as they are.
   const fd = openSync(baseFile, 'r');
-  let header: ReturnType<typeof parseHeader>, dataStart: number;
+  let header: ReturnType<typeof readHeaderAt>;
   try {
-    const size = statSync(baseFile).size;
-    const prefix = Buffer.alloc(8);
-    readSync(fd, prefix, 0, 8, 0);
-    const n = readHeaderLength(prefix.subarray(0, Math.min(8, size)), baseFile, size);
-    const hb = Buffer.alloc(n);
-    readSync(fd, hb, 0, n, 8);
-    header = parseHeader(hb, { file: baseFile, fileSize: size });
-    dataStart = 8 + n;
+    header = readHeaderAt((b, at) => readSync(fd, b, 0, b.length, at), statSync(baseFile).size, baseFile);
   } finally {
     closeSync(fd);
   }
@@ -173,14 +166,14 @@ export async function fold(opts: FoldOptions): Promise<Printable> {
         const mods = bound.get(t.name);
         if (!mods) continue;
         const raw = Buffer.alloc(t.end - t.begin);
-        readSync(out, raw, 0, raw.length, dataStart + t.begin);
+        readSync(out, raw, 0, raw.length, header.dataStart + t.begin);
         const w = await toF32(raw, t.dtype);
         const deltas: Float32Array[] = [];
         for (const { adapter, module } of mods) deltas.push(await deltaOf(adapter, module));
         const folded = await combine(w, deltas, strategy);
         const bytes = await fromF32(folded, t.dtype);
         let off = 0;
-        while (off < bytes.length) off += writeSync(out, bytes, off, bytes.length - off, dataStart + t.begin + off);
+        while (off < bytes.length) off += writeSync(out, bytes, off, bytes.length - off, header.dataStart + t.begin + off);
         let nd = 0, nw = 0;
         for (let i = 0; i < w.length; i++) {
           nd += (folded[i]! - w[i]!) ** 2;

@@ -1,5 +1,5 @@
-// Owns `git tensor fsck`: check every pack's layout against its index, re-hash every stored object, and
-// check that pointers have what they need.
+// Owns `git tensor fsck`: check every pack's layout against its index, re-hash every stored object,
+// check that pointers have what they need, and that the shard indexes at HEAD match their shards.
 
 import { existsSync, readdirSync } from 'node:fs';
 import { Printable } from './printable.js';
@@ -9,7 +9,12 @@ import { sha256 } from '../store/store.js';
 import { validatePointer } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
-import { pointersAt, pointersInHistory } from './pointers.js';
+import { pointersAt, pointersInHistory, type TrackedPointer } from './pointers.js';
+import { findModels, sideProblems, type SideFiles } from './sharded.js';
+import type { Version } from './diff.js';
+import { indexProblemHint, isShardIndexPath, type IndexProblem } from '../format/shard-index.js';
+import { gitRaw } from '../git/exec.js';
+import { listFiles, readSmallObjects } from '../git/tree.js';
 
 export interface FsckOptions {
   all?: boolean;
@@ -26,11 +31,13 @@ export interface FsckReport {
   /** Pointers that cannot be restored whatever objects are fetched (hand-edited, inconsistent). */
   badPointers: { path: string; code: string; problem: string }[];
   leftoverTempFiles: string[];
+  /** Shard indexes at HEAD checked against their shards (docs/diff.md, "Sharded checkpoints"). */
+  shardIndexes: { index: string; problems: IndexProblem[] }[];
 }
 
 export async function fsck(opts: FsckOptions): Promise<Printable> {
   const { store } = openRepo();
-  const report: FsckReport = { objects: 0, corruptPacks: [], missingPacks: [], corrupt: [], missing: [], badPointers: [], leftoverTempFiles: [] };
+  const report: FsckReport = { objects: 0, corruptPacks: [], missingPacks: [], corrupt: [], missing: [], badPointers: [], leftoverTempFiles: [], shardIndexes: [] };
   for (const pack of [...store.packFiles]) {
     if (!existsSync(pack.packPath)) {
       // The index outlived its pack: the objects it lists are missing (fetch them), not corrupt.
@@ -74,6 +81,7 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
     }
   }
   report.leftoverTempFiles = readdirSync(store.tmpDir);
+  report.shardIndexes = await shardIndexesAtHead(opts.all ? await pointersAt('HEAD').catch(() => []) : pointers);
 
   const text = [`checked ${report.objects} objects in ${store.packFiles.length} pack(s), ${pointers.length} pointer(s)`];
   for (const p of report.missingPacks) text.push(`missing pack ${p.pack}: its index lists ${p.objects} object(s), the pack file is gone`);
@@ -84,6 +92,14 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
   if (report.leftoverTempFiles.length) {
     text.push(`${report.leftoverTempFiles.length} temp file(s) left by interrupted writes (harmless; \`git tensor gc\` removes them)`);
   }
+  for (const { index, problems } of report.shardIndexes) {
+    for (const p of problems) text.push(`${p.severity === 'error' ? 'bad' : 'warning:'} shard index ${index}: ${p.message}`);
+  }
+  const indexErrors = report.shardIndexes.filter((x) => x.problems.some((p) => p.severity === 'error'));
+  for (const x of report.shardIndexes) {
+    const hint = indexProblemHint(x.problems, x.index);
+    if (hint) text.push(`hint: ${hint}`);
+  }
   if (report.badPointers.length) text.push(`hint: take each bad pointer's file from a commit where it is intact (\`git checkout <commit> -- <path>\`).`);
   const corrupt = report.corrupt.length + report.corruptPacks.length;
   const missing = report.missing.length + report.missingPacks.length;
@@ -91,7 +107,21 @@ export async function fsck(opts: FsckOptions): Promise<Printable> {
   else if (corrupt) text.push('hint: restore damaged objects from a remote with `git tensor fetch`, then run `git tensor fsck` again.');
   if (report.missingPacks.length) text.push('hint: restore the missing pack from a backup, or remove its .idx and run `git tensor fetch` to get its objects from a remote.');
   else if (missing && !corrupt) text.push('hint: fetch missing objects with `git tensor fetch`.');
-  if (!corrupt && !missing && !report.badPointers.length) text.push('ok');
-  const exitCode = corrupt || report.badPointers.length ? ExitCode.corrupt : missing ? ExitCode.missingObjects : ExitCode.ok;
+  if (!corrupt && !missing && !report.badPointers.length && !indexErrors.length) text.push('ok');
+  const exitCode = corrupt || report.badPointers.length ? ExitCode.corrupt : missing ? ExitCode.missingObjects : indexErrors.length ? ExitCode.badInput : ExitCode.ok;
   return { data: report, text, exitCode };
+}
+
+/** The shard indexes committed at HEAD, each checked against the shards' pointers at HEAD. */
+async function shardIndexesAtHead(pointers: TrackedPointer[]): Promise<FsckReport['shardIndexes']> {
+  const head = gitRaw(['rev-parse', '--verify', '--quiet', 'HEAD^{tree}'], { okCodes: [1, 128] });
+  if (head.status !== 0) return [];
+  const entries = listFiles('HEAD').filter((f) => isShardIndexPath(f.path));
+  if (!entries.length) return [];
+  const texts = await readSmallObjects(entries.map((f) => f.oid));
+  const files: SideFiles = {
+    versions: new Map(pointers.map((p): [string, Version] => [p.path, { type: 'pointer', pointer: p.pointer, blob: p.oid }])),
+    indexes: new Map(entries.map((f) => [f.path, { text: texts.get(f.oid)?.toString('utf8') ?? '', blob: f.oid }])),
+  };
+  return findModels(null, files).map((m) => ({ index: m.index, problems: m.new ? sideProblems(m.new, m.index, () => null) : [] }));
 }

@@ -12,7 +12,10 @@ import { git, gitRaw } from '../git/exec.js';
 import { readPointerBlobs } from '../git/cat-file.js';
 import { trackedPaths } from '../git/tree.js';
 import { openRepo } from './context.js';
-import { diffVersions, type Version, vocabularyAt, tokenizerPathFor } from './diff.js';
+import { diffModel, diffVersions, sameVersion, sideFilesOf, type Version, vocabularyAt, tokenizerPathFor } from './diff.js';
+import { findModels, modelPaths, modelUnchanged, type ShardedModel } from './sharded.js';
+import { isShardIndexPath } from '../format/shard-index.js';
+import { posix } from 'node:path';
 
 export interface LogOptions {
   path?: string;
@@ -50,7 +53,7 @@ export async function log(opts: LogOptions): Promise<Printable> {
     const changes = changedFiles(c.hash, c.parent, pathspec, cwd);
     const tracked = trackedPaths(changes.map((x) => x.path), cwd);
     const relevant = changes.filter((x) => tracked.has(x.path));
-    if (!relevant.length) continue;
+    if (!relevant.length && !changes.some((x) => isShardIndexPath(x.path))) continue;
     const blobs = await readPointerBlobs(relevant.flatMap((x) => [x.oldOid, x.newOid]).filter((o): o is string => o !== null), cwd);
     const version = (oid: string | null, path: string): Version | null => {
       if (!oid) return null;
@@ -58,7 +61,14 @@ export async function log(opts: LogOptions): Promise<Printable> {
       return b && looksLikePointer(b) ? { type: 'pointer', pointer: parsePointer(b.toString('utf8'), path), blob: oid } : null;
     };
     const files: ReturnType<typeof fileSummary>[] = [];
-    for (const x of relevant) {
+    // A sharded checkpoint is one model: its changed tensors are listed once, whichever shards changed.
+    const models = await changedModels(c.hash, c.parent, [...relevant, ...changes.filter((x) => isShardIndexPath(x.path))], cwd ?? process.cwd());
+    for (const m of models) {
+      const findTokenizer = () => vocabularyAt(`${c.hash}:${tokenizerPathFor(m.index)}`, store, cwd);
+      files.push(fileSummary(await diffModel(m, { store, findTokenizer, topTokens: 3 })));
+    }
+    const inModels = modelPaths(models);
+    for (const x of relevant.filter((r) => !inModels.has(r.path))) {
       const o = version(x.oldOid, x.path), n = version(x.newOid, x.path);
       if (!o && !n) continue;
       const findTokenizer = () => vocabularyAt(`${c.hash}:${tokenizerPathFor(x.path)}`, store, cwd);
@@ -70,6 +80,16 @@ export async function log(opts: LogOptions): Promise<Printable> {
   }
   if (!entries.length) text.push(opts.path ? `no commits change ${opts.path}` : 'no commits change a tracked checkpoint');
   return { data: { version: 1, commits: entries }, text };
+}
+
+/** The sharded models a commit changes (a shard or an index changed), compared with its first parent. */
+async function changedModels(commit: string, parent: string | null, changes: RawChange[], cwd: string): Promise<ShardedModel[]> {
+  if (!changes.length) return [];
+  const dirs = [...new Set(changes.map((x) => posix.dirname(x.path)))];
+  const hasIndex = (rev: string) => dirs.some((d) => gitRaw(['ls-tree', '--name-only', '-z', rev, ...(d === '.' ? [] : ['--', `${d}/`])], { cwd }).stdout.toString('utf8').split('\0').some(isShardIndexPath));
+  if (!changes.some((x) => isShardIndexPath(x.path)) && !hasIndex(commit) && !(parent && hasIndex(parent))) return [];
+  const [oldFiles, newFiles] = await sideFilesOf(parent ? { kind: 'rev', rev: parent } : null, { kind: 'rev', rev: commit }, dirs.includes('.') ? [] : dirs, cwd);
+  return findModels(oldFiles, newFiles).filter((m) => !modelUnchanged(m, sameVersion));
 }
 
 /** Files a commit changes relative to its first parent (all files for a root commit). */
@@ -93,12 +113,14 @@ export function fileSummary(d: CheckpointDiff) {
   const maxRel = rels.length ? Math.max(...rels) : null;
   const kinds = new Map<string, number>();
   for (const t of changed) kinds.set(t.kind, (kinds.get(t.kind) ?? 0) + 1);
+  const s = d.shards;
+  const name = !s ? d.path : s.old !== null && s.new !== null && s.old !== s.new ? `${d.path} (${s.old} -> ${s.new} shards)` : `${d.path} (${s.new ?? s.old} shards)`;
   let line: string;
   if (d.kind === 'opaque') line = `${d.path}: opaque file ${d.status}`;
-  else if (d.status === 'added') line = `${d.path}: added (${d.new!.tensors} tensors)`;
-  else if (d.status === 'deleted') line = `${d.path}: deleted (${d.old!.tensors} tensors)`;
+  else if (d.status === 'added') line = `${name}: added (${d.new!.tensors} tensors)`;
+  else if (d.status === 'deleted') line = `${name}: deleted (${d.old!.tensors} tensors)`;
   else {
-    line = `${d.path}: ${changed.length}/${d.new!.tensors} tensors changed`;
+    line = `${name}: ${changed.length}/${d.new!.tensors} tensors changed`;
     if (maxRel !== null) line += `, max rel ${sci(maxRel)}`;
     if (changed.length) line += ` (${kindSummary(d)})`;
     if (d.tokens.length && d.tokens[0]!.top.length) line += `; tokens ${d.tokens[0]!.top.map((m) => JSON.stringify(m.text)).join(', ')}`;

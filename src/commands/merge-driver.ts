@@ -14,6 +14,7 @@ import { envOverride, loadMergeRules } from './merge-rules.js';
 import { guardMerge, openGuard, renderVerdict, type GuardVerdict } from './guard.js';
 import type { MergeRule } from '../merge/strategy.js';
 import { clearGuardRecord, saveGuardRecord } from './resolve-state.js';
+import { movedAway, movedLines } from './merge-shards.js';
 
 export interface MergeDriverOptions {
   base: string;
@@ -103,6 +104,9 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
     return { data: { ...outcome, clean: false, guard: verdict }, text, exitCode: ExitCode.failure, stream: 'stderr' };
   }
   if (verdict) text.push(`git-tensor: merge guard: ${verdict.check.rows.length} protected probe(s) held (worst drop ${verdict.check.worstDrop.toFixed(3)} nats)`);
+  // A conflict that is really a tensor moved to another shard of a sharded model says so (docs/merge.md).
+  const moved = outcome.clean ? [] : movedAway({ ...opts, oursFile: opts.ours, theirsFile: opts.theirs, outcome, baseIds: new Map((base?.kind === 'safetensors' ? base.tensors : []).map((t) => [t.name, t.id])) });
+  text.push(...movedLines(opts.path, moved));
   writeFileSync(opts.ours, outcome.pointer);
   return { data: { ...outcome, guard: verdict }, text, exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };
 }

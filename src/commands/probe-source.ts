@@ -20,6 +20,9 @@ import { restore, validatePointer } from '../store/checkpoint.js';
 import type { RepoContext } from './context.js';
 import type { LazyFetcher } from '../remote/lazy-fetch.js';
 import { objectIdsOf } from '../format/pointer.js';
+import { tensorByteLength } from '../format/safetensors.js';
+import type { DType } from '../format/dtype.js';
+import { checkShardIndex, indexProblemHint, parseShardIndex } from '../format/shard-index.js';
 
 /** Files a Hugging Face model folder may hold besides its weights: what the engine and runners read. */
 export const MODEL_FILES = [
@@ -101,16 +104,21 @@ export async function commitVersion(spec: string, cwd: string, path?: string): P
     if (oid) blobs.set(name, oid);
   }
   let shards: string[];
+  let indexText: string | null = null;
   if (basename(chosen) === SHARD_INDEX) {
     blobs.set(SHARD_INDEX, byPath.get(chosen)!);
-    const index = (await readSmallObjects([byPath.get(chosen)!], cwd)).get(byPath.get(chosen)!)!;
-    shards = shardsOf(index.toString('utf8'), label);
+    indexText = (await readSmallObjects([byPath.get(chosen)!], cwd)).get(byPath.get(chosen)!)!.toString('utf8');
+    shards = shardsOf(indexText, label);
   } else {
     shards = [basename(chosen)];
   }
   for (const s of shards) {
     const oid = byPath.get(inDir(dir, s));
-    if (!oid) throw new GitTensorError('E_PROBE_CHECKPOINT', `${label}: shard ${s} is not in the commit`, { exitCode: ExitCode.badInput, data: { file: chosen } });
+    if (!oid) {
+      throw new GitTensorError('E_SHARD_MISSING', `${label}: names shard ${s}, which is not in the commit`, {
+        exitCode: ExitCode.badInput, data: { file: chosen }, hint: `Commit the shard (\`git add ${inDir(dir, s)}\`) or remove it from the weight_map; \`git tensor fsck\` checks the index.`,
+      });
+    }
     blobs.set(s, oid);
   }
   const pointerBlobs = await readPointerBlobs(shards.map((s) => blobs.get(s)!), cwd);
@@ -127,6 +135,7 @@ export async function commitVersion(spec: string, cwd: string, path?: string): P
     if (p.kind !== 'safetensors') throw new GitTensorError('E_PROBE_CHECKPOINT', `${rev}:${file} is not a safetensors checkpoint`, { exitCode: ExitCode.badInput, data: { file } });
     pointers.set(s, p);
   }
+  if (indexText !== null) checkIndex(label, indexText, pointers);
   return { type: 'commit', rev, commit, path: chosen, label, blobs, pointers, contentKey: contentKeyOf(blobs) };
 }
 
@@ -215,20 +224,30 @@ export async function commitVersionsOf(commits: { commit: string; rev: string }[
 
 /** Shard file names a model.safetensors.index.json names, in first-use order. */
 export function shardsOf(text: string, label: string): string[] {
-  let map: unknown;
+  return parseShardIndex(text, label).shards;
+}
+
+/**
+ * Stops a probe of a sharded checkpoint whose index disagrees with its shards in a way that changes what
+ * a loader gets (format/shard-index.ts: a shard or tensor missing, one name with two values); warnings
+ * do not change the weights the engine binds and are left to `git tensor diff` and `git tensor fsck`.
+ */
+function checkIndex(label: string, indexText: string, pointers: Map<string, Extract<Pointer, { kind: 'safetensors' }>>): void {
+  const index = parseShardIndex(indexText, label);
+  const contents = new Map([...pointers].map(([name, p]) => [name, { tensors: p.tensors.map((t) => ({ name: t.name, byteLength: pointerByteLength(t.dtype, t.shape), id: t.id })) }]));
+  const errors = checkShardIndex(index, contents, label).filter((p) => p.severity === 'error');
+  if (!errors.length) return;
+  throw new GitTensorError(errors[0]!.code, errors.map((e) => e.message).join('; '), {
+    exitCode: ExitCode.badInput, data: { file: label, tensor: errors[0]!.tensor }, hint: `${indexProblemHint(errors, label)} \`git tensor fsck\` lists every problem.`,
+  });
+}
+
+function pointerByteLength(dtype: string, shape: number[]): number {
   try {
-    map = (JSON.parse(text) as { weight_map?: unknown })?.weight_map;
-  } catch (err) {
-    throw new GitTensorError('E_PROBE_CHECKPOINT', `${label}: not JSON (${(err as Error).message})`, { exitCode: ExitCode.badInput });
+    return tensorByteLength(dtype as DType, shape);
+  } catch {
+    return 0; // ensureObjects' validatePointer names a bad line
   }
-  if (!map || typeof map !== 'object') throw new GitTensorError('E_PROBE_CHECKPOINT', `${label}: no weight_map`, { exitCode: ExitCode.badInput });
-  const shards = [...new Set(Object.values(map as Record<string, unknown>))];
-  for (const s of shards) {
-    if (typeof s !== 'string' || s.includes('/') || s.includes('\\') || s === '..' || !s) {
-      throw new GitTensorError('E_PROBE_CHECKPOINT', `${label}: bad shard name ${JSON.stringify(s)}`, { exitCode: ExitCode.badInput });
-    }
-  }
-  return shards as string[];
 }
 
 export function diskVersion(file: string): DiskVersion {

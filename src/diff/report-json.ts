@@ -86,6 +86,12 @@ export function fileJson(d: CheckpointDiff) {
         modules: d.adapter.modules.map((m) => ({ module: m.module, base_tensor: m.baseTensor, rank: m.rank, norm_delta: num(m.normDelta), norm_base: num(m.normBase), rel_change: num(m.relChange) })),
       },
     } : {}),
+    ...(d.shards ? {
+      shards: {
+        index: d.shards.index, old: d.shards.old, new: d.shards.new, focus: d.shards.focus ?? null, moved: d.shards.moved,
+        problems: d.shards.problems.map((p) => ({ severity: p.severity, code: p.code, message: p.message, tensor: p.tensor ?? null, shard: p.shard ?? null })),
+      },
+    } : {}),
   };
 }
 

@@ -1,7 +1,7 @@
 // Owns the text report of a checkpoint diff: the compact table that `git diff` (through the diff
 // driver), `git show`/`git log -p` (through textconv) and `git tensor diff` print. Pure: data in, lines out.
 
-import type { CheckpointDiff, TensorDiff } from './types.js';
+import type { CheckpointDiff, ShardSummary, TensorDiff } from './types.js';
 import { formatBytes } from '../format/units.js';
 
 export interface TextOptions {
@@ -40,6 +40,7 @@ export function shapeText(shape: readonly number[]): string {
 
 /** The one-line summary of a checkpoint change (also used by `git tensor log`). */
 export function summaryLine(d: CheckpointDiff): string {
+  if (d.shards) return shardedSummaryLine(d, d.shards);
   if (d.kind === 'opaque') return `${d.path}: opaque file ${d.status}${d.old && d.new ? `, ${formatBytes(d.old.size)} -> ${formatBytes(d.new.size)}` : ''}`;
   const c = counts(d);
   const total = d.new?.tensors ?? d.old?.tensors ?? 0;
@@ -50,6 +51,37 @@ export function summaryLine(d: CheckpointDiff): string {
   const rel = d.totals.relChange !== null && c.changed > 0 ? `, ||Δ||/||W|| ${sci(d.totals.relChange)}` : '';
   const meta = d.metadata.length ? `, ${d.metadata.length} metadata key(s) changed` : '';
   return `${d.path}: ${changedText}${extra.length ? ` (${extra.join(', ')})` : ''}${rel}${meta}`;
+}
+
+/** `<index> (3 shards): ...` for a whole model; `<shard> (shard of <index>): ...` for one shard of it. */
+function shardedSummaryLine(d: CheckpointDiff, s: ShardSummary): string {
+  const shards = (n: number | null) => `${n} shard${n === 1 ? '' : 's'}`;
+  const name = s.focus ? `${d.path} (shard of ${s.index})` : `${d.path} (${s.old !== null && s.new !== null && s.old !== s.new ? `${shards(s.old)} -> ${shards(s.new)}` : shards(s.new ?? s.old)})`;
+  const c = counts(d);
+  const total = d.new?.tensors ?? d.old?.tensors ?? 0;
+  if (!s.focus && d.status === 'added') return `${name}: new checkpoint, ${total} tensors, ${formatBytes(d.new!.size)}`;
+  if (!s.focus && d.status === 'deleted') return `${name}: deleted checkpoint (${d.old!.tensors} tensors, ${formatBytes(d.old!.size)})`;
+  const place = s.focus && d.status === 'added' ? 'new shard, ' : s.focus && d.status === 'deleted' ? 'shard removed, ' : '';
+  const extra = [c.added && `${c.added} added`, c.removed && `${c.removed} removed`, c.reshaped && `${c.reshaped} reshaped/retyped`].filter(Boolean);
+  const rel = d.totals.relChange !== null && c.changed > 0 ? `, ||Δ||/||W|| ${sci(d.totals.relChange)}` : '';
+  const meta = d.metadata.length ? `, ${d.metadata.length} metadata key(s) changed` : '';
+  return `${name}: ${place}${c.changed + c.structural}/${total} tensors changed${extra.length ? ` (${extra.join(', ')})` : ''}${rel}${meta}`;
+}
+
+/** The moves between shards (a move alone is not a change) and the index's problems, with their hint. */
+export function shardLines(s: ShardSummary, unchanged: ReadonlySet<string>, ind: string): string[] {
+  const out: string[] = [];
+  // Grouped by (from, to): a resharding moves whole runs of tensors between the same two files.
+  const groups = new Map<string, ShardSummary['moved']>();
+  for (const m of s.moved) groups.set(`${m.from}\0${m.to}`, [...(groups.get(`${m.from}\0${m.to}`) ?? []), m]);
+  for (const list of groups.values()) {
+    const same = list.filter((m) => unchanged.has(m.tensor)).length;
+    const names = list.slice(0, 3).map((m) => m.tensor).join(', ') + (list.length > 3 ? `, ... ${list.length - 3} more` : '');
+    out.push(`${ind}moved from ${list[0]!.from} to ${list[0]!.to}: ${list.length} tensor(s), ${same === list.length ? 'all' : same} with the same values (${names})`);
+  }
+  for (const p of s.problems) out.push(`${ind}${p.severity}: ${p.message}`);
+  if (s.hint) out.push(`${ind}hint: ${s.hint}`);
+  return out;
 }
 
 export function counts(d: CheckpointDiff) {
@@ -116,6 +148,7 @@ export function renderText(d: CheckpointDiff, opts: TextOptions): string[] {
   }
   for (const [k, o, n] of d.metadata) out.push(`${ind}metadata ${JSON.stringify(k)}: ${o === null ? '(absent)' : JSON.stringify(o)} -> ${n === null ? '(absent)' : JSON.stringify(n)}`);
   if (d.adapter) out.push(...adapterLines(d.adapter, ind));
+  if (d.shards) out.push(...shardLines(d.shards, new Set(d.tensors.filter((t) => t.status === 'unchanged').map((t) => t.name)), ind));
   for (const note of d.notes) out.push(`${ind}note: ${note}`);
   return out;
 }

@@ -1,6 +1,8 @@
 // Owns the data model of a checkpoint diff: what the analysis (analyze.ts) produces and every report
 // (text, JSON, HTML) reads. Plain data, no behaviour; the JSON schema in docs/diff.md mirrors it.
 
+import type { IndexProblem } from '../format/shard-index.js';
+
 /** How a tensor differs between the two versions. */
 export type TensorStatus = 'added' | 'removed' | 'changed' | 'unchanged' | 'reshaped' | 'retyped';
 
@@ -143,6 +145,25 @@ export interface CheckpointDiff {
   notes: string[];
   /** A PEFT LoRA adapter file explained against its base (docs/adapters.md). */
   adapter?: AdapterExplanation;
+  /** A sharded checkpoint reported as one model (`path` is its index), or one shard of it (git's diff driver). */
+  shards?: ShardSummary;
+}
+
+/** How a sharded model's shards changed, and what is wrong with its index (docs/diff.md, "Sharded checkpoints"). */
+export interface ShardSummary {
+  /** Repository-relative path of the model's `*.safetensors.index.json`. */
+  index: string;
+  /** Shards on each side (1 for the single-file form); null where the model is absent or its index unreadable. */
+  old: number | null;
+  new: number | null;
+  /** The shard file this report covers (git's diff driver runs once per file); absent for the whole model. */
+  focus?: string;
+  /** Tensors held by another shard than before (with the same or changed values: the table says which). */
+  moved: { tensor: string; from: string; to: string }[];
+  /** Checks of the new side's index against its shards. */
+  problems: IndexProblem[];
+  /** The next step when there are problems. */
+  hint?: string;
 }
 
 /** ΔW = B·A·scale per adapted module of a LoRA adapter, with ‖W‖ from its base when the base was found. */

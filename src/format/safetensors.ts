@@ -624,3 +624,30 @@ function firstInvalidUtf8(b: Uint8Array): number {
   }
   return -1;
 }
+
+/** Reads up to `buf.length` bytes at `position` into `buf`; returns how many (0 at the end of the file). */
+export type ReadAt = (buf: Uint8Array, position: number) => number;
+
+/**
+ * The header of a safetensors file of `fileSize` bytes, read through `readAt` (the caller owns the file
+ * descriptor: `(b, at) => readSync(fd, b, 0, b.length, at)`): the prefix, then exactly N header bytes,
+ * with the same checks as parseSafetensors. `dataStart` is where tensor offsets count from.
+ */
+export function readHeaderAt(readAt: ReadAt, fileSize: number, file?: string): SafetensorsHeader & { dataStart: number } {
+  const prefix = readFully(readAt, 0, Math.min(PREFIX_BYTES, fileSize));
+  const n = readHeaderLength(prefix, file, fileSize);
+  const headerBytes = readFully(readAt, PREFIX_BYTES, n);
+  if (headerBytes.length < n) fail('E_ST_TRUNCATED_HEADER', `header is cut short at ${headerBytes.length} of ${n} bytes (file changed while reading?)`, file);
+  return { ...parseHeader(headerBytes, { file, fileSize }), dataStart: PREFIX_BYTES + n };
+}
+
+function readFully(readAt: ReadAt, at: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const got = readAt(out.subarray(done), at + done);
+    if (got <= 0) break;
+    done += got;
+  }
+  return out.subarray(0, done);
+}

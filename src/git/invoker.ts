@@ -1,6 +1,7 @@
 // Owns finding out which git command started this process (Linux /proc), for the filter process's one
 // context-dependent choice: a smudge that only feeds git-tensor's own diff driver (see
-// commands/filter-process.ts). Anywhere the answer is unclear it is null, and callers do the safe thing.
+// commands/filter-process.ts), and for the diff driver, which reads the revisions `git diff` compares.
+// Anywhere the answer is unclear it is null, and callers do the safe thing.
 
 import { readFileSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
@@ -50,11 +51,17 @@ function parentPid(pid: number): number | null {
  * between), or null when there is none within a few levels or /proc is not there.
  */
 export function invokingGitCommand(pid = process.ppid): string | null {
+  const argv = invokingGitArgv(pid);
+  return argv ? gitSubcommand(argv) : null;
+}
+
+/** The whole command line of the nearest git process above this one (as invokingGitCommand finds it). */
+export function invokingGitArgv(pid = process.ppid): string[] | null {
   let at: number | null = pid;
   for (let depth = 0; at && depth < 4; depth++) {
     // The executable, not argv[0]: a process may rewrite its command line (npm's title "npm exec vitest
     // run test/unit/git" ends in "git").
-    if (executableName(at) === 'git') return gitSubcommand(procArgv(at) ?? []);
+    if (executableName(at) === 'git') return procArgv(at) ?? [];
     at = parentPid(at);
   }
   return null;

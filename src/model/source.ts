@@ -3,10 +3,11 @@
 // memory; each tensor is read from its file when the engine binds it, so a model never sits in memory
 // twice (raw bytes and F32) longer than one tensor at a time.
 
-import { promises as fs } from 'node:fs';
+import { promises as fs, readSync } from 'node:fs';
 import path from 'node:path';
 
-import { parseHeader, readHeaderLength } from '../format/safetensors.js';
+import { readHeaderAt } from '../format/safetensors.js';
+import { checkShardIndex, indexProblemHint, parseShardIndex } from '../format/shard-index.js';
 import { ModelError } from './errors.js';
 import type { TensorInfo, TensorSource } from './types.js';
 
@@ -30,16 +31,12 @@ async function readFileHeader(file: string): Promise<Located[]> {
   const handle = await openChecked(file);
   try {
     const { size } = await handle.stat();
-    const prefix = Buffer.alloc(Math.min(8, size));
-    await handle.read(prefix, 0, prefix.length, 0);
-    const n = readHeaderLength(prefix, file, size);
-    const headerBytes = Buffer.alloc(n);
-    await handle.read(headerBytes, 0, n, 8);
-    const header = parseHeader(headerBytes, { file, fileSize: size });
+    // Headers are small: read them synchronously through the handle's descriptor.
+    const header = readHeaderAt((b, at) => readSync(handle.fd, b, 0, b.length, at), size, file);
     return header.tensors.map((t) => ({
       info: { name: t.name, dtype: t.dtype, shape: t.shape },
       file,
-      offset: 8 + n + t.begin,
+      offset: header.dataStart + t.begin,
       byteLength: t.end - t.begin,
     }));
   } finally {
@@ -70,23 +67,27 @@ async function readRange(loc: Located): Promise<Uint8Array> {
 export async function fileTensorSource(file: string): Promise<TensorSource> {
   const located = new Map<string, Located>();
   if (file.endsWith('.json')) {
-    let index: unknown;
+    let text: string;
     try {
-      index = JSON.parse(await fs.readFile(file, 'utf8')) as unknown;
+      text = await fs.readFile(file, 'utf8');
     } catch (err) {
       throw new ModelError('E_MODEL_CONFIG', file, `not a readable shard index: ${(err as Error).message}`);
     }
-    const map = (index as { weight_map?: unknown })?.weight_map;
-    if (typeof map !== 'object' || map === null) throw new ModelError('E_MODEL_CONFIG', file, 'shard index has no weight_map object');
-    const shards = [...new Set(Object.values(map as Record<string, unknown>))];
-    for (const shard of shards) {
-      if (typeof shard !== 'string') throw new ModelError('E_MODEL_CONFIG', file, `weight_map has a non-string shard name ${JSON.stringify(shard)}`);
-      for (const loc of await readFileHeader(path.join(path.dirname(file), shard))) {
-        if ((map as Record<string, unknown>)[loc.info.name] === shard) located.set(loc.info.name, loc);
-      }
+    const index = parseShardIndex(text, file);
+    const held = new Map<string, Located[] | null>();
+    for (const shard of index.shards) {
+      const shardFile = path.join(path.dirname(file), shard);
+      held.set(shard, await fs.stat(shardFile).then(() => readFileHeader(shardFile), () => null));
     }
-    for (const [name, shard] of Object.entries(map as Record<string, unknown>)) {
-      if (!located.has(name)) throw new ModelError('E_MODEL_TENSOR', file, `weight_map names tensor ${name} in ${String(shard)}, which does not hold it`, { data: { tensor: name } });
+    const contents = new Map([...held].map(([shard, locs]) => [shard, locs && { tensors: locs.map((l) => ({ name: l.info.name, byteLength: l.byteLength })) }]));
+    // Errors only: the engine binds the tensors the weight_map names, so warnings change nothing here.
+    const errors = checkShardIndex(index, contents, 'the index').filter((p) => p.severity === 'error');
+    if (errors.length) {
+      throw new ModelError('E_MODEL_TENSOR', file, errors.map((e) => e.message).join('; '), { data: { tensor: errors[0]!.tensor }, hint: indexProblemHint(errors, path.basename(file)) ?? undefined });
+    }
+    for (const [name, shard] of index.weightMap) {
+      const loc = held.get(shard)?.find((l) => l.info.name === name);
+      if (loc) located.set(name, loc);
     }
   } else {
     for (const loc of await readFileHeader(file)) located.set(loc.info.name, loc);
