@@ -2,7 +2,7 @@
 // dense fine-tune of it, and every everyday command timed with its peak memory next to the baseline a user
 // would otherwise run (openssl, cp, git-lfs), all in the same run.
 //
-//   npx tsx scripts/bench-scale.ts <GiB>... [--runs 3] [--no-lfs] [--no-probe] [--keep]
+//   npx tsx scripts/bench-scale.ts <GiB>... [--runs 3] [--no-lfs] [--no-probe] [--tuned-host] [--keep]
 //
 // Several sizes (e.g. `2 14`) run one after the other and add the scaling check (time per GiB of the
 // largest size against the smallest). Work folders go under $BENCH_TMP (default the system temp folder);
@@ -33,7 +33,7 @@
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statfsSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statfsSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchEnv, dirBytes, ensureDebian, GiB, MiB, printTable, ROOT, tempDir } from './bench-lib.js';
@@ -49,9 +49,11 @@ const runs = option('--runs', 3);
 const withLfs = !argv.includes('--no-lfs');
 const withProbe = !argv.includes('--no-probe');
 const keep = argv.includes('--keep');
+/** A host tuned for big blobs (as bench-remote.ts's --tuned-host): no delta search, no recompression. */
+const tunedHost = argv.includes('--tuned-host');
 const sizes = argv.filter((a, k) => /^\d+(\.\d+)?$/.test(a) && argv[k - 1] !== '--runs').map(Number);
 if (!sizes.length || sizes.some((s) => !(s > 0))) {
-  console.error('usage: npx tsx scripts/bench-scale.ts <GiB>... [--runs N] [--no-lfs] [--no-probe] [--keep]');
+  console.error('usage: npx tsx scripts/bench-scale.ts <GiB>... [--runs N] [--no-lfs] [--no-probe] [--tuned-host] [--keep]');
   process.exit(2);
 }
 
@@ -328,8 +330,9 @@ interface Measured {
   firstLineSeconds?: number;
   /** Peak of the summed resident sets of the command's processes (sampled every 50 ms). */
   treeMiB: number;
-  /** Largest single process seen by the sampling. */
+  /** Largest single process seen by the sampling, and which it was. */
   maxMiB: number;
+  largestWho?: string;
   /** What `/usr/bin/time` reports: ru_maxrss of RUSAGE_CHILDREN (largest process, host side included). */
   timeMiB: number;
   status: number;
@@ -359,15 +362,17 @@ function processTable(): Map<number, { ppid: number; rssKiB: number }> {
  * of a file:// remote (git-upload-pack, git-receive-pack and what they start) runs under the client here
  * but on the server in real use, so it is left out.
  */
-function treeRssKiB(root: number): { sum: number; largest: number } {
+function treeRssKiB(root: number): { sum: number; largest: number; who: string } {
   const table = processTable();
   const children = new Map<number, number[]>();
   for (const [pid, p] of table) children.set(p.ppid, [...(children.get(p.ppid) ?? []), pid]);
   let sum = 0;
   let largest = 0;
-  const stack = [...(children.get(root) ?? [])]; // the wrapper itself (python) is left out
+  let who = '';
+  // The wrapper itself (python) is left out.
+  const stack: { pid: number; parentCmdline: string }[] = (children.get(root) ?? []).map((pid) => ({ pid, parentCmdline: '' }));
   while (stack.length) {
-    const pid = stack.pop()!;
+    const { pid, parentCmdline } = stack.pop()!;
     let cmdline = '';
     try {
       cmdline = readFileSync(`/proc/${pid}/cmdline`, 'latin1');
@@ -375,12 +380,17 @@ function treeRssKiB(root: number): { sum: number; largest: number } {
       continue;
     }
     if (/git-upload-pack|git-receive-pack/.test(cmdline)) continue;
-    const rss = table.get(pid)?.rssKiB ?? 0;
+    // A child forked but not yet exec'd reports its parent's shared pages as its own: not counted.
+    const rss = cmdline === parentCmdline ? 0 : table.get(pid)?.rssKiB ?? 0;
     sum += rss;
-    largest = Math.max(largest, rss);
-    stack.push(...(children.get(pid) ?? []));
+    if (rss > largest) {
+      largest = rss;
+      const args = cmdline.split('\0').map((a) => a.slice(a.lastIndexOf('/') + 1));
+      who = (args[0] === 'node' ? args.slice(1, 3) : args.slice(0, 2)).join(' ');
+    }
+    stack.push(...(children.get(pid) ?? []).map((c) => ({ pid: c, parentCmdline: cmdline })));
   }
-  return { sum, largest };
+  return { sum, largest, who };
 }
 
 const WRAPPER = 'import resource,subprocess,sys,time\nt=time.time()\nr=subprocess.run(sys.argv[2:])\n' +
@@ -406,16 +416,20 @@ async function measure(cwd: string, cmd: string[], opts: { okCodes?: number[]; f
   child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-20000)));
   let peak = 0;
   let largest = 0;
+  let largestWho = '';
   const timer = setInterval(() => {
     const now = treeRssKiB(child.pid!);
     peak = Math.max(peak, now.sum);
-    largest = Math.max(largest, now.largest);
+    if (now.largest > largest) {
+      largest = now.largest;
+      largestWho = now.who;
+    }
   }, 50);
   const status = await new Promise<number>((resolve) => child.on('close', (code) => resolve(code ?? 128)));
   clearInterval(timer);
   if (!(opts.okCodes ?? [0]).includes(status)) throw new Error(`${cmd.join(' ')} failed in ${cwd} (exit ${status}):\n${stderr}`);
   const [seconds, timeKiB] = readFileSync(report, 'utf8').split(' ').map(Number);
-  return { seconds: seconds!, firstLineSeconds, treeMiB: peak / 1024, maxMiB: largest / 1024, timeMiB: timeKiB! / 1024, status, stdout: Buffer.concat(out).toString(), stderr };
+  return { seconds: seconds!, firstLineSeconds, treeMiB: peak / 1024, maxMiB: largest / 1024, largestWho, timeMiB: timeKiB! / 1024, status, stdout: Buffer.concat(out).toString(), stderr };
 }
 
 function run(cwd: string, cmd: string, args: string[], okCodes = [0]): string {
@@ -434,6 +448,11 @@ async function medianOf(n: number, fn: () => Promise<Measured>, before: () => vo
   }
   const sorted = [...all].sort((a, b) => a.seconds - b.seconds);
   return { ...sorted[Math.floor(sorted.length / 2)]!, treeMiB: Math.max(...all.map((m) => m.treeMiB)), maxMiB: Math.max(...all.map((m) => m.maxMiB)), timeMiB: Math.max(...all.map((m) => m.timeMiB)) };
+}
+
+function tune(bare: string): void {
+  if (!tunedHost) return;
+  for (const [k, v] of [['core.bigFileThreshold', '1m'], ['core.compression', '0'], ['core.looseCompression', '0'], ['receive.unpackLimit', '1'], ['pack.window', '0']]) git(bare, 'config', k!, v!);
 }
 
 function freeBytes(dir: string): number {
@@ -605,6 +624,7 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
     // ---- push to and clone from a tensor::file:// remote
     const remote = join(work, 'remote.git');
     git(work, 'init', '-q', '--bare', remote);
+    tune(remote);
     git(a, 'remote', 'add', 'origin', `tensor::file://${remote}`);
     const pushBase = await measure(a, ['git', 'push', '-q', 'origin', 'base:refs/heads/main', 'base']);
     rows.push({ command: 'git push (base)', m: pushBase, gib });
@@ -648,6 +668,7 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
       const l = join(work, 'lfs');
       mkdirSync(l);
       git(l, 'init', '-q');
+      git(l, 'lfs', 'install', '--local'); // the pre-push hook that uploads the objects
       git(l, 'lfs', 'track', '*.safetensors');
       writeCheckpoint(l, layers, 'base');
       git(l, 'add', '.gitattributes');
@@ -664,10 +685,21 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
       for (const f of shardFiles) rmSync(join(l, f), { force: true });
       const lremote = join(work, 'lfs-remote.git');
       git(work, 'init', '-q', '--bare', lremote);
+      tune(lremote);
       git(l, 'remote', 'add', 'origin', `file://${lremote}`);
       try {
         const lfsPush = await measure(l, ['git', 'push', '-q', 'origin', 'main']);
-        rows.push({ command: 'git-lfs: git push (file://)', m: lfsPush, gib, baseline: { name: 'git-tensor push (base)', seconds: pushBase.seconds } });
+        const uploaded = existsSync(join(lremote, 'lfs')) ? dirBytes(join(lremote, 'lfs')) : 0;
+        if (uploaded < size) throw new Error(`git-lfs uploaded ${uploaded} bytes of ${size}`);
+        const linked = (function firstFile(dir: string): string | undefined {
+          for (const e of readdirSync(dir, { withFileTypes: true })) {
+            const found = e.isDirectory() ? firstFile(join(dir, e.name)) : join(dir, e.name);
+            if (found) return found;
+          }
+          return undefined;
+        })(join(lremote, 'lfs', 'objects'));
+        const hardLinked = !!linked && statSync(linked).nlink > 1;
+        rows.push({ command: 'git-lfs: git push (file://)', m: lfsPush, gib, note: `git-tensor push (base): ${(pushBase.seconds / lfsPush.seconds).toFixed(2)}x git-lfs's time${hardLinked ? '; git-lfs hard-linked its objects into the remote (same disk): no copy, not comparable' : ''}` });
       } catch (err) {
         rows.push({ command: 'git-lfs: git push (file://)', gib, note: `failed: ${String(err).split('\n')[0]}` });
       }
@@ -702,7 +734,7 @@ for (const s of sizes) {
       row.command,
       row.m ? row.m.seconds.toFixed(2) : '-',
       row.m ? (row.m.seconds / row.gib).toFixed(2) : '-',
-      row.m ? `${row.m.treeMiB.toFixed(0)} / ${row.m.maxMiB.toFixed(0)} / ${row.m.timeMiB.toFixed(0)}` : '-',
+      row.m ? `${row.m.treeMiB.toFixed(0)} / ${row.m.maxMiB.toFixed(0)}${row.m.largestWho ? ` (${row.m.largestWho})` : ''} / ${row.m.timeMiB.toFixed(0)}` : '-',
       row.baseline ? `${row.baseline.name} ${row.baseline.seconds.toFixed(2)} s` : '',
       row.baseline && row.m ? `${(row.m.seconds / row.baseline.seconds).toFixed(2)}x` : '',
       row.note ?? '',
