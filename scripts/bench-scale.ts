@@ -283,7 +283,8 @@ function writeShard(path: string, tensors: TensorSpec[], version: Version, chang
             block[i] = block[i]! + (r < 3 ? -1 - r : r - 2);
           }
         }
-        writeSync(fd, block, 0, count * BF16);
+        const bytes = new Uint8Array(block.buffer, 0, count * BF16);
+        for (let at = 0; at < bytes.length;) at += writeSync(fd, bytes, at, bytes.length - at);
       }
     }
   } finally {
