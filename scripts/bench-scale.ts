@@ -371,7 +371,13 @@ function treeRssKiB(root: number): { sum: number; largest: number; who: string }
   let largest = 0;
   let who = '';
   // The wrapper itself (python) is left out.
-  const stack: { pid: number; parentCmdline: string }[] = (children.get(root) ?? []).map((pid) => ({ pid, parentCmdline: '' }));
+  let rootCmdline = '';
+  try {
+    rootCmdline = readFileSync(`/proc/${root}/cmdline`, 'latin1');
+  } catch {
+    // The wrapper has just ended.
+  }
+  const stack: { pid: number; parentCmdline: string }[] = (children.get(root) ?? []).map((pid) => ({ pid, parentCmdline: rootCmdline }));
   while (stack.length) {
     const { pid, parentCmdline } = stack.pop()!;
     let cmdline = '';
