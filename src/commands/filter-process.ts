@@ -10,6 +10,7 @@ import { CatFile } from '../git/cat-file.js';
 import { tempPathFor } from '../store/atomic.js';
 import { Ingest, planRestore, restore } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
+import { ensureRoomFor } from './disk-room.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { readSlices, widenPipes } from '../git/pipes.js';
 import { git, gitRaw } from '../git/exec.js';
@@ -117,6 +118,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
         plan = planRestore(store, blob.toString('utf8'), req.pathname);
       }
       if (plan.missing.length) throw new MissingObjectsError(plan.missing, { file: req.pathname });
+      ensureRoomFor(join(repo.topLevel, req.pathname), plan.pointer.size, req.pathname);
       return restore(store, plan.pointer, req.pathname);
     },
     onError(_req, err) {

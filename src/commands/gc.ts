@@ -1,5 +1,7 @@
-// Owns `git tensor gc`: merges the store's packs into one, drops objects no version can reach once they
-// are old enough, and removes what killed writers left behind. Like `git gc`, it never removes an object
+// Owns `git tensor gc`: merges the store's packs into packs of about `tensor.gcPackSize` (1 GiB), drops
+// objects no version can reach once they are old enough, and removes what killed writers left behind.
+// Packs are rewritten a group at a time and each group's old packs are removed as soon as its new pack
+// is in place, so gc needs free disk for one group (the size limit plus one pack), not a second store. Like `git gc`, it never removes an object
 // that anything reachable (refs, reflogs, the index, stashes) needs, and it keeps recent unreachable
 // objects for a grace period, so a command running at the same time cannot lose what it just wrote.
 
@@ -8,6 +10,8 @@ import { join } from 'node:path';
 import { formatBytes } from '../format/units.js';
 import { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
+import { gitRaw } from '../git/exec.js';
+import type { PackFile } from '../store/pack.js';
 import { removeDeadWritersFiles } from '../store/atomic.js';
 import { LocatedObject, objectClosure, writePackOf } from '../store/transfer.js';
 import { openRepo } from './context.js';
@@ -22,6 +26,16 @@ export interface GcOptions {
 const TWO_WEEKS = 14 * 24 * 3600;
 /** Temp files younger than this may belong to a running command. */
 const TEMP_GRACE_MS = 3600 * 1000;
+
+/** Default of `tensor.gcPackSize`: the bytes of old packs gc rewrites into one new pack. */
+export const DEFAULT_GC_PACK_BYTES = 1 << 30;
+
+/** `tensor.gcPackSize` (git's size suffixes allowed: 512m, 2g), default 1 GiB. */
+export function gcPackSize(): number {
+  const r = gitRaw(['config', '--type=int', '--get', 'tensor.gcPackSize'], { okCodes: [1] });
+  const v = Number(r.stdout.toString('utf8').trim());
+  return r.status === 0 && Number.isFinite(v) && v > 0 ? v : DEFAULT_GC_PACK_BYTES;
+}
 
 export function parsePrune(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
@@ -54,45 +68,71 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   const pointers = await pointersInHistory(undefined, true);
   const { present } = objectClosure(store, pointers.flatMap((p) => objectIdsOf(p.pointer)));
   const reachable = new Set(present.map((o) => o.id));
-  const packs = [...store.packFiles];
-  const keep: LocatedObject[] = [];
+  // Largest first: a pack already past the group size stays as it is unless it loses objects, and the
+  // small ones (one per `git add`) are gathered into new packs.
+  const packs = [...store.packFiles].sort((x, y) => statSync(y.packPath).size - statSync(x.packPath).size);
+  const groupBytes = gcPackSize();
   const seen = new Set<string>();
   let dropped = 0;
   let droppedBytes = 0;
   let before = 0;
-  for (const pack of packs) {
-    before += statSync(pack.packPath).size + statSync(pack.idxPath).size;
-    const old = (now - statSync(pack.packPath).mtimeMs) / 1000 >= graceSeconds;
-    for (const entry of pack.entries()) {
-      if (seen.has(entry.id)) continue;
-      seen.add(entry.id);
-      if (!reachable.has(entry.id) && old) {
-        dropped++;
-        droppedBytes += entry.payloadLength;
-        continue;
-      }
-      keep.push({ id: entry.id, loc: entry });
+  let after = 0;
+  let packsAfter = 0;
+  let objects = 0;
+  // Groups of old packs, each closed once its kept payload reaches groupBytes.
+  let group: { packs: PackFile[]; keep: LocatedObject[]; bytes: number; dropped: number } = { packs: [], keep: [], bytes: 0, dropped: 0 };
+  const flush = () => {
+    const g = group;
+    group = { packs: [], keep: [], bytes: 0, dropped: 0 };
+    if (!g.packs.length) return;
+    objects += g.keep.length;
+    // A lone pack that loses nothing is already what gc would write: leave it (a second gc changes nothing).
+    if (g.packs.length === 1 && g.dropped === 0 && g.keep.length === g.packs[0]!.count) {
+      after += statSync(g.packs[0]!.packPath).size + statSync(g.packs[0]!.idxPath).size;
+      packsAfter++;
+      return;
     }
-  }
-
-  let after = before;
-  if (packs.length > 1 || dropped > 0) {
-    const name = writePackOf(keep, store.packDir, store.tmpDir);
-    // The new pack is complete and visible; only now can the old ones go (index first: readers skip a
-    // pack without an index).
-    for (const pack of packs) {
+    const name = g.keep.length ? writePackOf(g.keep, store.packDir, store.tmpDir) : null;
+    // The new pack is complete and visible; only now can the group's old ones go (index first: readers
+    // skip a pack without an index).
+    for (const pack of g.packs) {
       if (name && pack.packPath.endsWith(`pack-${name}.pack`)) continue;
       pack.close();
       rmSync(pack.idxPath, { force: true });
       rmSync(pack.packPath, { force: true });
     }
-    after = name ? statSync(join(store.packDir, `pack-${name}.pack`)).size + statSync(join(store.packDir, `pack-${name}.idx`)).size : 0;
+    if (name) {
+      after += statSync(join(store.packDir, `pack-${name}.pack`)).size + statSync(join(store.packDir, `pack-${name}.idx`)).size;
+      packsAfter++;
+    }
+  };
+  for (const pack of packs) {
+    before += statSync(pack.packPath).size + statSync(pack.idxPath).size;
+    const old = (now - statSync(pack.packPath).mtimeMs) / 1000 >= graceSeconds;
+    group.packs.push(pack);
+    for (const entry of pack.entries()) {
+      if (seen.has(entry.id)) {
+        group.dropped++; // a copy of an object kept from an earlier pack
+        continue;
+      }
+      seen.add(entry.id);
+      if (!reachable.has(entry.id) && old) {
+        dropped++;
+        droppedBytes += entry.payloadLength;
+        group.dropped++;
+        continue;
+      }
+      group.keep.push({ id: entry.id, loc: entry });
+      group.bytes += entry.payloadLength;
+    }
+    if (group.bytes >= groupBytes) flush();
   }
+  flush();
   for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
-  const data = { packsBefore: packs.length, packsAfter: keep.length ? 1 : 0, objects: keep.length, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
+  const data = { packsBefore: packs.length, packsAfter, objects, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
   const text = [
-    `packs: ${packs.length} -> ${data.packsAfter}; ${keep.length} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})`,
+    `packs: ${packs.length} -> ${data.packsAfter}; ${objects} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})`,
     `store: ${formatBytes(before)} -> ${formatBytes(after)}` + (data.leftoversRemoved ? `; removed ${data.leftoversRemoved} file(s) left by interrupted commands` : ''),
   ];
   return { data, text };

@@ -160,6 +160,20 @@ export class StoreWriteError extends GitTensorError {
   }
 }
 
+/**
+ * A checkout would write a file larger than the free space of the working tree's disk. Raised before
+ * anything is written: git then leaves the file as it was instead of a truncated one.
+ */
+export class WorkingTreeFullError extends GitTensorError {
+  constructor(file: string, neededBytes: number, freeBytes: number) {
+    const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+    super('E_DISK_FULL', `${file}: not enough free disk to write it (${mib(neededBytes)} needed, ${mib(freeBytes)} free); nothing was written`, {
+      data: { file, neededBytes, freeBytes },
+      hint: `Free space on the disk holding ${file}, then run \`git checkout -- ${file}\`.`,
+    });
+  }
+}
+
 export class GitCommandError extends GitTensorError {
   constructor(args: string[], status: number | null, stderr: string) {
     super('E_GIT', `git ${args.join(' ')} failed (exit ${status ?? 'signal'}): ${stderr.trim()}`, {
