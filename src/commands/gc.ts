@@ -72,6 +72,12 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   // small ones (one per `git add`) are gathered into new packs.
   const packs = [...store.packFiles].sort((x, y) => statSync(y.packPath).size - statSync(x.packPath).size);
   const groupBytes = gcPackSize();
+  // An object counts as recent if any of its copies is in a recent pack: after a gc killed between
+  // writing a group's new pack and removing the old ones, the same object sits in an old pack and in the
+  // new one, and judging it by whichever copy comes first would drop an object still in its grace period.
+  const ageOf = (pack: PackFile) => (now - statSync(pack.packPath).mtimeMs) / 1000;
+  const recent = new Set<string>();
+  for (const pack of packs) if (ageOf(pack) < graceSeconds) for (const entry of pack.entries()) recent.add(entry.id);
   const seen = new Set<string>();
   let dropped = 0;
   let droppedBytes = 0;
@@ -108,7 +114,6 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   };
   for (const pack of packs) {
     before += statSync(pack.packPath).size + statSync(pack.idxPath).size;
-    const old = (now - statSync(pack.packPath).mtimeMs) / 1000 >= graceSeconds;
     group.packs.push(pack);
     for (const entry of pack.entries()) {
       if (seen.has(entry.id)) {
@@ -116,7 +121,7 @@ export async function gc(opts: GcOptions): Promise<Printable> {
         continue;
       }
       seen.add(entry.id);
-      if (!reachable.has(entry.id) && old) {
+      if (!reachable.has(entry.id) && !recent.has(entry.id)) {
         dropped++;
         droppedBytes += entry.payloadLength;
         group.dropped++;

@@ -2,7 +2,7 @@
 // objects nothing can reach any more are dropped only past the grace period, and leftovers of killed
 // commands are removed.
 
-import { mkdirSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modifyRows, replaceTensors, tinyModel, toSafetensors } from '../helpers/models.js';
@@ -59,6 +59,37 @@ describe('git tensor gc', () => {
     repo.remove('model.safetensors');
     repo.git(['checkout', '-q', '--', 'model.safetensors']);
     expect(repo.read('model.safetensors').equals(v1)).toBe(true);
+  });
+
+  it('keeps an unreachable object in its grace period when a killed gc left it in an old pack and in a new one', () => {
+    const repo = makeRepo();
+    repo.write('model.safetensors', v1);
+    repo.commit(['model.safetensors'], 'v1');
+    repo.git(['switch', '-q', '-c', 'experiment']);
+    repo.write('model.safetensors', scratch);
+    repo.commit(['model.safetensors'], 'scratch');
+    const scratchPointer = repo.git(['cat-file', 'blob', 'HEAD:model.safetensors']).stdout;
+    repo.git(['switch', '-q', 'main']);
+    repo.git(['branch', '-q', '-D', 'experiment']);
+    repo.git(['reflog', 'expire', '--expire=now', '--all']);
+    // What a gc killed after writing a group's new pack leaves: each object in a fresh pack (the new one)
+    // and in a pack three weeks old (the old one it had not removed yet).
+    const packDir = join(repo.storeDir, 'packs');
+    const threeWeeksAgo = new Date(Date.now() - 21 * 24 * 3600 * 1000);
+    for (const f of readdirSync(packDir).filter((n) => n.endsWith('.pack'))) {
+      const oldName = f.replace(/^pack-/, 'pack-0ld');
+      for (const ext of ['.pack', '.idx']) {
+        const from = join(packDir, f.replace(/\.pack$/, ext)), to = join(packDir, oldName.replace(/\.pack$/, ext));
+        copyFileSync(from, to);
+        utimesSync(to, threeWeeksAgo, threeWeeksAgo);
+      }
+    }
+    // Larger old packs come first in gc's order; the fresh copies must still keep the scratch version.
+    expect(JSON.parse(repo.gitTensor(['gc', '--json']).stdout).dropped).toBe(0);
+    repo.write('scratch.ptr', scratchPointer);
+    repo.git(['update-index', '--add', '--cacheinfo', `100644,${repo.git(['hash-object', '-w', 'scratch.ptr']).stdout.trim()},restored.safetensors`]);
+    repo.git(['checkout', '--', 'restored.safetensors']);
+    expect(repo.read('restored.safetensors').equals(scratch)).toBe(true);
   });
 
   it('removes files left by killed commands once they are old, and keeps fresh ones', () => {
