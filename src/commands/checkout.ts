@@ -5,15 +5,20 @@
 
 import { createHash } from 'node:crypto';
 import { closeSync, fchmodSync, futimesSync, lstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { GitTensorError, MissingObjectsError } from '../errors/index.js';
-import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, serializePointer } from '../format/pointer.js';
+import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, pointerTensorLengths, serializePointer } from '../format/pointer.js';
 import { gitRaw } from '../git/exec.js';
+import { StatUpdate, updateIndexStat } from '../git/index-stat.js';
 import { tempPathFor } from '../store/atomic.js';
-import { planRestore, restore, validatePointer } from '../store/checkpoint.js';
+import { planRestore, validatePointer } from '../store/checkpoint.js';
 import { fileIdentity, WrittenFiles } from '../store/written-files.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { openRepo, RepoContext } from './context.js';
+
+function trace(line: string): void {
+  if (process.env.GIT_TENSOR_TRACE === '1') process.stderr.write(`git-tensor: ${line}\n`);
+}
 
 /** Files at least this large are written by git-tensor rather than through git (tensor.checkoutThreshold). */
 export const DEFAULT_CHECKOUT_THRESHOLD = 64 * 1024 * 1024;
@@ -82,6 +87,65 @@ function readIfLength(file: string, expected: number): Buffer | null {
   }
 }
 
+/** Tensors decoded at once per file: each keeps a few decode windows in flight on libuv's pool (4 threads). */
+const TENSORS_IN_FLIGHT = 2;
+
+/**
+ * Writes the bytes `pointer` stands for into `fd`: the prefix and header, then the tensors, each at its
+ * own offset, several at once so the pool's threads all decode. (restore() yields the same bytes in
+ * order, one tensor at a time, for git's pipe.) Every chunk is verified against its id on the way.
+ */
+async function writeContent(repo: RepoContext, pointer: Pointer, file: string, fd: number): Promise<void> {
+  const killAfter = Number(process.env.GIT_TENSOR_TEST_KILL_AFTER_BYTES ?? NaN); // tests: a writer killed mid-file
+  let total = 0;
+  const put = (bytes: Uint8Array, at: number): void => {
+    for (let k = 0; k < bytes.length; ) k += writeSync(fd, bytes, k, bytes.length - k, at + k);
+    total += bytes.length;
+    if (total >= killAfter) process.kill(process.pid, 'SIGKILL');
+  };
+  const stream = async (id: string, at: number, tensor?: string): Promise<number> => {
+    for await (const piece of repo.store.streamChunks(id, { file, tensor })) {
+      put(piece, at);
+      at += piece.length;
+    }
+    return at;
+  };
+  if (pointer.kind === 'opaque') {
+    if ((await stream(pointer.id, 0)) !== pointer.size) throw new GitTensorError('E_INTERNAL', `${file}: wrote a different size than the pointer says`, { exitCode: 70 });
+    return;
+  }
+  const header = repo.store.read(pointer.header.id, { file });
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(header.length));
+  put(prefix, 0);
+  put(header, 8);
+  const lengths = pointerTensorLengths(pointer, file);
+  const starts: number[] = [];
+  let at = 8 + header.length;
+  for (const n of lengths) {
+    starts.push(at);
+    at += n;
+  }
+  let next = 0;
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < pointer.tensors.length) {
+      const k = next++;
+      const t = pointer.tensors[k]!;
+      if ((await stream(t.id, starts[k]!, t.name)) !== starts[k]! + lengths[k]!) {
+        throw new GitTensorError('E_INTERNAL', `${file}: tensor \`${t.name}\` decoded to a different size than its shape needs`, { exitCode: 70 });
+      }
+    }
+  };
+  // Every worker has stopped before the caller may close the descriptor, whichever failed first.
+  const outcomes = await Promise.allSettled(Array.from({ length: TENSORS_IN_FLIGHT }, () => worker().catch((err) => {
+    failed = true;
+    throw err;
+  })));
+  for (const o of outcomes) if (o.status === 'rejected') throw o.reason;
+  if (total !== pointer.size) throw new GitTensorError('E_INTERNAL', `${file}: wrote ${total} bytes, the pointer says ${pointer.size}`, { exitCode: 70 });
+}
+
 /**
  * Replaces the working-tree file at `f.path`, which must still hold exactly `f.pointer`, with the bytes
  * the pointer stands for: written to a temp file, then renamed over the pointer, so the path holds the
@@ -102,21 +166,14 @@ export async function writeFromPointer(repo: RepoContext, f: PendingFile, writte
   const mode = lstatSync(file).mode & 0o777;
   const tmp = tempPathFor(file, tempDirFor(repo, file));
   const fd = openSync(tmp, 'wx', 0o600);
-  const killAfter = Number(process.env.GIT_TENSOR_TEST_KILL_AFTER_BYTES ?? NaN); // tests: a writer killed mid-file
   try {
-    let at = 0;
-    for await (const piece of restore(repo.store, pointer, f.path)) {
-      for (let k = 0; k < piece.length; ) k += writeSync(fd, piece, k, piece.length - k, at + k);
-      at += piece.length;
-      if (at >= killAfter) process.kill(process.pid, 'SIGKILL');
-    }
-    if (at !== pointer.size) throw new GitTensorError('E_INTERNAL', `${f.path}: wrote ${at} bytes, the pointer says ${pointer.size}`, { exitCode: 70 });
+    await writeContent(repo, pointer, f.path, fd);
     fchmodSync(fd, mode); // git created the pointer file with the index's mode and the user's umask
     // git trusts an index entry's stat only for a file last modified before the index was written (in
     // whole seconds, as Debian's git is built): dated two seconds back, the file is not "racily clean",
     // and git status does not send it through the filter again each time until a later index write.
-    const now = Date.now() / 1000;
-    futimesSync(fd, now, now - 2);
+    const seconds = Date.now() / 1000;
+    futimesSync(fd, seconds, seconds - 2);
     closeSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -140,34 +197,48 @@ function blobId(text: string, format: string): string {
 }
 
 /**
- * Tells git that the files just written hold what its index says. git compares sizes first, and a file
- * whose size differs from its index entry's is modified without a look at its content, so a plain
- * refresh cannot do it: `git update-index` re-adds each file, git streams it to the filter, and clean
- * answers from WrittenFiles (a stat, no hashing) with the pointer the entry already names. Only paths
- * whose index entry (stage 0, no conflict) is that very pointer are given to git: nothing else is
- * staged as a side effect. Best effort: where git cannot take the index lock, the next `git add` or
- * status does the work.
+ * Tells git that the files just written hold what its index says, without reading them again. git
+ * compares an entry's size with the file's first and calls a file whose size differs modified without
+ * looking at its content, so a refresh cannot take the new stat; the index entries of paths that are
+ * stage 0 and name exactly the pointer the file was written from get the file's stat written into them
+ * (git/index-stat.ts). Where the index cannot be edited that way (a split index), `git update-index`
+ * re-adds those paths: git streams each file to the filter once more and clean answers from
+ * WrittenFiles (a stat, no hashing). Nothing else is staged as a side effect. Best effort: where git's
+ * index lock is held, the next `git status` does the work.
  */
 export function refreshIndex(repo: RepoContext, files: readonly PendingFile[]): boolean {
   if (!files.length) return true;
   const literal = { ...process.env, GIT_LITERAL_PATHSPECS: '1' };
-  const format = gitRaw(['rev-parse', '--show-object-format'], { cwd: repo.topLevel }).stdout.toString().trim();
+  const [format, indexPath] = gitRaw(['rev-parse', '--show-object-format', '--git-path', 'index'], { cwd: repo.topLevel })
+    .stdout.toString('utf8').split('\n');
+  const updates: StatUpdate[] = [];
+  for (const f of files) {
+    try {
+      updates.push({ path: f.path, oid: blobId(f.pointer, format!), stat: lstatSync(join(repo.topLevel, f.path), { bigint: true }) });
+    } catch {
+      // gone meanwhile: nothing to record
+    }
+  }
+  const edited = updateIndexStat(resolve(repo.topLevel, indexPath!), updates, format!);
+  // Entries the edit left alone do not name the pointer (a merge left them unmerged, say): nothing to record.
+  if (edited) return true;
+  const rest = files;
   const staged = new Map<string, string[]>();
   let listing = '';
-  for (let k = 0; k < files.length; k += 500) {
-    const batch = files.slice(k, k + 500).map((f) => f.path);
+  for (let k = 0; k < rest.length; k += 500) {
+    const batch = rest.slice(k, k + 500).map((f) => f.path);
     listing += gitRaw(['ls-files', '-s', '-z', '--', ...batch], { cwd: repo.topLevel, env: literal }).stdout.toString('utf8');
   }
   for (const rec of listing.split('\0')) {
     const m = /^\d+ ([0-9a-f]+) (\d)\t(.*)$/s.exec(rec);
     if (m) staged.set(m[3]!, [...(staged.get(m[3]!) ?? []), `${m[2]} ${m[1]}`]);
   }
-  const paths = files.filter((f) => staged.get(f.path)?.join() === `0 ${blobId(f.pointer, format)}`).map((f) => f.path);
-  if (!paths.length) return files.length === 0;
+  const paths = rest.filter((f) => staged.get(f.path)?.join() === `0 ${blobId(f.pointer, format!)}`).map((f) => f.path);
+  if (!paths.length) return true;
   const r = gitRaw(['update-index', '-q', '-z', '--stdin'], {
     cwd: repo.topLevel, env: literal, input: Buffer.from(paths.map((p) => `${p}\0`).join(''), 'utf8'), okCodes: [1, 128],
   });
-  return r.status === 0 && paths.length === files.length;
+  return r.status === 0;
 }
 
 export interface WriteReport {
@@ -191,14 +262,18 @@ export async function writePending(repo: RepoContext, files: readonly PendingFil
   if (missing.size && lazy) await lazy.fetch([...missing], { file: files[0]?.path });
   let failure: unknown;
   for (const f of files) {
+    const started = Date.now();
     try {
       const outcome = await writeFromPointer(repo, f, written);
       (outcome === 'written' ? report.written : report.changed).push(f.path);
+      trace(`${f.path}: ${outcome} in ${((Date.now() - started) / 1000).toFixed(2)} s`);
     } catch (err) {
       failure ??= err;
     }
   }
+  const started = Date.now();
   report.refreshed = refreshIndex(repo, files.filter((f) => report.written.includes(f.path)));
+  trace(`index refresh of ${report.written.length} file(s): ${((Date.now() - started) / 1000).toFixed(2)} s`);
   if (failure) throw failure;
   return report;
 }

@@ -155,6 +155,38 @@ describe('git commands write large checkpoints directly', () => {
   });
 });
 
+describe('the index records the written file whatever its format', () => {
+  const setups: [string, (repo: Repo) => void][] = [
+    ['version 4 (prefix-compressed paths)', (repo) => repo.git(['update-index', '--index-version', '4'])],
+    ['version 3 (an intent-to-add entry has extended flags)', (repo) => {
+      repo.write('notes.txt', 'later\n');
+      repo.git(['add', '-N', 'notes.txt']);
+    }],
+    ['split (left to git update-index)', (repo) => repo.git(['update-index', '--split-index'])],
+  ];
+  for (const [label, setup] of setups) {
+    it(label, () => {
+      const repo = newRepo();
+      repo.write('a/first.txt', 'a\n');
+      repo.write(BIG, v1);
+      repo.write('z/last.txt', 'z\n');
+      repo.commit(['a/first.txt', BIG, 'z/last.txt'], 'v1');
+      repo.git(['checkout', '-q', '-b', 'two']);
+      repo.write(BIG, v2);
+      repo.commit([BIG], 'v2');
+      setup(repo);
+      const r = repo.git(['checkout', 'main'], { env: TRACE });
+      expectWrittenDirectly(r.stderr);
+      expectBytes(repo, BIG, v1);
+      const st = repo.git(['status', '--porcelain'], { env: TRACE });
+      expect(st.stdout).toBe(label.startsWith('version 3') ? ' A notes.txt\n' : '');
+      expect(st.stderr).not.toMatch(/clean model\.safetensors/);
+      repo.git(['fsck', '--no-progress']); // reads the index, checksum included
+      expect(repo.git(['ls-files', '-s']).stdout).toContain(`${repo.git(['rev-parse', `main:${BIG}`]).stdout.trim()} 0\t${BIG}`);
+    });
+  }
+});
+
 describe('clone through a tensor:: remote', () => {
   let host: HttpGitHost;
   beforeAll(async () => {
