@@ -321,7 +321,7 @@ export async function checkout(opts: CheckoutOptions = {}): Promise<WriteReport>
   const repo = openRepo();
   if (!repo.topLevel) throw new GitTensorError('E_BARE_REPO', 'a bare repository has no working tree to write files into', { exitCode: 2, hint: 'Run it in a clone with a working tree.' });
   const pending: PendingFile[] = [];
-  for (const path of trackedTensorPaths(repo, opts.paths ?? [])) {
+  for (const path of trackedTensorPaths(repo, opts.paths?.length ? opts.paths : [':/'])) {
     const pointer = pointerIn(join(repo.topLevel, path), path);
     if (pointer) pending.push({ path, pointer });
   }

@@ -91,8 +91,8 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   const feedsOnlyOurDiff = (path: string): boolean =>
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
   const threshold = !skipSmudge && invoker && WORKTREE_COMMANDS.has(invoker) && repo.topLevel ? checkoutThreshold() : Infinity;
-  /** Large files smudged as their pointer, to be written once git is done. */
-  const deferred: PendingFile[] = [];
+  /** Large files smudged as their pointer, to be written once git is done (the last version of each path). */
+  const deferred = new Map<string, PendingFile>();
   const written = new WrittenFiles(store.dir, repo.topLevel);
   await serveFilterProcess(opts.input ?? readSlices(0), opts.output ?? process.stdout, {
     async clean(req, content) {
@@ -150,7 +150,8 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
         if (canonicalPointer(text, req.pathname)) {
           validatePointer(store, plan.pointer, req.pathname);
           trace(`smudge ${req.pathname}: ${plan.pointer.size} bytes, written by git-tensor after git ${invoker} (git gets the pointer)`);
-          deferred.push({ path: req.pathname, pointer: text });
+          deferred.delete(req.pathname);
+          deferred.set(req.pathname, { path: req.pathname, pointer: text });
           return [blob];
         }
       }
@@ -162,9 +163,9 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   });
   index?.close();
   // git closed the filter: it has written the index and is waiting for this process to exit.
-  if (deferred.length) {
+  if (deferred.size) {
     try {
-      const report = await writePending(repo, deferred, lazy);
+      const report = await writePending(repo, [...deferred.values()], lazy);
       trace(`wrote ${report.written.length} file(s) from their pointers${report.changed.length ? `, ${report.changed.length} changed meanwhile and left alone` : ''}; index ${report.refreshed ? 'refreshed' : 'not refreshed (git status will)'}`);
     } catch (err) {
       process.stderr.write(`${formatError(err)}\nhint: large files still hold their pointers; run \`git tensor checkout\` to write them.\n`);
