@@ -26,7 +26,7 @@ function scopeOf(argv: { global?: boolean; system?: boolean }): 'local' | 'globa
 
 function strategyOptions<T>(y: Argv<T>) {
   return y
-    .option('strategy', { type: 'string', describe: 'fail, ours, theirs, base, average, task-arithmetic, ties, dare, dare-ties, slerp' })
+    .option('strategy', { type: 'string', describe: 'fail, ours, theirs, base, average, task-arithmetic, ties, dare, dare-ties, slerp, protect; resolve: auto' })
     .option('density', { type: 'number', describe: 'ties/dare: fraction of each task vector kept' })
     .option('lambda', { type: 'number', describe: 'task-arithmetic/ties/dare: scale of the merged task vector' })
     .option('weights', { type: 'string', describe: 'average: ours,theirs weights, e.g. 0.7,0.3' })
@@ -54,8 +54,16 @@ function build(args: string[]): Argv {
         .option('system', { type: 'boolean', describe: 'the system config' }),
       run(async (argv) => {
         const { install, GIT_CONFIG } = await import('../commands/install.js');
+        const { hookCall } = await import('../commands/hooks.js');
         const r = await install({ scope: scopeOf(argv) });
-        return { data: r, text: [`git-tensor installed in ${r.scope} git config:`, ...GIT_CONFIG.map(([k, v]) => `  ${k} = ${v}`)] };
+        const text = [`git-tensor installed in ${r.scope} git config:`, ...GIT_CONFIG.map(([k, v]) => `  ${k} = ${v}`)];
+        const foreign = r.hooks.filter((h) => h.state === 'foreign');
+        for (const h of r.hooks) {
+          text.push(h.state === 'foreign'
+            ? `  hook ${h.name}: NOT INSTALLED: ${h.path} is not git-tensor's; add this line to it: ${hookCall(h.name)}`
+            : `  hook ${h.name}: ${h.path}${h.state === 'foreign-calls-us' ? ' (your hook, which calls git-tensor)' : ''}`);
+        }
+        return { data: r, text, exitCode: foreign.length ? 1 : 0 };
       }))
     .command('uninstall', 'remove the git config written by install',
       (y) => y.option('local', { type: 'boolean' }).option('global', { type: 'boolean' }).option('system', { type: 'boolean' }),
@@ -63,6 +71,12 @@ function build(args: string[]): Argv {
         const { uninstall } = await import('../commands/install.js');
         const r = await uninstall({ scope: scopeOf(argv) });
         return { data: r, text: [`git-tensor removed from ${r.scope} git config (${r.settings.length} section(s))`] };
+      }))
+    .command('hook <name> [args..]', false,
+      (y) => y.positional('name', { type: 'string', demandOption: true }).positional('args', { type: 'string', array: true }),
+      run(async (argv) => {
+        const { runHook } = await import('../commands/hooks.js');
+        return runHook(argv.name as string, (argv.args as string[] | undefined) ?? []);
       }))
     .command('track <patterns..>', 'store files matching the patterns with git-tensor (.gitattributes)',
       (y) => y.positional('patterns', { type: 'string', array: true, demandOption: true }),
@@ -143,13 +157,23 @@ function build(args: string[]): Argv {
         const { conflicts } = await import('../commands/conflicts.js');
         return conflicts({});
       }))
-    .command('resolve <path>', 'finish the merge of an unmerged checkpoint with a strategy, and stage it',
+    .command('resolve <path>', 'finish the merge of an unmerged checkpoint with a strategy (auto: the best that keeps the protected probes), and stage it',
       (y) => strategyOptions(y.positional('path', { type: 'string', demandOption: true })
-        .option('tensor', { type: 'string', describe: 'only tensors matching this glob (repeat the command for others)' }))
-        .demandOption('strategy'),
+        .option('tensor', { type: 'string', describe: 'only tensors matching this glob (repeat the command for others)' })
+        .option('keep-ours', { type: 'string', array: true, describe: 'take tensors matching this glob whole from ours (e.g. the modules a merge guard report names)' })
+        .option('guard', { type: 'boolean', default: true, describe: '--no-guard: accept a result that drops a protected probe' })),
       run(async (argv) => {
         const { resolve } = await import('../commands/resolve.js');
-        return resolve({ path: argv.path as string, tensor: argv.tensor, settings: strategyParams(argv) });
+        return resolve({ path: argv.path as string, tensor: argv.tensor, settings: strategyParams(argv), keepOurs: argv.keepOurs as string[] | undefined, noGuard: argv.guard === false });
+      }))
+    .command('verify [rev]', 'run the protected probes on a version against its first parent (exit 1 on regression): for CI and hooks',
+      (y) => y.positional('rev', { type: 'string', describe: 'the version to check (default HEAD)' })
+        .option('against', { type: 'string', describe: 'the version it must not regress from (default: its first parent; HEAD with --staged)' })
+        .option('staged', { alias: 'index', type: 'boolean', describe: 'check the index (what the next commit records)' })
+        .option('path', { type: 'string', describe: 'only this checkpoint' }),
+      run(async (argv) => {
+        const { verify } = await import('../commands/verify.js');
+        return verify({ rev: argv.rev as string | undefined, against: argv.against, staged: !!argv.staged, path: argv.path });
       }))
     .command('diff [revs..]', 'explain what changed in tracked checkpoints: HEAD vs working tree, <rev> vs working tree, or <rev> <rev> (-- <path>...)',
       (y) => y.positional('revs', { type: 'string', array: true, describe: 'zero, one or two revisions (A..B and A...B too), then -- <path>...' })

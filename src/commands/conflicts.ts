@@ -1,5 +1,6 @@
 // Owns `git tensor conflicts`: for every checkpoint git left unmerged, which tensors conflict and how
-// much (elements changed by ours, by theirs, by both differently, with opposite signs).
+// much (elements changed by ours, by theirs, by both differently, with opposite signs), and the merge
+// guard's report for a file it refused (resolve-state.ts keeps it).
 
 import { Printable, table } from './printable.js';
 import { looksLikePointer, parsePointer, Pointer } from '../format/pointer.js';
@@ -8,7 +9,7 @@ import { readPointerBlobs } from '../git/cat-file.js';
 import { unmergedEntries, UnmergedEntry } from '../git/tree.js';
 import { openRepo, RepoContext } from './context.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
-import { choiceRules, loadChoices } from './resolve-state.js';
+import { choiceRules, loadChoices, loadGuardRecord } from './resolve-state.js';
 import { MergeRule, StrategyParams } from '../merge/strategy.js';
 
 type SafetensorsPointer = Extract<Pointer, { kind: 'safetensors' }>;
@@ -50,7 +51,7 @@ export async function analyse(repo: RepoContext, path: string, sides: StagePoint
 export async function conflicts(_opts: object): Promise<Printable> {
   const repo = openRepo();
   const rules = loadMergeRules(repo.topLevel);
-  const files: { path: string; problem?: string; tensors: object[]; metadata: object[] }[] = [];
+  const files: { path: string; problem?: string; tensors: object[]; metadata: object[]; guard?: unknown }[] = [];
   const text: string[] = [];
   for (const entry of unmergedEntries()) {
     const sides = await stagePointers(entry);
@@ -75,15 +76,18 @@ export async function conflicts(_opts: object): Promise<Printable> {
         conflictingPercent: t.counts && n ? (100 * t.counts.conflict) / n : null,
       };
     });
-    files.push({ path: entry.path, tensors: rows, metadata: outcome.metadataConflicts });
-    text.push(`${entry.path}: ${rows.length} conflicting tensor(s)` + (outcome.metadataConflicts.length ? `, ${outcome.metadataConflicts.length} metadata key(s)` : ''));
+    const guard = loadGuardRecord(repo.commonDir, entry);
+    files.push({ path: entry.path, tensors: rows, metadata: outcome.metadataConflicts, ...(guard ? { guard: guard.verdict } : {}) });
+    text.push(`${entry.path}: ${rows.length} conflicting tensor(s)` + (outcome.metadataConflicts.length ? `, ${outcome.metadataConflicts.length} metadata key(s)` : '') +
+      (guard ? ', refused by the merge guard' : ''));
     const fmt = (v: number | null) => (v === null ? '-' : String(v));
-    text.push(...table([
+    if (rows.length) text.push(...table([
       ['  tensor', 'changed-ours', 'changed-theirs', 'overlapping', 'conflicting', 'sign-conflicting', '% conflicting'],
       ...rows.map((r) => ['  ' + r.tensor, fmt(r.changedOurs), fmt(r.changedTheirs), fmt(r.overlapping), fmt(r.conflicting), fmt(r.signConflicting),
         r.conflictingPercent === null ? r.reason ?? '' : r.conflictingPercent.toFixed(2) + '%']),
     ], [1, 2, 3, 4, 5]));
     for (const m of outcome.metadataConflicts) text.push(`  __metadata__ ${JSON.stringify(m.key)}: ours ${JSON.stringify(m.ours ?? null)}, theirs ${JSON.stringify(m.theirs ?? null)}`);
+    if (guard) text.push(...guard.text.map((l) => '  ' + l));
   }
   if (!files.length) text.push('no unmerged checkpoints');
   else text.push('hint: `git tensor resolve <path> [--tensor <glob>] --strategy <name>` finishes a file; `git merge --abort` undoes the merge.');

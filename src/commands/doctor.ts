@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Printable } from './printable.js';
 import { gitRaw } from '../git/exec.js';
 import { GIT_CONFIG } from './install.js';
+import { hookCall, hookStatus } from './hooks.js';
 
 export async function doctor(_opts: object): Promise<Printable> {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -26,7 +27,10 @@ export async function doctor(_opts: object): Promise<Printable> {
   const addon = { loaded: status.path !== null, path: status.path, problem: status.problem };
   const compression = { zstd: status.zstd };
   const degraded = status.problem !== null;
-  const data = { version: pkg.version, node: process.version, git: gitVersion, config, addon, compression, kernels, degraded };
+  // Hooks are a repository's own: checked only inside one (hookStatus is empty elsewhere).
+  const hooks = hookStatus();
+  const hooksOk = hooks.every((h) => h.state === 'installed' || h.state === 'foreign-calls-us');
+  const data = { version: pkg.version, node: process.version, git: gitVersion, config, addon, compression, kernels, hooks, degraded };
 
   const pkgRoot = fileURLToPath(new URL('../..', import.meta.url));
   const text = [
@@ -40,10 +44,13 @@ export async function doctor(_opts: object): Promise<Printable> {
       ? `compression: zstd ${status.zstd}`
       : 'compression: NONE: new chunks are stored uncompressed and no deltas are made',
     `kernels: active ${kernels.active}; supported: ${kernels.supported.join(', ')}; cuda ${kernels.cuda ? 'yes' : 'no'}`,
+    ...(hooks.length ? ['hooks:'] : []),
+    ...hooks.map((h) => `  ${h.state === 'installed' || h.state === 'foreign-calls-us' ? 'ok     ' : 'MISSING'} hook ${h.name}: ${h.path}` +
+      (h.state === 'foreign' ? ` (your own hook: add \`${hookCall(h.name)}\` to it)` : '')),
   ];
-  if (config.some((c) => !c.ok)) text.push('hint: run `git tensor install` to configure git.');
+  if (config.some((c) => !c.ok) || hooks.some((h) => h.state === 'missing')) text.push('hint: run `git tensor install` to configure git.');
   if (degraded) {
     text.push(`hint: build the addon: \`npm run build:native\` in ${pkgRoot} (needs a C++ toolchain and cmake or make).`);
   }
-  return { data, text, exitCode: config.every((c) => c.ok) && !degraded ? 0 : 1 };
+  return { data, text, exitCode: config.every((c) => c.ok) && hooksOk && !degraded ? 0 : 1 };
 }

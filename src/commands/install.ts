@@ -1,6 +1,8 @@
-// Owns `git tensor install` / `uninstall`: the git config that makes git drive git-tensor.
+// Owns `git tensor install` / `uninstall`: the git config that makes git drive git-tensor, and (in a
+// repository, --local) the hooks of hooks.ts.
 
 import { git, gitRaw } from '../git/exec.js';
+import { HookStatus, installHooks, uninstallHooks } from './hooks.js';
 
 export type ConfigScope = 'local' | 'global' | 'system';
 
@@ -25,11 +27,14 @@ export interface InstallOptions {
 export interface InstallResult {
   scope: ConfigScope;
   settings: [string, string][];
+  /** Hooks are a repository's own (git has no global hooks folder but core.hooksPath): --local only. */
+  hooks: HookStatus[];
 }
 
 export async function install(opts: InstallOptions): Promise<InstallResult> {
   for (const [key, value] of GIT_CONFIG) git(['config', `--${opts.scope}`, key, value], { cwd: opts.cwd });
-  return { scope: opts.scope, settings: [...GIT_CONFIG] };
+  const hooks = opts.scope === 'local' ? installHooks(opts.cwd) : [];
+  return { scope: opts.scope, settings: [...GIT_CONFIG], hooks };
 }
 
 export async function uninstall(opts: InstallOptions): Promise<InstallResult> {
@@ -39,5 +44,6 @@ export async function uninstall(opts: InstallOptions): Promise<InstallResult> {
     const r = gitRaw(['config', `--${opts.scope}`, '--remove-section', section], { cwd: opts.cwd, okCodes: [128] });
     if (r.status === 0) removed.push([section, '']);
   }
-  return { scope: opts.scope, settings: removed };
+  if (opts.scope === 'local') for (const path of uninstallHooks(opts.cwd)) removed.push(['hook', path]);
+  return { scope: opts.scope, settings: removed, hooks: [] };
 }

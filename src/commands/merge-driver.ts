@@ -1,6 +1,7 @@
 // Owns `git-tensor merge-driver %O %A %B %P`: git's merge driver for tracked checkpoints. Writes the
 // merged pointer into %A and exits 0 when the merge is clean, 1 when conflicts are left for
-// `git tensor conflicts` / `git tensor resolve`.
+// `git tensor conflicts` / `git tensor resolve`. A clean result must pass the merge guard (guard.ts:
+// the protected probes of `.gittensor`'s `[probe] file`) first; a refused one leaves ours in %A and exits 1.
 
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Printable } from './printable.js';
@@ -10,6 +11,9 @@ import { mergeCheckpoint, MergeOutcome } from '../merge/checkpoint-merge.js';
 import { openRepo } from './context.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { envOverride, loadMergeRules } from './merge-rules.js';
+import { guardMerge, openGuard, renderVerdict, type GuardVerdict } from './guard.js';
+import type { MergeRule } from '../merge/strategy.js';
+import { clearGuardRecord, saveGuardRecord } from './resolve-state.js';
 
 export interface MergeDriverOptions {
   base: string;
@@ -40,7 +44,9 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
   }
   const repo = openRepo();
   const { topLevel, store } = repo;
-  const merge = async (): Promise<MergeOutcome> => {
+  // A report from an earlier attempt at this file (aborted, or merged with other settings) is stale now.
+  clearGuardRecord(repo.commonDir, opts.path);
+  const merge = async (extra: MergeRule[] = []): Promise<MergeOutcome> => {
     const writer = store.beginWrite();
     try {
       const outcome = await mergeCheckpoint(store, writer, {
@@ -48,8 +54,9 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
         base: base as Extract<Pointer, { kind: 'safetensors' }> | null,
         ours,
         theirs,
-        rules: loadMergeRules(topLevel),
+        rules: [...loadMergeRules(topLevel), ...extra],
         override: envOverride(),
+        only: extra.length ? (t) => !extra.some((r) => r.tensor === t) : undefined,
       });
       writer.commit();
       return outcome;
@@ -71,8 +78,43 @@ export async function mergeDriver(opts: MergeDriverOptions): Promise<Printable> 
   } finally {
     lazy.close();
   }
+  // The guard reads ours' model files (config.json, tokenizer.json, other shards) from HEAD: git runs the
+  // driver with HEAD at ours in a merge, a rebase, a cherry-pick and a revert alike.
+  const oursText = readFileSync(opts.ours, 'utf8');
+  const setup = openGuard(repo);
+  let guarded;
+  try {
+    guarded = await guardMerge({ setup, path: opts.path, treeish: 'HEAD', oursText, outcome, remerge: merge });
+  } finally {
+    if (setup.kind === 'guarded') setup.guard.close();
+  }
+  outcome = guarded.outcome;
+  const text = summarize(opts.path, outcome);
+  if (guarded.unguarded) text.push(`git-tensor: ${guarded.unguarded}`);
+  if (guarded.protectedToBase.length) text.push(`git-tensor: protect: conflicting elements of ${guarded.protectedToBase.length} tensor(s) set back to base: ${guarded.protectedToBase.join(', ')}`);
+  const verdict = guarded.verdict;
+  if (verdict && !verdict.held) {
+    // Refused: %A keeps ours, so a careless `git add` keeps what HEAD had; the record lets
+    // `git tensor conflicts` show the report until the file is resolved.
+    const report = renderVerdict(verdict);
+    const stages = [base ? blobOfFile(setup, opts.base) : null, blobOfFile(setup, opts.ours), blobOfFile(setup, opts.theirs)];
+    saveGuardRecord(repo.commonDir, { path: opts.path, stages, text: report, verdict });
+    text.push(...report.map((l) => `git-tensor: ${l}`), guardHint(opts.path, verdict));
+    return { data: { ...outcome, clean: false, guard: verdict }, text, exitCode: ExitCode.failure, stream: 'stderr' };
+  }
+  if (verdict) text.push(`git-tensor: merge guard: ${verdict.check.rows.length} protected probe(s) held (worst drop ${verdict.check.worstDrop.toFixed(3)} nats)`);
   writeFileSync(opts.ours, outcome.pointer);
-  return { data: outcome, text: summarize(opts.path, outcome), exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };
+  return { data: { ...outcome, guard: verdict }, text, exitCode: outcome.clean ? ExitCode.ok : ExitCode.failure, stream: 'stderr' };
+}
+
+function blobOfFile(setup: ReturnType<typeof openGuard>, file: string): string {
+  return setup.kind === 'guarded' ? setup.guard.blobId(readFileSync(file, 'utf8')) : '';
+}
+
+/** What to do after the guard refused a merge. */
+export function guardHint(path: string, v: GuardVerdict): string {
+  const keep = v.responsible ? ` take the responsible modules from ours with \`git tensor resolve ${path} ${v.responsible.map((m) => `--keep-ours '${m}.*'`).join(' ')}\`,` : '';
+  return `hint:${keep} accept the drop with \`git tensor resolve ${path} --no-guard\`, or undo the merge with \`git merge --abort\`; \`git tensor conflicts\` shows this report again.`;
 }
 
 /** One paragraph per merged file: what was taken whole, merged exactly, resolved, or left in conflict. */

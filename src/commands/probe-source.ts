@@ -152,7 +152,7 @@ export async function blobVersion(path: string, oid: string, label: string, cwd:
   return { type: 'commit', rev: label, commit: '', path, label, blobs, pointers: new Map([[name, p]]), contentKey: contentKeyOf(blobs) };
 }
 
-function contentKeyOf(blobs: Map<string, string>): string {
+export function contentKeyOf(blobs: Map<string, string>): string {
   const key = createHash('sha256');
   for (const [name, oid] of [...blobs].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) key.update(`${name} ${oid}\n`);
   return key.digest('hex');

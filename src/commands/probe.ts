@@ -9,7 +9,7 @@ import { GitTensorError, UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import { compareResults, type BehaviourDiff } from '../probe/compare.js';
 import { parseProbes, type ProbeSet } from '../probe/probes.js';
-import { renderBehaviour, renderProbeLog, renderResults, firstFlips, type LogRow } from '../probe/report.js';
+import { renderBehaviour, renderProbeLog, renderResults, firstFlips, firstLearned, type LogRow } from '../probe/report.js';
 import { answerOf, valueOf, type VersionResults } from '../probe/result.js';
 import { renderTimelineHtml, type TimelineInput } from '../diff/report-timeline.js';
 import { openRepo, type RepoContext } from './context.js';
@@ -215,15 +215,20 @@ export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
     const dir = tipVersion.path.includes('/') ? tipVersion.path.slice(0, tipVersion.path.lastIndexOf('/') + 1) : '';
     const names = new Set([...MODEL_FILES, ...tipVersion.blobs.keys(), tipVersion.path.slice(dir.length)]);
     const pathspec = [...names].map((n) => `:(top,literal)${dir}${n}`);
-    const r = gitRaw(['log', '--format=%H%x00%h%x00%s', '--reverse', ...(opts.maxCount ? [`--max-count=${opts.maxCount}`] : []), range, '--', ...pathspec], { cwd: s.topLevel, okCodes: [128] });
+    // --parents: git rewrites each commit's parents to its nearest ancestors that touch the pathspec,
+    // so a flip is judged against what the commit grew from, on histories with merges too.
+    const r = gitRaw(['log', '--format=%H%x00%h%x00%s%x00%P', '--parents', '--topo-order', '--reverse', ...(opts.maxCount ? [`--max-count=${opts.maxCount}`] : []), range, '--', ...pathspec], { cwd: s.topLevel, okCodes: [128] });
     if (r.status !== 0) throw new UsageError(`cannot read the history of ${range}: ${r.stderr.trim()}`, 'Check the range with `git log --oneline <range>`.');
-    const commits = r.stdout.toString('utf8').split('\n').filter(Boolean).map((l) => l.split('\0') as [string, string, string]);
+    const commits = r.stdout.toString('utf8').split('\n').filter(Boolean).map((l) => l.split('\0') as [string, string, string, string]);
     const found = await commitVersionsOf(commits.map(([hash, short]) => ({ commit: hash, rev: short })), tipVersion.path, s.topLevel);
     const versions: ModelVersion[] = found;
-    const bySha = new Map(commits.map(([hash, short, subject]) => [hash, { hash, short, subject }]));
+    const bySha = new Map(commits.map(([hash, short, subject, parents]) => [hash, { hash, short, subject, parent: parents.split(' ')[0] || null }]));
     const rows = found.map((v) => bySha.get(v.commit)!);
     const results = await s.results(versions);
-    const logRows: LogRow[] = rows.map((row, i) => ({ short: row.short, subject: row.subject, results: results[i]!.results }));
+    const shortOf = new Map(rows.map((row) => [row.hash, row.short]));
+    const logRows: LogRow[] = rows.map((row, i) => ({
+      short: row.short, subject: row.subject, parent: row.parent ? (shortOf.get(row.parent) ?? null) : null, results: results[i]!.results,
+    }));
     const flips = firstFlips(logRows);
     const text = logRows.length ? renderProbeLog(logRows) : [`no commit in ${range} changes ${tipVersion.path}`];
     if (opts.html) {
@@ -235,6 +240,7 @@ export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
         version: 1, checkpoint: tipVersion.path, probes: s.probes.source, engine: s.engine,
         commits: rows.map((row, i) => ({ commit: row.hash, subject: row.subject, cached: results[i]!.cached, probes: results[i]!.results.probes })),
         first_flips: Object.fromEntries([...flips].map(([id, f]) => [id, { commit: rows.find((r) => r.short === f.short)!.hash, from: f.from, to: f.to }])),
+        learned: Object.fromEntries([...firstLearned(logRows)].map(([id, l]) => [id, { commit: rows.find((r) => r.short === l.short)!.hash, from: l.from, to: l.to }])),
         computed: s.computed,
       },
       text,
@@ -247,6 +253,8 @@ export async function logProbes(opts: ProbeLogOptions): Promise<Printable> {
 /** The timeline's series: each probe's value per commit, and the commits where its answer changed. */
 function timelineOf(title: string, rows: LogRow[]): TimelineInput {
   const ids = rows[0]?.results.probes.map((r) => r.id) ?? [];
+  const index = new Map(rows.map((r, i) => [r.short, i]));
+  const parentOf = rows.map((r, i) => (r.parent === undefined ? i - 1 : r.parent === null ? -1 : (index.get(r.parent) ?? -1)));
   return {
     title,
     commits: rows.map((r) => ({ short: r.short, subject: r.subject })),
@@ -258,7 +266,10 @@ function timelineOf(title: string, rows: LogRow[]): TimelineInput {
       const answers = per.map((p) => (p ? answerOf(p) : null));
       return {
         id, label, values: per.map((p) => (p ? valueOf(p) : null)),
-        flips: answers.flatMap((a, i) => (i > 0 && a !== null && answers[i - 1] !== null && a !== answers[i - 1] ? [i] : [])),
+        flips: answers.flatMap((a, i) => {
+          const before = parentOf[i]! >= 0 ? answers[parentOf[i]!] : null;
+          return a !== null && before !== null && before !== undefined && a !== before ? [i] : [];
+        }),
       };
     }),
   };

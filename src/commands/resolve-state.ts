@@ -1,6 +1,7 @@
 // Owns the choices `git tensor resolve` remembers for a file still in conflict, so a file can be settled
 // in steps. They belong to one merge: they are tied to the file's index stages and forgotten as soon as
-// those change (the merge was aborted, or redone).
+// those change (the merge was aborted, or redone). Also the merge guard's report for a file the guard refused,
+// which `git tensor conflicts` shows again.
 
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
@@ -65,4 +66,36 @@ export function choiceRules(choices: ResolveChoice[]): MergeRule[] {
     params: c.params,
     source: `git tensor resolve${c.tensor === undefined ? '' : ` --tensor ${c.tensor}`}`,
   }));
+}
+
+/** The report of a merge the guard refused, tied to the file's stage blobs (base, ours, theirs). */
+export interface GuardRecord {
+  path: string;
+  stages: (string | null)[];
+  text: string[];
+  verdict: unknown;
+}
+
+function guardFile(commonDir: string, path: string): string {
+  return join(storeDirOf(commonDir), 'resolve', 'guard-' + createHash('sha256').update(path).digest('hex') + '.json');
+}
+
+/**
+ * Kept by the merge driver, which runs before git writes MERGE_HEAD and the index stages: the record is
+ * tied to the stage blobs alone, so a later merge of other content never shows it.
+ */
+export function saveGuardRecord(commonDir: string, record: GuardRecord): void {
+  writeFileAtomic(guardFile(commonDir, record.path), JSON.stringify(record, null, 2) + '\n');
+}
+
+export function loadGuardRecord(commonDir: string, entry: UnmergedEntry): GuardRecord | null {
+  const file = guardFile(commonDir, entry.path);
+  if (!existsSync(file)) return null;
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as GuardRecord;
+  const stages = [entry.stages[1] ?? null, entry.stages[2] ?? null, entry.stages[3] ?? null];
+  return JSON.stringify(saved.stages) === JSON.stringify(stages) ? saved : null;
+}
+
+export function clearGuardRecord(commonDir: string, path: string): void {
+  rmSync(guardFile(commonDir, path), { force: true });
 }

@@ -81,7 +81,8 @@ async function resolveAll(o: Uint8Array, a: Uint8Array, b: Uint8Array, dtype: Fi
   switch (s.name) {
     case 'average': return K.average({ dtype, models: [a, b], weights: s.weights, out });
     case 'task-arithmetic': return K.taskArithmetic({ dtype, base: o, models: [a, b], lambda: s.lambda, out });
-    case 'ties': return K.ties({ dtype, base: o, models: [a, b], density: s.density, lambda: s.lambda, out });
+    case 'ties':
+    case 'protect': return K.ties({ dtype, base: o, models: [a, b], density: s.density, lambda: s.lambda, out });
     case 'dare': return K.dare({ dtype, base: o, models: [a, b], density: s.density, seed: s.seed, lambda: s.lambda, out });
     case 'slerp': return K.slerp({ dtype, a, b, t: s.t, out });
     case 'dare-ties': {

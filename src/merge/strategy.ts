@@ -4,12 +4,14 @@
 
 import { UsageError } from '../errors/index.js';
 
-export const STRATEGIES = ['fail', 'ours', 'theirs', 'base', 'average', 'task-arithmetic', 'ties', 'dare', 'dare-ties', 'slerp'] as const;
+// `protect` merges conflicting elements as `ties` does; the merge guard (src/commands/guard.ts) then sets
+// them back to base in the modules it finds responsible for a protected probe's regression.
+export const STRATEGIES = ['fail', 'ours', 'theirs', 'base', 'average', 'task-arithmetic', 'ties', 'dare', 'dare-ties', 'slerp', 'protect'] as const;
 export type StrategyName = (typeof STRATEGIES)[number];
 
 export interface Strategy {
   name: StrategyName;
-  /** ties, dare, dare-ties: fraction of each task vector kept (0 < density <= 1). */
+  /** ties, dare, dare-ties, protect: fraction of each task vector kept (0 < density <= 1). */
   density: number;
   /** task-arithmetic, ties, dare, dare-ties: scale of the merged task vector. */
   lambda: number;

@@ -57,7 +57,18 @@ export function renderBehaviour(d: BehaviourDiff, opts: { top?: number } = {}): 
 export interface LogRow {
   short: string;
   subject: string;
+  /**
+   * The row this commit is compared with: its nearest ancestor in the log (git's rewritten first parent),
+   * null when none is listed. Absent: the row before, for a linear history.
+   */
+  parent?: string | null;
   results: VersionResults;
+}
+
+/** Each row with the row it is compared with (see LogRow.parent). */
+function withParents(rows: LogRow[]): [LogRow, LogRow | undefined][] {
+  const byShort = new Map(rows.map((r) => [r.short, r]));
+  return rows.map((row, i) => [row, row.parent === undefined ? rows[i - 1] : row.parent === null ? undefined : byShort.get(row.parent)]);
 }
 
 /** One row per commit (oldest first): each probe's value, and where each probe's answer first flipped. */
@@ -81,20 +92,43 @@ export function renderProbeLog(rows: LogRow[]): string[] {
     const fl = flips.get(id);
     if (fl) out.push(`${id}: answer first flipped at ${fl.short} (${q(fl.from)} -> ${q(fl.to)})`);
   }
+  const learned = firstLearned(rows);
+  for (const id of ids) {
+    const l = learned.get(id);
+    if (l) out.push(`${id}: learned at ${l.short} (${l.from === null ? '-' : f(l.from)} -> ${l.to === null ? '-' : f(l.to)})`);
+  }
   out.push('values: target logprob (nats), margin of the first choice, or text loss (nats/token); ✓/✗: the expected answer wins');
   return out;
 }
 
-/** For each probe, the first row whose answer differs from the row before. */
+/**
+ * For each probe, the first row (oldest first) whose answer differs from its parent row's: on a history
+ * with merges a branch's commit is compared with what it grew from, not with whatever came before it.
+ */
 export function firstFlips(rows: LogRow[]): Map<string, { short: string; from: string; to: string }> {
   const out = new Map<string, { short: string; from: string; to: string }>();
-  const last = new Map<string, string | null>();
-  for (const row of rows) {
+  for (const [row, parent] of withParents(rows)) {
+    if (!parent) continue;
+    const before = new Map(parent.results.probes.map((r) => [r.id, answerOf(r)]));
     for (const r of row.results.probes) {
       const a = answerOf(r);
-      const before = last.get(r.id);
-      if (before !== undefined && before !== null && a !== null && a !== before && !out.has(r.id)) out.set(r.id, { short: row.short, from: before, to: a });
-      last.set(r.id, a);
+      const b = before.get(r.id);
+      if (b !== undefined && b !== null && a !== null && a !== b && !out.has(r.id)) out.set(r.id, { short: row.short, from: b, to: a });
+    }
+  }
+  return out;
+}
+
+/** For each probe with an expected answer, the first row where it became right while its parent row was wrong. */
+export function firstLearned(rows: LogRow[]): Map<string, { short: string; from: number | null; to: number | null }> {
+  const out = new Map<string, { short: string; from: number | null; to: number | null }>();
+  for (const [row, parent] of withParents(rows)) {
+    if (!parent) continue;
+    const before = new Map(parent.results.probes.map((r) => [r.id, r]));
+    for (const r of row.results.probes) {
+      const b = before.get(r.id);
+      if (r.kind === 'text' || !b || b.kind === 'text' || out.has(r.id)) continue;
+      if (r.correct === true && b.correct === false) out.set(r.id, { short: row.short, from: valueOf(b), to: valueOf(r) });
     }
   }
   return out;

@@ -161,6 +161,9 @@ describe('git tensor probe with an external runner', () => {
     expect(runs(counter)).toHaveLength(3);
     expect(again.stdout).toMatch(/first: answer first flipped at [0-9a-f]+ \("a" -> "b"\)/);
     expect(again.stdout.split('\n')[0]).toMatch(/^commit +first +likes-c +pick +story$/);
+    // `likes-c` expects c: wrong at steps 1 and 2, right at step 3 (HEAD), P from e^-2.34 to e^-0.21.
+    const headShort = repo.git(['rev-parse', '--short', 'HEAD']).stdout.trim();
+    expect(again.stdout).toContain(`likes-c: learned at ${headShort} (${lsm(V2)[2]!.toFixed(3)} -> ${lsm(V3)[2]!.toFixed(3)})`);
     // The HTML timeline: one plot per probe, the flip of `first` at HEAD~1 marked, nothing fetched or run.
     repo.gitTensor(['log', '--probes', '--html', 'timeline.html']);
     const html = readFileSync(repo.path('timeline.html'), 'utf8');
@@ -170,6 +173,30 @@ describe('git tensor probe with an external runner', () => {
     expect(runs(counter)).toHaveLength(3);
     // The cache lives in git notes, one commit per write.
     expect(repo.git(['rev-list', '--count', 'refs/notes/tensor-probes']).stdout.trim()).toBe('3');
+  });
+});
+
+describe('log --probes on a history with merges', () => {
+  it('judges each commit against its parent, not the commit listed before it', () => {
+    const repo = modelRepo('');
+    repo.git(['reset', '-q', '--hard', 'HEAD~2']); // probes + step 1 (answer a)
+    repo.git(['checkout', '-q', '-b', 'side']);
+    repo.write('model.safetensors', checkpoint(V2)); // answer b: a real flip
+    repo.commit(['model.safetensors'], 'side flips');
+    repo.git(['checkout', '-q', 'main']);
+    // Main changes only the tensor the runner ignores: no answer changes here, whatever came before.
+    const data = Buffer.alloc(16);
+    V1.forEach((x, i) => data.writeFloatLE(x, 4 * i));
+    repo.write('model.safetensors', toSafetensors([{ name: 'bias', dtype: 'F32', shape: [4], data }, { name: 'embed', dtype: 'F32', shape: [4, 4], data: Buffer.alloc(64, 9) }]));
+    repo.commit(['model.safetensors'], 'main embed');
+    repo.git(['merge', '-q', '--no-edit', 'side']); // bias from side, embed from main: answer b
+    repo.gitTensor(['log', '--probes', '--html', 'timeline.html']);
+    const titles = [...readFileSync(repo.path('timeline.html'), 'utf8').matchAll(/<title>([^<]*)<\/title>/g)].map((m) => m[1]!);
+    const firstSeries = (subject: string) => titles.filter((t) => t.includes(` ${subject}`));
+    expect(firstSeries('main embed').length).toBeGreaterThan(0);
+    expect(firstSeries('main embed').some((t) => t.includes('answer flipped'))).toBe(false);
+    expect(firstSeries('side flips').some((t) => t.includes('answer flipped'))).toBe(true);
+    expect(firstSeries('Merge branch').some((t) => t.includes('answer flipped'))).toBe(true);
   });
 });
 

@@ -69,7 +69,7 @@ describe('strategy parameters', () => {
     [{ seed: '-1' }, /seed must be a non-negative integer/],
     [{ seed: '1.5' }, /seed must be a non-negative integer/],
     [{ weights: '1,-1' }, /weights must be two finite numbers with a non-zero sum/],
-    [{ strategy: 'tie' }, /unknown merge strategy "tie" \(one of fail, ours, theirs, base, average, task-arithmetic, ties, dare, dare-ties, slerp\)/],
+    [{ strategy: 'tie' }, /unknown merge strategy "tie" \(one of fail, ours, theirs, base, average, task-arithmetic, ties, dare, dare-ties, slerp, protect\)/],
   ])('%o is refused with a UsageError naming where it was written', (kv, message) => {
     const err = usageError(() => makeStrategy(paramsFromStrings(kv, 'my-source'), 'my-source'));
     expect(err.message).toMatch(/^my-source: /);
