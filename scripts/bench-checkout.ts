@@ -43,7 +43,7 @@ function writeModel(path: string, bytes: number): void {
   closeSync(fd);
 }
 
-interface Sample { seconds: number; rssMiB: number }
+interface Sample { seconds: number; rssMiB: number; cpu: number }
 
 /** Runs `git args` under /usr/bin/time -v: wall seconds (ours) and peak RSS (time's, largest process). */
 function timedGit(dir: string, env: NodeJS.ProcessEnv, gitArgs: string[]): Sample {
@@ -52,8 +52,9 @@ function timedGit(dir: string, env: NodeJS.ProcessEnv, gitArgs: string[]): Sampl
   const r = spawnSync(TIME, ['-v', '-o', out, 'git', ...gitArgs], { cwd: dir, env, stdio: ['ignore', 'ignore', 'pipe'] });
   const seconds = Number(process.hrtime.bigint() - t) / 1e9;
   if (r.status !== 0) throw new Error(`git ${gitArgs.join(' ')} failed: ${r.stderr.toString()}`);
-  const kib = Number(/Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(out, 'utf8'))![1]);
-  return { seconds, rssMiB: kib / 1024 };
+  const report = readFileSync(out, 'utf8');
+  const field = (name: string) => Number(new RegExp(`${name}: ([\\d.]+)`).exec(report)![1]);
+  return { seconds, rssMiB: field('Maximum resident set size \\(kbytes\\)') / 1024, cpu: field('User time \\(seconds\\)') + field('System time \\(seconds\\)') };
 }
 
 function median(xs: number[]): number {
@@ -93,7 +94,7 @@ try {
   }
   rmSync(join(dir, 'copy.bin'), { force: true });
   const cpSeconds = median(cp);
-  rows.push([`cp of the same file (${gib} GiB)`, cpSeconds, 1, '-', '-', '-']);
+  rows.push([`cp of the same file (${gib} GiB)`, cpSeconds, 1, '-', '-', '-', '-']);
 
   const modes: [string, string[]][] = [
     ['git checkout, git-tensor writes the file (default)', []],
@@ -111,12 +112,13 @@ try {
       if (dirty) throw new Error(`status not clean after ${label}: ${dirty}`);
     }
     const s = median(co.map((x) => x.seconds));
-    rows.push([label, s, s / cpSeconds, median(co.map((x) => x.rssMiB)), median(st.map((x) => x.seconds)), median(st.map((x) => x.rssMiB))]);
+    rows.push([label, s, s / cpSeconds, median(co.map((x) => x.cpu)), median(co.map((x) => x.rssMiB)), median(st.map((x) => x.seconds)), median(st.map((x) => x.rssMiB))]);
   }
   const same = spawnSync('cmp', [source, join(dir, 'model.safetensors')]).status === 0;
   if (!same) throw new Error('checked-out file differs from the source');
   printTable(`Checkout of a ${gib} GiB checkpoint (${Math.round(gib * 16)} F32 tensors of 64 MiB), medians of ${runs}`,
-    ['what', 'seconds', 'x cp', 'peak RSS MiB', 'then git status s', 'status peak RSS MiB'], rows);
+    ['what', 'seconds', 'x cp', 'CPU s (user+sys)', 'peak RSS MiB', 'then git status s', 'status peak RSS MiB'], rows);
+  console.log(`\nload average during the run: ${sh('cat', ['/proc/loadavg']).split(' ').slice(0, 3).join(' ')} on ${sh('nproc', []).trim()} cores`);
 } finally {
   rmSync(root, { recursive: true, force: true });
 }
