@@ -261,8 +261,11 @@ export async function writePending(repo: RepoContext, files: readonly PendingFil
   for (const f of files) for (const id of planRestore(repo.store, f.pointer, f.path).missing) missing.add(id);
   if (missing.size && lazy) await lazy.fetch([...missing], { file: files[0]?.path });
   let failure: unknown;
-  for (const f of files) {
+  // git's own progress has ended by now; a large file takes seconds, so say what is being written.
+  const progress = !!process.stderr.isTTY && process.env.GIT_TENSOR_TRACE !== '1';
+  for (const [k, f] of files.entries()) {
     const started = Date.now();
+    if (progress) process.stderr.write(`\rgit-tensor: writing ${f.path} (${k + 1}/${files.length})\x1b[K`);
     try {
       const outcome = await writeFromPointer(repo, f, written);
       (outcome === 'written' ? report.written : report.changed).push(f.path);
@@ -271,6 +274,7 @@ export async function writePending(repo: RepoContext, files: readonly PendingFil
       failure ??= err;
     }
   }
+  if (progress) process.stderr.write(`\rgit-tensor: wrote ${report.written.length} large file(s)\x1b[K\n`);
   const started = Date.now();
   report.refreshed = refreshIndex(repo, files.filter((f) => report.written.includes(f.path)));
   trace(`index refresh of ${report.written.length} file(s): ${((Date.now() - started) / 1000).toFixed(2)} s`);
