@@ -4,7 +4,7 @@
 // in 64 KiB packets; here the file goes from the store to disk a few MiB at a time.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fchmodSync, futimesSync, lstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { type BigIntStats, closeSync, fchmodSync, fstatSync, futimesSync, lstatSync, openSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { GitTensorError, MissingObjectsError } from '../errors/index.js';
 import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer, pointerTensorLengths, serializePointer } from '../format/pointer.js';
@@ -51,7 +51,8 @@ export interface PendingFile {
   pointer: string;
 }
 
-export type WriteOutcome = 'written' | 'changed';
+/** 'written' with the file's stat taken right after the rename, or 'changed' (left alone). */
+export type WriteOutcome = { written: BigIntStats } | 'changed';
 
 /** Where the temp file for `file` goes: the store's tmp/ when on the same filesystem (never seen by git status). */
 function tempDirFor(repo: RepoContext, file: string): string {
@@ -166,6 +167,7 @@ export async function writeFromPointer(repo: RepoContext, f: PendingFile, writte
   const mode = lstatSync(file).mode & 0o777;
   const tmp = tempPathFor(file, tempDirFor(repo, file));
   const fd = openSync(tmp, 'wx', 0o600);
+  let ours: BigIntStats;
   try {
     await writeContent(repo, pointer, f.path, fd);
     fchmodSync(fd, mode); // git created the pointer file with the index's mode and the user's umask
@@ -174,6 +176,7 @@ export async function writeFromPointer(repo: RepoContext, f: PendingFile, writte
     // and git status does not send it through the filter again each time until a later index write.
     const seconds = Date.now() / 1000;
     futimesSync(fd, seconds, seconds - 2);
+    ours = fstatSync(fd, { bigint: true });
     closeSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -186,8 +189,12 @@ export async function writeFromPointer(repo: RepoContext, f: PendingFile, writte
     return 'changed';
   }
   renameSync(tmp, file);
-  written.record(f.path, f.pointer);
-  return 'written';
+  // The stat git's index and WrittenFiles will trust: taken from the path, and only if the path still
+  // holds our inode (rename changes the ctime, so the descriptor's stat would not do).
+  const st = lstatSync(file, { bigint: true });
+  if (st.ino !== ours!.ino || st.dev !== ours!.dev) return 'changed';
+  written.record(f.path, f.pointer, st);
+  return { written: st };
 }
 
 /** The id git gives `text` as a blob, in the repository's object format. */
@@ -206,19 +213,12 @@ function blobId(text: string, format: string): string {
  * WrittenFiles (a stat, no hashing). Nothing else is staged as a side effect. Best effort: where git's
  * index lock is held, the next `git status` does the work.
  */
-export function refreshIndex(repo: RepoContext, files: readonly PendingFile[]): boolean {
+export function refreshIndex(repo: RepoContext, files: readonly (PendingFile & { stat: BigIntStats })[]): boolean {
   if (!files.length) return true;
   const literal = { ...process.env, GIT_LITERAL_PATHSPECS: '1' };
   const [format, indexPath] = gitRaw(['rev-parse', '--show-object-format', '--git-path', 'index'], { cwd: repo.topLevel })
     .stdout.toString('utf8').split('\n');
-  const updates: StatUpdate[] = [];
-  for (const f of files) {
-    try {
-      updates.push({ path: f.path, oid: blobId(f.pointer, format!), stat: lstatSync(join(repo.topLevel, f.path), { bigint: true }) });
-    } catch {
-      // gone meanwhile: nothing to record
-    }
-  }
+  const updates: StatUpdate[] = files.map((f) => ({ path: f.path, oid: blobId(f.pointer, format!), stat: f.stat }));
   const edited = updateIndexStat(resolve(repo.topLevel, indexPath!), updates, format!);
   // Entries the edit left alone do not name the pointer (a merge left them unmerged, say): nothing to record.
   if (edited) return true;
@@ -261,6 +261,7 @@ export async function writePending(repo: RepoContext, files: readonly PendingFil
   for (const f of files) for (const id of planRestore(repo.store, f.pointer, f.path).missing) missing.add(id);
   if (missing.size && lazy) await lazy.fetch([...missing], { file: files[0]?.path });
   let failure: unknown;
+  const stats = new Map<string, BigIntStats>();
   // git's own progress has ended by now; a large file takes seconds, so say what is being written.
   const progress = !!process.stderr.isTTY && process.env.GIT_TENSOR_TRACE !== '1';
   for (const [k, f] of files.entries()) {
@@ -268,15 +269,19 @@ export async function writePending(repo: RepoContext, files: readonly PendingFil
     if (progress) process.stderr.write(`\rgit-tensor: writing ${f.path} (${k + 1}/${files.length})\x1b[K`);
     try {
       const outcome = await writeFromPointer(repo, f, written);
-      (outcome === 'written' ? report.written : report.changed).push(f.path);
-      trace(`${f.path}: ${outcome} in ${((Date.now() - started) / 1000).toFixed(2)} s`);
+      if (outcome === 'changed') report.changed.push(f.path);
+      else {
+        report.written.push(f.path);
+        stats.set(f.path, outcome.written);
+      }
+      trace(`${f.path}: ${outcome === 'changed' ? 'changed meanwhile, left alone' : 'written'} in ${((Date.now() - started) / 1000).toFixed(2)} s`);
     } catch (err) {
       failure ??= err;
     }
   }
   if (progress) process.stderr.write(`\rgit-tensor: wrote ${report.written.length} large file(s)\x1b[K\n`);
   const started = Date.now();
-  report.refreshed = refreshIndex(repo, files.filter((f) => report.written.includes(f.path)));
+  report.refreshed = refreshIndex(repo, files.filter((f) => stats.has(f.path)).map((f) => ({ ...f, stat: stats.get(f.path)! })));
   trace(`index refresh of ${report.written.length} file(s): ${((Date.now() - started) / 1000).toFixed(2)} s`);
   if (failure) throw failure;
   return report;

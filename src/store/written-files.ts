@@ -7,16 +7,20 @@
 // the ctime (which no user call can set back), so a stale record can never answer for other content.
 
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync, type BigIntStats } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from './atomic.js';
 
-/** What identifies one version of a file without reading it; null when it cannot be stat'ed. */
+/** What identifies one version of a file without reading it. */
+export function identityOf(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+}
+
+/** fileIdentity of the file at `file`; null when it cannot be stat'ed or is not a regular file. */
 export function fileIdentity(file: string): string | null {
   try {
     const st = statSync(file, { bigint: true });
-    if (!st.isFile()) return null;
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+    return st.isFile() ? identityOf(st) : null;
   } catch {
     return null;
   }
@@ -35,11 +39,9 @@ export class WrittenFiles {
     return join(this.dir, createHash('sha256').update(`${this.topLevel}\0${path}`).digest('hex'));
   }
 
-  /** Notes that the file at `path` (relative to the working tree), as it is now, is `pointer` smudged. */
-  record(path: string, pointer: string): void {
-    const identity = fileIdentity(join(this.topLevel, path));
-    if (!identity) return;
-    writeFileAtomic(this.recordPath(path), `${JSON.stringify({ path, identity })}\n${pointer}`);
+  /** Notes that the file at `path` (relative to the working tree), with stat `st`, is `pointer` smudged. */
+  record(path: string, pointer: string, st: BigIntStats): void {
+    writeFileAtomic(this.recordPath(path), `${JSON.stringify({ path, identity: identityOf(st) })}\n${pointer}`);
   }
 
   /** The pointer the file at `path` was written from, if the file is still exactly that version. */

@@ -17,7 +17,7 @@ beforeEach(() => {
   written = new WrittenFiles(join(root, 'store'), tree);
   mkdirSync(tree);
   writeFileSync(join(tree, 'f'), 'abc');
-  written.record('f', POINTER);
+  written.record('f', POINTER, statSync(join(tree, 'f'), { bigint: true }));
 });
 afterEach(() => rmSync(root, { recursive: true, force: true }));
 
@@ -37,10 +37,10 @@ describe('WrittenFiles: a record answers only for the very version of the file i
   it('forgets after an append, a chmod, or another file renamed onto the path', () => {
     appendFileSync(join(tree, 'f'), 'd');
     expect(written.lookup('f')).toBeUndefined();
-    written.record('f', POINTER);
+    written.record('f', POINTER, statSync(join(tree, 'f'), { bigint: true }));
     chmodSync(join(tree, 'f'), 0o600);
     expect(written.lookup('f')).toBeUndefined();
-    written.record('f', POINTER);
+    written.record('f', POINTER, statSync(join(tree, 'f'), { bigint: true }));
     writeFileSync(join(tree, 'g'), 'abc');
     renameSync(join(tree, 'g'), join(tree, 'f'));
     expect(written.lookup('f')).toBeUndefined();
