@@ -137,6 +137,20 @@ function build(args: string[]): Argv {
         const { fetch } = await import('../commands/fetch.js');
         return fetch({ revs: (argv.revs as string[] | undefined) ?? [], all: !!argv.all, remote: argv.remote, quiet: !!argv.quiet });
       }))
+    .command('checkout [paths..]', 'write the tracked checkpoints that the working tree holds as pointers (large files a git command left, GIT_TENSOR_SKIP_SMUDGE)',
+      (y) => y.positional('paths', { type: 'string', array: true, describe: 'limit to these paths (default: the whole working tree)' }),
+      run(async (argv) => {
+        const { checkout } = await import('../commands/checkout.js');
+        const r = await checkout({ paths: (argv.paths as string[] | undefined) ?? [] });
+        return {
+          data: r,
+          text: [
+            ...r.written.map((p) => `wrote ${p}`),
+            ...r.changed.map((p) => `left ${p}: changed while being written`),
+            ...(r.refreshed ? [] : ['git index not refreshed (another git command holds it); `git status` will refresh it']),
+          ],
+        };
+      }))
     .command('conflicts', 'list unmerged checkpoints: per tensor, elements changed by each side and in conflict',
       (y) => y,
       run(async () => {

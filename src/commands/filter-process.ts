@@ -3,18 +3,20 @@
 import { closeSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
-import { formatError, MissingObjectsError, StoreWriteError } from '../errors/index.js';
+import { formatError, GitTensorError, MissingObjectsError, StoreWriteError } from '../errors/index.js';
 import { serveFilterProcess } from '../git/filter-process.js';
 import { looksLikePointer, MAX_POINTER_BYTES, parsePointer, Pointer } from '../format/pointer.js';
 import { CatFile } from '../git/cat-file.js';
 import { tempPathFor } from '../store/atomic.js';
-import { Ingest, planRestore, restore } from '../store/checkpoint.js';
+import { Ingest, planRestore, restore, validatePointer } from '../store/checkpoint.js';
 import { openRepo } from './context.js';
 import { ensureRoomFor } from './disk-room.js';
 import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { readSlices, widenPipes } from '../git/pipes.js';
 import { git, gitRaw } from '../git/exec.js';
 import { invokingGitCommand } from '../git/invoker.js';
+import { WrittenFiles } from '../store/written-files.js';
+import { canonicalPointer, checkoutThreshold, PendingFile, writePending } from './checkout.js';
 
 /** What identifies one version of a working-tree file without reading it; null when it cannot be stat'ed. */
 function statKey(file: string): string | null {
@@ -34,6 +36,17 @@ const DIFF_COMMANDS = new Set(['diff', 'show', 'log', 'whatchanged']);
  * never write the blob, so the filter hashes and stores nothing (`git add` stores the file later).
  */
 const COMPARE_ONLY_COMMANDS = new Set(['status']);
+
+/**
+ * git commands whose smudges write the working tree at the path git names. For these, a file of at
+ * least tensor.checkoutThreshold bytes is handed to git as its pointer and written by this process once
+ * git closes the filter, which git does at its exit and waits for (docs/store.md, "Checkout of large
+ * files"). Others (archive, cat-file --filters, checkout-index, external diffs) get the bytes.
+ */
+const WORKTREE_COMMANDS = new Set([
+  'checkout', 'switch', 'clone', 'merge', 'pull', 'rebase', 'reset', 'stash', 'restore', 'cherry-pick', 'revert',
+  'am', 'read-tree', 'bisect', 'sparse-checkout',
+]);
 
 export interface FilterProcessOptions {
   input?: AsyncIterable<Buffer>;
@@ -78,8 +91,23 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
   const comparedFiles = new Map<string, { key: string; pointer: Buffer }>();
   const feedsOnlyOurDiff = (path: string): boolean =>
     diffContext && git(['check-attr', 'diff', '--', path]).endsWith(': diff: tensor');
+  const threshold = !skipSmudge && invoker && WORKTREE_COMMANDS.has(invoker) && repo.topLevel ? checkoutThreshold() : Infinity;
+  /** Large files smudged as their pointer, to be written once git is done (the last version of each path). */
+  const deferred = new Map<string, PendingFile>();
+  const written = new WrittenFiles(store.dir, repo.topLevel);
   await serveFilterProcess(opts.input ?? readSlices(0), opts.output ?? process.stdout, {
     async clean(req, content) {
+      // A file `git tensor checkout` wrote and nobody touched since (same inode, size, times): its pointer
+      // is known, git's refresh costs a stat instead of a hashing.
+      const wrote = written.lookup(req.pathname);
+      if (wrote !== undefined) {
+        for await (const _ of content) { /* git sends the file anyway */ }
+        if (written.lookup(req.pathname) === wrote) {
+          trace(`clean ${req.pathname}: written from its pointer by git-tensor and unchanged since, pointer reused`);
+          return Buffer.from(wrote, 'utf8');
+        }
+        throw new GitTensorError('E_FILE_CHANGED', `${req.pathname} changed while git was reading it`, { data: { file: req.pathname }, hint: 'Run the git command again.' });
+      }
       // `git diff` cleans the same file twice (to see that it changed, then for the diff itself): the
       // second time, an unchanged file (same size, times and inode) gets the first answer.
       const fileKey = compareOnly ? statKey(join(repo.topLevel, req.pathname)) : null;
@@ -118,7 +146,18 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
         plan = planRestore(store, blob.toString('utf8'), req.pathname);
       }
       if (plan.missing.length) throw new MissingObjectsError(plan.missing, { file: req.pathname });
+      // Room first: a file written now or after git exits must fit, or git is told before it writes anything.
       ensureRoomFor(join(repo.topLevel, req.pathname), plan.pointer.size, req.pathname);
+      if (plan.pointer.size >= threshold) {
+        const text = blob.toString('utf8');
+        if (canonicalPointer(text, req.pathname)) {
+          validatePointer(store, plan.pointer, req.pathname);
+          trace(`smudge ${req.pathname}: ${plan.pointer.size} bytes, written by git-tensor after git ${invoker} (git gets the pointer)`);
+          deferred.delete(req.pathname);
+          deferred.set(req.pathname, { path: req.pathname, pointer: text });
+          return [blob];
+        }
+      }
       return restore(store, plan.pointer, req.pathname);
     },
     onError(_req, err) {
@@ -126,6 +165,15 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
     },
   });
   index?.close();
+  // git closed the filter: it has written the index and is waiting for this process to exit.
+  if (deferred.size) {
+    try {
+      const report = await writePending(repo, [...deferred.values()], lazy);
+      trace(`wrote ${report.written.length} file(s) from their pointers${report.changed.length ? `, ${report.changed.length} changed meanwhile and left alone` : ''}; index ${report.refreshed ? 'refreshed' : 'not refreshed (git status will)'}`);
+    } catch (err) {
+      process.stderr.write(`${formatError(err)}\nhint: large files still hold their pointers; run \`git tensor checkout\` to write them.\n`);
+    }
+  }
   lazy.close();
   store.close();
 }
