@@ -1,6 +1,6 @@
 // Owns `git-tensor filter-process`: git's long-running clean/smudge filter, one process per git command.
 
-import { closeSync, openSync, readSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
 import { formatError, GitTensorError, MissingObjectsError, StoreWriteError } from '../errors/index.js';
@@ -15,18 +15,9 @@ import { LazyFetcher } from '../remote/lazy-fetch.js';
 import { readSlices, widenPipes } from '../git/pipes.js';
 import { git, gitRaw } from '../git/exec.js';
 import { invokingGitCommand } from '../git/invoker.js';
-import { WrittenFiles } from '../store/written-files.js';
+import { fileIdentity, WrittenFiles } from '../store/written-files.js';
 import { canonicalPointer, checkoutThreshold, PendingFile, writePending } from './checkout.js';
 
-/** What identifies one version of a working-tree file without reading it; null when it cannot be stat'ed. */
-function statKey(file: string): string | null {
-  try {
-    const st = statSync(file, { bigint: true });
-    return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
-  } catch {
-    return null;
-  }
-}
 
 /** git commands whose smudges only feed diff drivers and textconv. */
 const DIFF_COMMANDS = new Set(['diff', 'show', 'log', 'whatchanged']);
@@ -110,7 +101,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
       }
       // `git diff` cleans the same file twice (to see that it changed, then for the diff itself): the
       // second time, an unchanged file (same size, times and inode) gets the first answer.
-      const fileKey = compareOnly ? statKey(join(repo.topLevel, req.pathname)) : null;
+      const fileKey = compareOnly ? fileIdentity(join(repo.topLevel, req.pathname)) : null;
       const known = fileKey ? comparedFiles.get(req.pathname) : undefined;
       if (known && known.key === fileKey) {
         trace(`clean ${req.pathname}: unchanged since this git ${invoker} hashed it, ids reused`);
@@ -123,7 +114,7 @@ export async function filterProcess(opts: FilterProcessOptions = {}): Promise<vo
         for await (const bytes of content) await ingest.push(bytes);
         const pointer = Buffer.from(await ingest.finish(), 'utf8');
         writer.commit();
-        if (fileKey && statKey(join(repo.topLevel, req.pathname)) === fileKey) comparedFiles.set(req.pathname, { key: fileKey, pointer });
+        if (fileKey && fileIdentity(join(repo.topLevel, req.pathname)) === fileKey) comparedFiles.set(req.pathname, { key: fileKey, pointer });
         return pointer;
       } catch (err) {
         writer.abort();
