@@ -9,7 +9,9 @@ import { formatBytes } from '../format/units.js';
 import { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
 import { removeDeadWritersFiles } from '../store/atomic.js';
-import { LocatedObject, objectClosure, writePackOf } from '../store/transfer.js';
+import { LocatedObject, objectClosure } from '../store/transfer.js';
+import { chunkHints, repackObjects } from '../store/repack.js';
+import { Encoding } from '../store/pack.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
 import { pointersInHistory } from './pointers.js';
@@ -75,9 +77,15 @@ export async function gc(opts: GcOptions): Promise<Printable> {
     }
   }
 
+  // Chunks `git add` wrote raw (docs/store.md, "Writing fast, compressing later") are compressed here.
+  const hints = store.compress ? chunkHints(store, pointers.map((p) => p.pointer)) : new Map();
+  const rawChunks = keep.filter((o) => o.loc.encoding === Encoding.raw && hints.has(o.id)).length;
   let after = before;
-  if (packs.length > 1 || dropped > 0) {
-    const name = writePackOf(keep, store.packDir, store.tmpDir);
+  let compressed = 0;
+  if (packs.length > 1 || dropped > 0 || rawChunks > 0) {
+    const repacked = await repackObjects(store, keep, hints);
+    const name = repacked.name;
+    compressed = repacked.compressed;
     // The new pack is complete and visible; only now can the old ones go (index first: readers skip a
     // pack without an index).
     for (const pack of packs) {
@@ -90,9 +98,10 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   }
   for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
-  const data = { packsBefore: packs.length, packsAfter: keep.length ? 1 : 0, objects: keep.length, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
+  const data = { packsBefore: packs.length, packsAfter: keep.length ? 1 : 0, objects: keep.length, dropped, droppedBytes, compressed, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
   const text = [
-    `packs: ${packs.length} -> ${data.packsAfter}; ${keep.length} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})`,
+    `packs: ${packs.length} -> ${data.packsAfter}; ${keep.length} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})` +
+      (compressed ? `, ${compressed} chunks compressed` : ''),
     `store: ${formatBytes(before)} -> ${formatBytes(after)}` + (data.leftoversRemoved ? `; removed ${data.leftoversRemoved} file(s) left by interrupted commands` : ''),
   ];
   return { data, text };

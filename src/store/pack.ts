@@ -15,7 +15,7 @@
 // fails (disk full) removes its own and is a StoreWriteError.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { close, closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writev, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CorruptObjectError, PackError, StoreWriteError } from '../errors/index.js';
@@ -211,18 +211,37 @@ function removeQuietly(path: string): void {
 /** An index record being written: a location in the pack under construction. */
 type PendingRecord = { id: Buffer } & Omit<ObjectLocation, 'pack'>;
 
+/** One object for PackWriter.appendAll. */
+export interface PackEntry {
+  id: Buffer;
+  encoding: number;
+  decodedSize: number;
+  payload: Uint8Array;
+  depth?: number;
+}
+
+/** writev at a position on the libuv pool; resolves with the bytes written. */
+function writevAt(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, buffers as NodeJS.ArrayBufferView[], position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
 /**
  * Appends objects to a temp pack; `commit()` makes them durable and visible, `abort()` forgets them.
- * Writes are gathered into batches for writev so a stream of 64 KiB chunks costs few system calls.
+ * Writes are gathered into batches for writev so a stream of 64 KiB chunks costs few system calls. Every
+ * write is positional: `append` writes its batches synchronously, `appendAll` (the chunks of `git add`)
+ * off the JS thread, which then reads and hashes on while the kernel copies the bytes.
  */
 export class PackWriter {
   private readonly tmpPath: string;
   private fd: number | undefined;
+  /** Where the next entry goes: the bytes before it are written or in `batch`. */
   private offset = 0;
   private readonly records: PendingRecord[] = [];
   private readonly written = new Set<string>();
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
+  /** Writes of appendAll still running. */
+  private readonly inFlight = new Set<Promise<void>>();
   /** The temp pack exists on disk (removed again by abort). */
   private created = false;
 
@@ -239,24 +258,37 @@ export class PackWriter {
   }
 
   append(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth = 0): void {
-    const idHex = id.toString('hex');
-    if (this.written.has(idHex)) return;
-    if (this.fd === undefined) {
-      this.fd = this.guard(() => openSync(this.tmpPath, 'wx', 0o444));
-      this.created = true;
-      this.push(PACK_MAGIC);
+    if (this.add(id, encoding, decodedSize, payload, depth) && (this.batchBytes >= 4 << 20 || this.batch.length >= 1000)) this.drain();
+  }
+
+  /**
+   * Appends `entries` (those not yet in this pack) and writes them, with anything `append` left
+   * unwritten, on the libuv pool. Resolves once the bytes are in the file; a failure (disk full...)
+   * removes the temp pack and rejects with a StoreWriteError. The caller must await it before `commit()`.
+   */
+  async appendAll(entries: readonly PackEntry[]): Promise<void> {
+    for (const e of entries) this.add(e.id, e.encoding, e.decodedSize, e.payload, e.depth ?? 0);
+    if (this.batch.length === 0) return;
+    const buffers = this.batch;
+    const bytes = this.batchBytes;
+    const position = this.offset - bytes;
+    const fd = this.fd!;
+    this.batch = [];
+    this.batchBytes = 0;
+    const write = (async () => {
+      let done = 0;
+      while (done < bytes) done += await writevAt(fd, done === 0 ? buffers : remaining(buffers, done), position + done);
+    })();
+    this.inFlight.add(write);
+    try {
+      await write;
+    } catch (err) {
+      const named = StoreWriteError.from(err, dirname(this.packDir));
+      this.abort();
+      throw named ?? err;
+    } finally {
+      this.inFlight.delete(write);
     }
-    const head = Buffer.alloc(ENTRY_HEADER_BYTES);
-    head[0] = encoding;
-    head[1] = depth;
-    id.copy(head, 4);
-    head.writeBigUInt64LE(BigInt(decodedSize), 36);
-    head.writeBigUInt64LE(BigInt(payload.length), 44);
-    this.push(head);
-    const crc = encoding === Encoding.raw ? 0 : crc32(payload);
-    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc });
-    this.push(payload);
-    this.written.add(idHex);
   }
 
   /**
@@ -265,6 +297,7 @@ export class PackWriter {
    * files are gone; the error is a StoreWriteError.
    */
   commit(): string | null {
+    if (this.inFlight.size) throw new Error('internal: a pack was committed while appendAll was still writing');
     if (this.fd === undefined) return null;
     const idxTmp = tempPathFor(join(this.tmpDir, 'idx'), this.tmpDir);
     let packPath: string | undefined;
@@ -292,7 +325,11 @@ export class PackWriter {
   /** Forgets everything appended and removes the temp pack. */
   abort(): void {
     if (this.fd !== undefined) {
-      closeSync(this.fd);
+      const fd = this.fd;
+      // A write still running on the pool holds the fd: close it only after, so the number cannot be
+      // reused by another file while that write lands.
+      if (this.inFlight.size) void Promise.allSettled([...this.inFlight]).then(() => close(fd, () => undefined));
+      else closeSync(fd);
       this.fd = undefined;
     }
     if (this.created) removeQuietly(this.tmpPath);
@@ -304,12 +341,34 @@ export class PackWriter {
     this.batchBytes = 0;
   }
 
+  /** Adds one entry to the pending batch (opening the temp pack first); false when the pack has it. */
+  private add(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth: number): boolean {
+    const idHex = id.toString('hex');
+    if (this.written.has(idHex)) return false;
+    if (this.fd === undefined) {
+      this.fd = this.guard(() => openSync(this.tmpPath, 'wx', 0o444));
+      this.created = true;
+      this.push(PACK_MAGIC);
+    }
+    const head = Buffer.alloc(ENTRY_HEADER_BYTES);
+    head[0] = encoding;
+    head[1] = depth;
+    id.copy(head, 4);
+    head.writeBigUInt64LE(BigInt(decodedSize), 36);
+    head.writeBigUInt64LE(BigInt(payload.length), 44);
+    this.push(head);
+    const crc = encoding === Encoding.raw ? 0 : crc32(payload);
+    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc });
+    this.push(payload);
+    this.written.add(idHex);
+    return true;
+  }
+
   private push(bytes: Uint8Array): void {
     if (bytes.length === 0) return; // an empty object has a header and no payload; writev of nothing makes no progress
     this.batch.push(bytes);
     this.batchBytes += bytes.length;
     this.offset += bytes.length;
-    if (this.batchBytes >= 4 << 20 || this.batch.length >= 1000) this.drain();
   }
 
   /** Runs a write; a disk-full or I/O failure removes the temp pack and becomes a StoreWriteError. */
@@ -330,20 +389,9 @@ export class PackWriter {
 
   private drainBatch(): void {
     const pending = this.batch;
-    let start = 0;
-    while (start < pending.length) {
-      let n = writevSync(this.fd!, start === 0 ? pending : pending.slice(start));
-      while (n > 0) {
-        const first = pending[start]!;
-        if (n >= first.length) {
-          n -= first.length;
-          start++;
-        } else {
-          pending[start] = first.subarray(n);
-          n = 0;
-        }
-      }
-    }
+    const position = this.offset - this.batchBytes;
+    let done = 0;
+    while (done < this.batchBytes) done += writevSync(this.fd!, done === 0 ? pending : remaining(pending, done), position + done);
     this.batch = [];
     this.batchBytes = 0;
   }
@@ -366,4 +414,17 @@ export class PackWriter {
     createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
     return out;
   }
+}
+
+/** What is left of `buffers` after its first `skip` bytes. */
+function remaining(buffers: Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const b of buffers) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      out.push(skip ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return out;
 }
