@@ -58,7 +58,7 @@ export function chunkHints(store: ObjectStore, pointers: Iterable<Pointer>): Map
  */
 export async function repackObjects(store: ObjectStore, objects: Iterable<LocatedObject>, hints: ReadonlyMap<string, ChunkHint>): Promise<{ name: string | null; compressed: number }> {
   removeDeadWritersFiles(store.tmpDir);
-  const writer = new PackWriter(store.packDir, store.tmpDir);
+  const writer = new PackWriter(store.packDir, store.tmpDir, { direct: true });
   const batches = chunkBatches();
   const codec = store.compress ? store.codec : null;
   const groups: Promise<void>[] = [];

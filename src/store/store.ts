@@ -312,7 +312,7 @@ export class ObjectStore {
       this.sweptTemps = true;
       removeDeadWritersFiles(this.tmpDir);
     }
-    return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir), opts.hashOnly === true);
+    return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir, { direct: true }), opts.hashOnly === true);
   }
 
   close(): void {
