@@ -10,8 +10,7 @@ import { Printable } from './printable.js';
 import { UsageError } from '../errors/index.js';
 import { removeDeadWritersFiles } from '../store/atomic.js';
 import { LocatedObject, objectClosure } from '../store/transfer.js';
-import { chunkHints, repackObjects } from '../store/repack.js';
-import { Encoding } from '../store/pack.js';
+import { chunkHints, repackObjects, wantsCompression } from '../store/repack.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
 import { pointersInHistory } from './pointers.js';
@@ -79,7 +78,7 @@ export async function gc(opts: GcOptions): Promise<Printable> {
 
   // Chunks `git add` wrote raw (docs/store.md, "Writing fast, compressing later") are compressed here.
   const hints = store.compress ? chunkHints(store, pointers.map((p) => p.pointer)) : new Map();
-  const rawChunks = keep.filter((o) => o.loc.encoding === Encoding.raw && hints.has(o.id)).length;
+  const rawChunks = keep.filter((o) => wantsCompression(o) && hints.has(o.id)).length;
   let after = before;
   let compressed = 0;
   if (packs.length > 1 || dropped > 0 || rawChunks > 0) {

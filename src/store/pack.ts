@@ -5,7 +5,9 @@
 //   entry             = encoding(u8) depth(u8) reserved(2) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
 //   pack-<name>.idx   = "GTIDX\0\0" version(u8=1) count(u32 LE) reserved(u32) record*count sha256(32)
 //   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) depth(u8)
-//                       crc32(u32 LE, of the payload; 0 for raw) reserved(2)
+//                       crc32(u32 LE, of the payload; 0 for raw) flags(u8) reserved(1)
+//   flags             = bit 0 (RECORD_KEPT_RAW): a raw chunk `git tensor gc` tried to compress and kept raw
+//                       (it did not pay), so the next gc does not try again. Older readers ignore it.
 //
 // depth is the length of the delta chain behind an object (0: decodes on its own); see encoding.ts.
 //
@@ -47,7 +49,12 @@ export interface ObjectLocation {
   depth: number;
   /** CRC-32 of the payload (0 for raw objects, whose id verifies them). */
   crc: number;
+  /** Record flags (RECORD_KEPT_RAW); 0 in packs of older writers. */
+  flags: number;
 }
+
+/** Record flag: a raw chunk gc found not worth compressing. */
+export const RECORD_KEPT_RAW = 1;
 
 export class PackFile {
   private fd: number | undefined;
@@ -187,6 +194,7 @@ export class PackFile {
       encoding: r[at + 56]!,
       depth: r[at + 57]!,
       crc: r.readUInt32LE(at + 58),
+      flags: r[at + 62]!,
     };
   }
 }
@@ -288,8 +296,8 @@ export class PackWriter {
     return this.written.has(idHex);
   }
 
-  append(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth = 0): void {
-    if (!this.add(id, encoding, decodedSize, payload, depth, null)) return;
+  append(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth = 0, flags = 0): void {
+    if (!this.add(id, encoding, decodedSize, payload, depth, null, flags)) return;
     if (!this.stage && (this.batchBytes >= 4 << 20 || this.batch.length >= 1000)) this.drain();
   }
 
@@ -401,7 +409,7 @@ export class PackWriter {
    * are copied into staging blocks, and each block that fills is written: on the pool when `writes`
    * collects the writes, else synchronously.
    */
-  private add(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth: number, writes: Promise<void>[] | null): boolean {
+  private add(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth: number, writes: Promise<void>[] | null, flags = 0): boolean {
     const idHex = id.toString('hex');
     if (this.written.has(idHex)) return false;
     if (this.fd === undefined) {
@@ -416,7 +424,7 @@ export class PackWriter {
     head.writeBigUInt64LE(BigInt(payload.length), 44);
     this.push(head, writes);
     const crc = encoding === Encoding.raw ? 0 : crc32(payload);
-    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc });
+    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc, flags });
     this.push(payload, writes);
     this.written.add(idHex);
     return true;
@@ -540,6 +548,7 @@ export class PackWriter {
       out[at + 56] = r.encoding;
       out[at + 57] = r.depth;
       out.writeUInt32LE(r.crc, at + 58);
+      out[at + 62] = r.flags;
     });
     createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
     return out;

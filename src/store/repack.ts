@@ -9,7 +9,7 @@ import type { Pointer } from '../format/pointer.js';
 import { chunkBatches } from '../kernels/chunks.js';
 import { removeDeadWritersFiles } from './atomic.js';
 import { EncodeHint, encodeChunks } from './encoding.js';
-import { Encoding, PackWriter } from './pack.js';
+import { Encoding, PackWriter, RECORD_KEPT_RAW } from './pack.js';
 import { ObjectStore, sha256 } from './store.js';
 import type { LocatedObject } from './transfer.js';
 
@@ -49,6 +49,11 @@ export function chunkHints(store: ObjectStore, pointers: Iterable<Pointer>): Map
   return hints;
 }
 
+/** A raw object no gc has tried to compress yet (it still has to be a chunk with a hint). */
+export function wantsCompression(o: LocatedObject): boolean {
+  return o.loc.encoding === Encoding.raw && (o.loc.flags & RECORD_KEPT_RAW) === 0;
+}
+
 /**
  * Writes a pack into `packDir` holding exactly `objects`. Raw chunks with a hint are read in groups,
  * checked against their ids (a damaged chunk stops the repack: nothing is written over a store that is
@@ -80,7 +85,7 @@ export async function repackObjects(store: ObjectStore, objects: Iterable<Locate
     group.forEach((o, k) => {
       const e = encoded[k];
       if (e) compressed++;
-      writer.append(Buffer.from(o.id, 'hex'), e ? e.encoding : Encoding.raw, o.loc.decodedSize, e ? e.payload : payloads[k]!, e ? e.depth : 0);
+      writer.append(Buffer.from(o.id, 'hex'), e ? e.encoding : Encoding.raw, o.loc.decodedSize, e ? e.payload : payloads[k]!, e ? e.depth : 0, e ? 0 : RECORD_KEPT_RAW);
     });
   };
   const submit = async (key: string): Promise<void> => {
@@ -94,9 +99,9 @@ export async function repackObjects(store: ObjectStore, objects: Iterable<Locate
 
   try {
     for (const o of objects) {
-      const hint = codec && o.loc.encoding === Encoding.raw ? hints.get(o.id) : undefined;
+      const hint = codec && wantsCompression(o) ? hints.get(o.id) : undefined;
       if (!hint) {
-        writer.append(Buffer.from(o.id, 'hex'), o.loc.encoding, o.loc.decodedSize, o.loc.pack.read(o.loc, o.loc.payloadLength, o.id), o.loc.depth);
+        writer.append(Buffer.from(o.id, 'hex'), o.loc.encoding, o.loc.decodedSize, o.loc.pack.read(o.loc, o.loc.payloadLength, o.id), o.loc.depth, o.loc.flags & RECORD_KEPT_RAW);
         continue;
       }
       const key = `${hint.width}:${hint.float === true}`;

@@ -11,8 +11,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { nativeAlignedBuffer } from '../../../src/kernels/addon.js';
 import { storeCodec } from '../../../src/store/codec.js';
 import { ChunkEncoding } from '../../../src/store/encoding.js';
-import { Encoding, PackEntry, PackFile, PackWriter } from '../../../src/store/pack.js';
-import { chunkHints, repackObjects } from '../../../src/store/repack.js';
+import { Encoding, PackEntry, PackFile, PackWriter, RECORD_KEPT_RAW } from '../../../src/store/pack.js';
+import { chunkHints, repackObjects, wantsCompression } from '../../../src/store/repack.js';
 import { ObjectStore, sha256 } from '../../../src/store/store.js';
 
 /** Deterministic incompressible bytes (AES-CTR keystream of a seed). */
@@ -196,5 +196,21 @@ describe('write policy: fast at add, compressed by gc', () => {
       .rejects.toMatchObject({ code: 'E_CORRUPT_OBJECT' });
     expect(readdirSync(join(root, 'bad', 'packs')).sort()).toEqual(packsBefore);
     expect(readdirSync(join(root, 'bad', 'tmp'))).toEqual([]);
+  });
+
+  it('a chunk that does not compress is kept raw and marked, so the next repack does not try again', async () => {
+    if (!codec.compress) return;
+    const store = ObjectStore.open(join(root, 'noise'), { codec });
+    const ids = await putTensor(store, noise('n', 2 * chunkBytes));
+    const hints = new Map(ids.map((id) => [id.toString('hex'), { width: 2, float: true }]));
+    const all = (s: ObjectStore) => s.packFiles.flatMap((p) => [...p.entries()].map((e) => ({ id: e.id, loc: e })));
+    expect(all(store).filter(wantsCompression)).toHaveLength(2);
+    const old = store.packFiles.map((p) => p.idxPath);
+    expect((await repackObjects(store, all(store), hints)).compressed).toBe(0);
+    for (const p of old) rmSync(p);
+    const fresh = ObjectStore.open(join(root, 'noise'), { codec });
+    expect(all(fresh).map((o) => [o.loc.encoding, o.loc.flags])).toEqual([[Encoding.raw, RECORD_KEPT_RAW], [Encoding.raw, RECORD_KEPT_RAW]]);
+    expect(all(fresh).filter(wantsCompression)).toHaveLength(0);
+    for (const id of ids) expect(fresh.read(id.toString('hex')).length).toBe(chunkBytes);
   });
 });
