@@ -1,5 +1,6 @@
 // Benchmark of `git add` (issue #15, item 4: "A faster git add").
-// Usage: npx tsx scripts/bench-add.ts [--gib 1] [--shards 1] [--runs 3] [--no-lfs] [--keep]
+// Usage: npx tsx scripts/bench-add.ts [--gib 1] [--shards 1] [--runs 3] [--no-lfs] [--keep] [--bin DIR]
+// (--bin: the bin/ of another checkout to time instead of this one, e.g. a build of the previous version)
 // A Llama-2-7B-shaped BF16 checkpoint (embedding 32000x4096, then layers of 4x 4096x4096 attention and
 // 3x 11008x4096 MLP matrices, values shaped like trained weights) cut to about --gib GiB, in --shards
 // files. Times, medians of --runs, in the same run: `openssl dgst -sha256` and `cp` of the files
@@ -132,6 +133,8 @@ function sparseFineTune(dir: string, targets: Placed[]): number {
 
 const work = tempDir('bench-add');
 const env = benchEnv(join(work, 'home'));
+const binAt = args.indexOf('--bin');
+if (binAt >= 0) env.PATH = `${args[binAt + 1]}:${env.PATH}`;
 mkdirSync(join(work, 'home'));
 writeFileSync(join(work, 'home', '.gitconfig'), '[init]\n\tdefaultBranch = main\n');
 const src = join(work, 'src');
