@@ -63,7 +63,8 @@ export function wantsCompression(o: LocatedObject): boolean {
  */
 export async function repackObjects(store: ObjectStore, objects: Iterable<LocatedObject>, hints: ReadonlyMap<string, ChunkHint>): Promise<{ name: string | null; compressed: number }> {
   removeDeadWritersFiles(store.tmpDir);
-  const writer = new PackWriter(store.packDir, store.tmpDir, { direct: true });
+  // Through the page cache: what gc writes is what the next checkout reads, and gc's time goes to zstd.
+  const writer = new PackWriter(store.packDir, store.tmpDir);
   const batches = chunkBatches();
   const codec = store.compress ? store.codec : null;
   const groups: Promise<void>[] = [];
@@ -97,8 +98,11 @@ export async function repackObjects(store: ObjectStore, objects: Iterable<Locate
     while (groups.length >= GROUPS_IN_FLIGHT) await groups.shift();
   };
 
+  // In file order: the reads are then sequential (readahead works, even on a pack written past the page
+  // cache), and the order of entries in a pack means nothing to readers.
+  const ordered = [...objects].sort((a, b) => (a.loc.pack === b.loc.pack ? a.loc.payloadOffset - b.loc.payloadOffset : a.loc.pack.packPath < b.loc.pack.packPath ? -1 : 1));
   try {
-    for (const o of objects) {
+    for (const o of ordered) {
       const hint = codec && wantsCompression(o) ? hints.get(o.id) : undefined;
       if (!hint) {
         writer.append(Buffer.from(o.id, 'hex'), o.loc.encoding, o.loc.decodedSize, o.loc.pack.read(o.loc, o.loc.payloadLength, o.id), o.loc.depth, o.loc.flags & RECORD_KEPT_RAW);
