@@ -416,15 +416,21 @@ export class PackWriter {
       this.open();
       this.push(PACK_MAGIC, writes);
     }
-    const head = Buffer.alloc(ENTRY_HEADER_BYTES);
+    // Small buffers from Node's shared pool (allocUnsafe): `git add` makes one header and one id copy per
+    // 64 KiB chunk, and an ArrayBuffer of its own for each showed up as garbage collection time.
+    const head = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
     head[0] = encoding;
     head[1] = depth;
+    head[2] = 0;
+    head[3] = 0;
     id.copy(head, 4);
     head.writeBigUInt64LE(BigInt(decodedSize), 36);
     head.writeBigUInt64LE(BigInt(payload.length), 44);
     this.push(head, writes);
     const crc = encoding === Encoding.raw ? 0 : crc32(payload);
-    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc, flags });
+    const ownId = Buffer.allocUnsafe(32);
+    id.copy(ownId);
+    this.records.push({ id: ownId, payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc, flags });
     this.push(payload, writes);
     this.written.add(idHex);
     return true;

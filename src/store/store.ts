@@ -382,13 +382,13 @@ export class ObjectWriter {
     } else {
       ids = lengths.map((_, k) => sha256(chunk(k)));
     }
-    const fresh: { k: number; base?: EncodeHint['base'] }[] = [];
+    const fresh: { k: number; hex: string; base?: EncodeHint['base'] }[] = [];
     const claimed = new Set<string>();
     ids.forEach((id, k) => {
       const hex = id.toString('hex');
-      if (this.aborted || claimed.has(hex) || this.has(id)) return;
+      if (this.aborted || claimed.has(hex) || this.pack.has(hex) || this.store.has(id)) return;
       claimed.add(hex);
-      fresh.push({ k, base: this.store.compress ? hint.base?.(k) : undefined });
+      fresh.push({ k, hex, base: this.store.compress ? hint.base?.(k) : undefined });
     });
     const toEncode = this.store.compressOnWrite ? fresh : fresh.filter((f) => f.base);
     const encoded = toEncode.length
@@ -396,9 +396,9 @@ export class ObjectWriter {
       : [];
     const encodingOf = new Map(toEncode.map((f, j) => [f.k, encoded[j]]));
     const entries: PackEntry[] = [];
-    for (const { k } of fresh) {
+    for (const { k, hex } of fresh) {
       const id = ids[k]!;
-      if (this.aborted || this.has(id)) continue; // a batch still in flight stored it meanwhile
+      if (this.aborted || this.pack.has(hex)) continue; // a batch still in flight stored it meanwhile
       const e = encodingOf.get(k);
       entries.push(e ? { id, encoding: e.encoding, decodedSize: lengths[k]!, payload: e.payload, depth: e.depth } : { id, encoding: Encoding.raw, decodedSize: lengths[k]!, payload: chunk(k) });
       this.bytesWritten += e ? e.payload.length : lengths[k]!;
