@@ -1,11 +1,13 @@
 // Benchmark of `git add` (issue #15, item 4: "A faster git add").
-// Usage: npx tsx scripts/bench-add.ts [--gib 1] [--shards 1] [--runs 3] [--no-lfs] [--keep] [--bin DIR]
-// (--bin: the bin/ of another checkout to time instead of this one, e.g. a build of the previous version)
+// Usage: npx tsx scripts/bench-add.ts [--gib 1] [--shards 1] [--runs 3] [--no-lfs] [--keep] [--bin DIR] [--before DIR]
+// (--bin: the bin/ of another checkout to time instead of this one; --before: the bin/ of another build,
+// e.g. the previous version, whose `git add` is timed in the same rounds as this one's)
 // A Llama-2-7B-shaped BF16 checkpoint (embedding 32000x4096, then layers of 4x 4096x4096 attention and
 // 3x 11008x4096 MLP matrices, values shaped like trained weights) cut to about --gib GiB, in --shards
-// files. Times, medians of --runs, in the same run: `openssl dgst -sha256` and `cp` of the files
+// files. --runs rounds, each timing back to back: `openssl dgst -sha256` and `cp` of the files
 // (baselines), `git add` with git-tensor in a fresh repository, `git add` with git-lfs, and git-tensor's
-// `git status` after a touch; the filter's peak RSS (GNU time). Then `git tensor gc` of the add (the
+// `git status` after a touch; medians of the times and of the per-round ratios (the machine may be
+// shared: a ratio then compares runs made under the same load); the filter's peak RSS (GNU time). Then `git tensor gc` of the add (the
 // heavy encoding, see docs/store.md) and a sparse fine-tune: 0.1% of the elements of 4 tensors changed,
 // store growth against the bytes of the chunks that changed.
 
@@ -13,7 +15,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, utimesS
 import { join } from 'node:path';
 import { serializeHeader } from '../src/format/safetensors.js';
 import { tensorChunkBytes } from '../src/store/chunking.js';
-import { benchEnv, dirBytes, ensureDebian, GiB, medianSeconds, MiB, printTable, sh, tempDir } from './bench-lib.js';
+import { benchEnv, dirBytes, ensureDebian, GiB, MiB, printTable, sh, tempDir } from './bench-lib.js';
 
 const args = process.argv.slice(2);
 const opt = (name: string, def: number) => {
@@ -135,6 +137,8 @@ const work = tempDir('bench-add');
 const env = benchEnv(join(work, 'home'));
 const binAt = args.indexOf('--bin');
 if (binAt >= 0) env.PATH = `${args[binAt + 1]}:${env.PATH}`;
+const beforeAt = args.indexOf('--before');
+const beforeEnv = beforeAt >= 0 ? { ...env, PATH: `${args[beforeAt + 1]}:${env.PATH}` } : null;
 mkdirSync(join(work, 'home'));
 writeFileSync(join(work, 'home', '.gitconfig'), '[init]\n\tdefaultBranch = main\n');
 const src = join(work, 'src');
@@ -147,39 +151,84 @@ const fileGiB = fileBytes / GiB;
 const run = (cmd: string, a: string[], cwd = work, extraEnv: NodeJS.ProcessEnv = {}) => sh(cmd, a, { cwd, env: { ...env, ...extraEnv } });
 const srcFiles = files.map((f) => join(src, f));
 
-const opensslS = medianSeconds(runs, () => run('openssl', ['dgst', '-sha256', ...srcFiles]));
-const cpS = medianSeconds(runs, () => run('cp', [...srcFiles, join(work, 'copy')]), () => {
-  rmSync(join(work, 'copy'), { recursive: true, force: true });
-  mkdirSync(join(work, 'copy'));
-});
-rmSync(join(work, 'copy'), { recursive: true, force: true });
-
 const rssFile = join(work, 'rss.txt');
 const lastRssMiB = () => Number(readFileSync(rssFile, 'utf8').trim().split('\n').pop()) / 1024;
 
 /** A fresh repository with the checkpoint copied in (untimed), the filter wrapped in GNU time. */
-function tensorRepo(name: string): string {
+function tensorRepo(name: string, withEnv: NodeJS.ProcessEnv = env): string {
   const repo = join(work, name);
   rmSync(repo, { recursive: true, force: true });
   mkdirSync(repo);
   run('git', ['init', '-q'], repo);
-  run('git-tensor', ['install'], repo);
-  run('git-tensor', ['track', '*.safetensors'], repo);
+  sh('git-tensor', ['install'], { cwd: repo, env: withEnv });
+  sh('git-tensor', ['track', '*.safetensors'], { cwd: repo, env: withEnv });
   run('git', ['config', 'filter.tensor.process', `/usr/bin/time -f %M -o ${rssFile} git-tensor filter-process`], repo);
   for (const f of files) run('cp', [join(src, f), join(repo, f)]);
   return repo;
 }
 
-let repo = '';
-let k = 0;
-const addS = medianSeconds(runs, () => run('git', ['add', ...files], repo), () => (repo = tensorRepo(`repo-${k++}`)));
-const addRss = lastRssMiB();
-const storeAfterAdd = dirBytes(join(repo, '.git', 'tensor'));
-run('git', ['commit', '-qm', 'base'], repo);
+function lfsRepo(name: string): string {
+  const repo = join(work, name);
+  rmSync(repo, { recursive: true, force: true });
+  mkdirSync(repo);
+  run('git', ['init', '-q'], repo);
+  run('git', ['lfs', 'install', '--local'], repo);
+  run('git', ['lfs', 'track', '*.safetensors'], repo);
+  for (const f of files) run('cp', [join(src, f), join(repo, f)]);
+  return repo;
+}
 
-const touch = () => { const now = new Date(); for (const f of files) utimesSync(join(repo, f), now, now); };
-const statusS = medianSeconds(runs, () => run('git', ['status', '--porcelain'], repo), touch);
-const statusRss = lastRssMiB();
+const timed = (fn: () => void): number => {
+  const t = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t) / 1e9;
+};
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+// Rounds: each times every operation once, back to back, so that a ratio compares runs made under the
+// same load (the machine is shared); the table gives medians of the times and of the per-round ratios.
+const lfs = withLfs && ensureDebian('git-lfs', 'git-lfs');
+const t = { openssl: [] as number[], cp: [] as number[], add: [] as number[], status: [] as number[], lfs: [] as number[], before: [] as number[] };
+const r = { add: [] as number[], status: [] as number[], lfs: [] as number[], before: [] as number[] };
+let repo = '';
+let addRss = 0;
+let statusRss = 0;
+for (let round = 0; round < runs; round++) {
+  rmSync(join(work, 'copy'), { recursive: true, force: true });
+  mkdirSync(join(work, 'copy'));
+  repo = tensorRepo(`repo-${round}`);
+  const lrepo = lfs ? lfsRepo(`lfs-${round}`) : '';
+  const openssl = timed(() => run('openssl', ['dgst', '-sha256', ...srcFiles]));
+  t.openssl.push(openssl);
+  t.cp.push(timed(() => run('cp', [...srcFiles, join(work, 'copy')])));
+  const add = timed(() => run('git', ['add', ...files], repo));
+  addRss = Math.max(addRss, lastRssMiB());
+  t.add.push(add);
+  r.add.push(add / openssl);
+  if (lfs) {
+    const l = timed(() => run('git', ['add', ...files], lrepo));
+    t.lfs.push(l);
+    r.lfs.push(l / add);
+    rmSync(lrepo, { recursive: true, force: true });
+  }
+  if (beforeEnv) {
+    const brepo = tensorRepo(`before-${round}`, beforeEnv);
+    const b = timed(() => sh('git', ['add', ...files], { cwd: brepo, env: beforeEnv }));
+    t.before.push(b);
+    r.before.push(b / openssl);
+    rmSync(brepo, { recursive: true, force: true });
+  }
+  run('git', ['commit', '-qm', 'base'], repo);
+  const now = new Date(Date.now() + 1000 * (round + 1));
+  for (const f of files) utimesSync(join(repo, f), now, now);
+  const status = timed(() => run('git', ['status', '--porcelain'], repo));
+  statusRss = Math.max(statusRss, lastRssMiB());
+  t.status.push(status);
+  r.status.push(status / openssl);
+  if (round < runs - 1) rmSync(repo, { recursive: true, force: true });
+}
+rmSync(join(work, 'copy'), { recursive: true, force: true });
+const storeAfterAdd = dirBytes(join(repo, '.git', 'tensor'));
 
 const gcT = process.hrtime.bigint();
 run('git-tensor', ['gc'], repo);
@@ -204,30 +253,19 @@ run('git', ['checkout', '--', files[0]!], repo);
 run('git', ['diff', '--quiet'], repo);
 
 const ratio = (a: number, b: number) => `${(a / b).toFixed(2)}x`;
+const x = (v: number) => `${v.toFixed(2)}x`;
 const rows: (string | number)[][] = [
-  ['openssl dgst -sha256 (baseline)', opensslS, fileGiB / opensslS, '', ''],
-  ['cp (baseline)', cpS, fileGiB / cpS, ratio(cpS, opensslS) + ' openssl', ''],
-  ['git-tensor: git add', addS, fileGiB / addS, `${ratio(addS, opensslS)} openssl (target <= 3x)`, `${addRss.toFixed(0)} MiB`],
-  ['git-tensor: git status after touch', statusS, fileGiB / statusS, `${ratio(statusS, opensslS)} openssl`, `${statusRss.toFixed(0)} MiB`],
+  ['openssl dgst -sha256 (baseline)', median(t.openssl), fileGiB / median(t.openssl), '', ''],
+  ['cp (baseline)', median(t.cp), fileGiB / median(t.cp), '', ''],
+  ['git-tensor: git add', median(t.add), fileGiB / median(t.add), `${x(median(r.add))} openssl (target <= 3x)`, `${addRss.toFixed(0)} MiB`],
+  ['git-tensor: git status after touch', median(t.status), fileGiB / median(t.status), `${x(median(r.status))} openssl`, `${statusRss.toFixed(0)} MiB`],
 ];
-if (withLfs && ensureDebian('git-lfs', 'git-lfs')) {
-  let lrepo = '';
-  let j = 0;
-  const lfsAddS = medianSeconds(runs, () => run('git', ['add', ...files], lrepo), () => {
-    lrepo = join(work, `lfs-${j++}`);
-    rmSync(lrepo, { recursive: true, force: true });
-    mkdirSync(lrepo);
-    run('git', ['init', '-q'], lrepo);
-    run('git', ['lfs', 'install', '--local'], lrepo);
-    run('git', ['lfs', 'track', '*.safetensors'], lrepo);
-    for (const f of files) run('cp', [join(src, f), join(lrepo, f)]);
-  });
-  rows.push(['git-lfs: git add (peer)', lfsAddS, fileGiB / lfsAddS, `${ratio(lfsAddS, addS)} git-tensor's time (target >= 2x)`, '']);
-} else if (withLfs) {
-  rows.push(['git-lfs', 'not installed', '', '', '']);
-}
+if (beforeEnv) rows.push([`git add with ${args[beforeAt + 1]}`, median(t.before), fileGiB / median(t.before), `${x(median(r.before))} openssl`, '']);
+if (lfs) rows.push(['git-lfs: git add (peer)', median(t.lfs), fileGiB / median(t.lfs), `${x(median(r.lfs))} git-tensor's time (target >= 2x)`, '']);
+else if (withLfs) rows.push(['git-lfs', 'not installed', '', '', '']);
+process.stderr.write(`per round: git add / openssl ${r.add.map(x).join(' ')}; git-lfs / git add ${r.lfs.map(x).join(' ')}\n`);
 
-printTable(`bench-add: ${fileGiB.toFixed(2)} GiB BF16 checkpoint, ${specs.length} Llama-shaped tensors in ${files.length} file(s), median of ${runs} runs`,
+printTable(`bench-add: ${fileGiB.toFixed(2)} GiB BF16 checkpoint, ${specs.length} Llama-shaped tensors in ${files.length} file(s), median of ${runs} rounds (ratios: medians of per-round ratios)`,
   ['operation', 'seconds', 'GiB/s', 'vs baseline', 'filter peak RSS'], rows);
 printTable('store size', ['when', 'bytes', 'of the checkpoint', 'note'], [
   ['after git add', `${(storeAfterAdd / MiB).toFixed(1)} MiB`, `${(100 * storeAfterAdd / fileBytes).toFixed(1)}%`, ''],

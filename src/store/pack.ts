@@ -239,6 +239,14 @@ const DIRECT_ALIGN = 4096;
 /** Bytes per O_DIRECT write (a multiple of DIRECT_ALIGN). */
 const DIRECT_BLOCK = 8 << 20;
 
+/**
+ * Staging blocks, reused across the writers of one process (a `git add` of many shards writes a pack per
+ * file). Their memory is the addon's, which V8 does not count, so blocks left to the garbage collector
+ * could pile up unseen; a few kept here are enough for the two blocks in flight and the one filling.
+ */
+const stagePool: Buffer[] = [];
+const POOLED_STAGES = 4;
+
 export interface PackWriterOptions {
   /**
    * Write the pack with O_DIRECT where the addon and the filesystem allow it: the bytes go from a staging
@@ -349,6 +357,7 @@ export class PackWriter {
         this.stage.fill(0, this.stageFill, padded);
         this.writeStageSync(this.stage, padded, this.stageStart);
         ftruncateSync(this.fd, this.offset);
+        this.releaseStages();
       } else this.drain();
       if (this.writableUntilCommit) fchmodSync(this.fd, 0o444);
       fsyncSync(this.fd);
@@ -380,7 +389,9 @@ export class PackWriter {
     this.written.clear();
     this.batch = [];
     this.batchBytes = 0;
+    if (!this.inFlight.size) this.releaseStages();
     this.stage = undefined;
+    this.spare.length = 0;
     this.stageStart = 0;
     this.stageFill = 0;
   }
@@ -451,7 +462,7 @@ export class PackWriter {
     });
     this.created = true;
     if (this.aligned) {
-      this.stage = this.aligned(DIRECT_BLOCK, DIRECT_ALIGN);
+      this.stage = this.newStage();
       this.stageStart = 0;
       this.stageFill = 0;
     }
@@ -478,7 +489,7 @@ export class PackWriter {
   private emitStage(writes: Promise<void>[] | null): void {
     const block = this.stage!;
     const position = this.stageStart;
-    this.stage = this.spare.pop() ?? this.aligned!(DIRECT_BLOCK, DIRECT_ALIGN);
+    this.stage = this.spare.pop() ?? this.newStage();
     this.stageStart += DIRECT_BLOCK;
     this.stageFill = 0;
     if (!writes) {
@@ -491,6 +502,16 @@ export class PackWriter {
       while (done < DIRECT_BLOCK) done += await this.writeStage(block, done, DIRECT_BLOCK - done, position + done);
       if (this.spare.length < 2) this.spare.push(block);
     })()));
+  }
+
+  private newStage(): Buffer {
+    return stagePool.pop() ?? this.aligned!(DIRECT_BLOCK, DIRECT_ALIGN);
+  }
+
+  /** Gives the idle staging blocks back to the process's pool (blocks still being written are not idle). */
+  private releaseStages(): void {
+    for (const b of [this.stage, ...this.spare.splice(0)]) if (b && stagePool.length < POOLED_STAGES) stagePool.push(b);
+    this.stage = undefined;
   }
 
   private writeStageSync(block: Buffer, length: number, position: number): void {
