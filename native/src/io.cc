@@ -5,6 +5,7 @@
 #include "io.h"
 
 #include <cerrno>
+#include <cstdlib>
 
 #if defined(__linux__)
 #include <fcntl.h>
@@ -30,10 +31,30 @@ Napi::Value SetPipeSize(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// alignedBuffer(bytes, alignment) -> a Buffer whose memory starts at a multiple of `alignment` (a power
+// of two, at least the pointer size): O_DIRECT writes of a pack (src/store/pack.ts) need the memory, the
+// file offset and the length aligned to the device's block size. Freed when the Buffer is collected.
+Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "alignedBuffer(bytes, alignment): expected two numbers");
+  }
+  const double bytes = info[0].As<Napi::Number>().DoubleValue();
+  const double alignment = info[1].As<Napi::Number>().DoubleValue();
+  const size_t a = static_cast<size_t>(alignment);
+  if (!(bytes > 0) || bytes > (1u << 30) || a < sizeof(void*) || a > (1u << 20) || (a & (a - 1)) != 0) {
+    throw Napi::RangeError::New(env, "alignedBuffer: bytes must be in 1..2^30, alignment a power of two in 8..2^20");
+  }
+  void* data = nullptr;
+  if (posix_memalign(&data, a, static_cast<size_t>(bytes)) != 0) throw Napi::Error::New(env, "alignedBuffer: out of memory");
+  return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(data), static_cast<size_t>(bytes), [](Napi::Env, uint8_t* p) { free(p); });
+}
+
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("setPipeSize", Napi::Function::New(env, SetPipeSize));
+  exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer));
 }
 
 }  // namespace gt

@@ -13,7 +13,8 @@ import { UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import type { PackFile } from '../store/pack.js';
 import { removeDeadWritersFiles } from '../store/atomic.js';
-import { LocatedObject, objectClosure, writePackOf } from '../store/transfer.js';
+import { LocatedObject, objectClosure } from '../store/transfer.js';
+import { chunkHints, repackObjects, wantsCompression } from '../store/repack.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
 import { pointersInHistory } from './pointers.js';
@@ -82,23 +83,30 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   let dropped = 0;
   let droppedBytes = 0;
   let before = 0;
+  // Chunks `git add` wrote raw (docs/store.md, "Writing fast, compressing later") are compressed here.
+  const hints = store.compress ? chunkHints(store, pointers.map((p) => p.pointer)) : new Map();
+  let compressed = 0;
   let after = 0;
   let packsAfter = 0;
   let objects = 0;
   // Groups of old packs, each closed once its kept payload reaches groupBytes.
   let group: { packs: PackFile[]; keep: LocatedObject[]; bytes: number; dropped: number } = { packs: [], keep: [], bytes: 0, dropped: 0 };
-  const flush = () => {
+  const flush = async () => {
     const g = group;
     group = { packs: [], keep: [], bytes: 0, dropped: 0 };
     if (!g.packs.length) return;
     objects += g.keep.length;
-    // A lone pack that loses nothing is already what gc would write: leave it (a second gc changes nothing).
-    if (g.packs.length === 1 && g.dropped === 0 && g.keep.length === g.packs[0]!.count) {
+    // A lone pack that loses nothing and holds nothing left to compress is already what gc would write:
+    // leave it (a second gc changes nothing).
+    const raw = g.keep.some((o) => wantsCompression(o) && hints.has(o.id));
+    if (g.packs.length === 1 && g.dropped === 0 && g.keep.length === g.packs[0]!.count && !raw) {
       after += statSync(g.packs[0]!.packPath).size + statSync(g.packs[0]!.idxPath).size;
       packsAfter++;
       return;
     }
-    const name = g.keep.length ? writePackOf(g.keep, store.packDir, store.tmpDir) : null;
+    const repacked = g.keep.length ? await repackObjects(store, g.keep, hints) : null;
+    const name = repacked?.name ?? null;
+    compressed += repacked?.compressed ?? 0;
     // The new pack is complete and visible; only now can the group's old ones go (index first: readers
     // skip a pack without an index).
     for (const pack of g.packs) {
@@ -130,14 +138,15 @@ export async function gc(opts: GcOptions): Promise<Printable> {
       group.keep.push({ id: entry.id, loc: entry });
       group.bytes += entry.payloadLength;
     }
-    if (group.bytes >= groupBytes) flush();
+    if (group.bytes >= groupBytes) await flush();
   }
-  flush();
+  await flush();
   for (const p of leftovers) rmSync(p, { recursive: true, force: true });
 
-  const data = { packsBefore: packs.length, packsAfter, objects, dropped, droppedBytes, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
+  const data = { packsBefore: packs.length, packsAfter, objects, dropped, droppedBytes, compressed, bytesBefore: before, bytesAfter: after, leftoversRemoved: swept + leftovers.length };
   const text = [
-    `packs: ${packs.length} -> ${data.packsAfter}; ${objects} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})`,
+    `packs: ${packs.length} -> ${data.packsAfter}; ${objects} objects kept, ${dropped} unreachable dropped (${formatBytes(droppedBytes)})` +
+      (compressed ? `, ${compressed} chunks compressed` : ''),
     `store: ${formatBytes(before)} -> ${formatBytes(after)}` + (data.leftoversRemoved ? `; removed ${data.leftoversRemoved} file(s) left by interrupted commands` : ''),
   ];
   return { data, text };

@@ -174,6 +174,14 @@ export function nativeSetPipeSize(): ((fd: number, bytes: number) => number) | n
   return (cpuAddon()?.setPipeSize as ((fd: number, bytes: number) => number) | undefined) ?? null;
 }
 
+/**
+ * The addon's alignedBuffer(bytes, alignment): memory that starts at a multiple of `alignment`, for
+ * O_DIRECT writes (src/store/pack.ts); null without the addon.
+ */
+export function nativeAlignedBuffer(): ((bytes: number, alignment: number) => Buffer) | null {
+  return (cpuAddon()?.alignedBuffer as ((bytes: number, alignment: number) => Buffer) | undefined) ?? null;
+}
+
 let cached: KernelBackend | undefined;
 
 /** The process-wide backend, chosen on first use; its warning, if any, is printed once. */

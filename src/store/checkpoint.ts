@@ -128,6 +128,26 @@ const BATCH_BYTES = 4 * 1024 * 1024;
 const BATCHES_IN_FLIGHT = 2;
 
 /**
+ * Batch buffers, reused: a fresh 4 MiB buffer per batch costs page faults and garbage collection for
+ * every 4 MiB `git add` reads. A buffer comes back once putChunks has settled (its chunks are hashed,
+ * compressed and written: nothing refers to it any more). Holds a few buffers at most.
+ */
+const batchPool: Buffer[] = [];
+const EMPTY = Buffer.alloc(0);
+const POOLED_BATCHES = BATCHES_IN_FLIGHT + 2;
+
+function takeBatch(bytes: number): Buffer {
+  if (bytes < BATCH_BYTES / 2) return Buffer.allocUnsafe(bytes); // a small tensor: no need to hold 4 MiB
+  return (batchPool.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES)).subarray(0, bytes);
+}
+
+function returnBatch(batch: Buffer): void {
+  if (batch.buffer.byteLength === BATCH_BYTES && batchPool.length < POOLED_BATCHES) {
+    batchPool.push(Buffer.from(batch.buffer, 0, BATCH_BYTES));
+  }
+}
+
+/**
  * Cuts one object (a tensor, or an opaque file) into chunks and stores them. Chunks gather into batches
  * that ObjectWriter.putChunks hashes and compresses off the JS thread while this thread hashes the whole
  * object and reads on; the file's InFlight bounds the batches in flight, so memory stays a few batches
@@ -159,7 +179,7 @@ class ChunkedObjectBuilder {
     /** The decoded bytes of the object `baseChunks` cut, when the caller has them (a merge read them). */
     private readonly baseBytes?: Uint8Array,
   ) {
-    this.batch = writer.hashOnly ? Buffer.alloc(0) : this.newBatch();
+    this.batch = EMPTY;
   }
 
   /** Appends bytes; a chunk ends each time `chunkBytes` have gathered. Settle `inFlight` between pushes. */
@@ -169,6 +189,7 @@ class ChunkedObjectBuilder {
     if (this.writer.hashOnly) return; // only the object's id is wanted: no chunks to cut
     let at = 0;
     while (at < bytes.length) {
+      if (this.batch.length === 0) this.batch = this.newBatch();
       const k = Math.min(bytes.length - at, this.chunkBytes - (this.filled - this.chunkStart));
       this.batch.set(bytes.subarray(at, at + k), this.filled);
       this.filled += k;
@@ -205,12 +226,14 @@ class ChunkedObjectBuilder {
       const related = this.baseChunks?.[first + k];
       return related && related.length === lengths[k] ? this.deltaBase(first + k, related.id) : undefined;
     };
-    const stored = this.writer.putChunks(this.batch.subarray(0, this.filled), lengths, { width: this.width, float: this.float, base });
+    const batch = this.batch;
+    const stored = this.writer.putChunks(batch.subarray(0, this.filled), lengths, { width: this.width, float: this.float, base });
+    stored.then(() => returnBatch(batch), () => returnBatch(batch));
     this.inFlight.add(stored);
     this.batches.push(stored);
     this.submitted.push(...lengths);
     this.lengths = [];
-    this.batch = this.newBatch();
+    this.batch = EMPTY; // the next push takes a buffer, so the last batch of an object takes none
     this.filled = 0;
     this.chunkStart = 0;
   }
@@ -218,7 +241,7 @@ class ChunkedObjectBuilder {
   private newBatch(): Buffer {
     const chunks = Math.max(1, Math.floor(BATCH_BYTES / this.chunkBytes));
     const left = Math.ceil(Math.max(1, this.expectedBytes - this.submitted.length * this.chunkBytes) / this.chunkBytes);
-    return Buffer.allocUnsafe(Math.min(chunks, left) * this.chunkBytes);
+    return takeBatch(Math.min(chunks, left) * this.chunkBytes);
   }
 
   private baseOffsets: number[] | undefined;

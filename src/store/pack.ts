@@ -5,7 +5,9 @@
 //   entry             = encoding(u8) depth(u8) reserved(2) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
 //   pack-<name>.idx   = "GTIDX\0\0" version(u8=1) count(u32 LE) reserved(u32) record*count sha256(32)
 //   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) depth(u8)
-//                       crc32(u32 LE, of the payload; 0 for raw) reserved(2)
+//                       crc32(u32 LE, of the payload; 0 for raw) flags(u8) reserved(1)
+//   flags             = bit 0 (RECORD_KEPT_RAW): a raw chunk `git tensor gc` tried to compress and kept raw
+//                       (it did not pay), so the next gc does not try again. Older readers ignore it.
 //
 // depth is the length of the delta chain behind an object (0: decodes on its own); see encoding.ts.
 //
@@ -15,11 +17,12 @@
 // fails (disk full) removes its own and is a StoreWriteError.
 
 import { createHash } from 'node:crypto';
-import { closeSync, fstatSync, fsyncSync, openSync, readFileSync, readSync, renameSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { close, closeSync, constants, fchmodSync, fstatSync, fsyncSync, ftruncateSync, openSync, readFileSync, readSync, renameSync, unlinkSync, write, writeSync, writev, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { CorruptObjectError, PackError, StoreWriteError } from '../errors/index.js';
 import { fsyncDir, tempPathFor } from './atomic.js';
+import { nativeAlignedBuffer } from '../kernels/addon.js';
 
 export const PACK_MAGIC = Buffer.from('GTPACK\0\x01', 'latin1');
 export const IDX_MAGIC = Buffer.from('GTIDX\0\0\x01', 'latin1');
@@ -46,7 +49,12 @@ export interface ObjectLocation {
   depth: number;
   /** CRC-32 of the payload (0 for raw objects, whose id verifies them). */
   crc: number;
+  /** Record flags (RECORD_KEPT_RAW); 0 in packs of older writers. */
+  flags: number;
 }
+
+/** Record flag: a raw chunk gc found not worth compressing. */
+export const RECORD_KEPT_RAW = 1;
 
 export class PackFile {
   private fd: number | undefined;
@@ -186,6 +194,7 @@ export class PackFile {
       encoding: r[at + 56]!,
       depth: r[at + 57]!,
       crc: r.readUInt32LE(at + 58),
+      flags: r[at + 62]!,
     };
   }
 }
@@ -211,23 +220,80 @@ function removeQuietly(path: string): void {
 /** An index record being written: a location in the pack under construction. */
 type PendingRecord = { id: Buffer } & Omit<ObjectLocation, 'pack'>;
 
+/** One object for PackWriter.appendAll. */
+export interface PackEntry {
+  id: Buffer;
+  encoding: number;
+  decodedSize: number;
+  payload: Uint8Array;
+  depth?: number;
+}
+
+/** writev at a position on the libuv pool; resolves with the bytes written. */
+function writevAt(fd: number, buffers: Uint8Array[], position: number): Promise<number> {
+  return new Promise((resolve, reject) => writev(fd, buffers as NodeJS.ArrayBufferView[], position, (err, n) => (err ? reject(err) : resolve(n))));
+}
+
+/** O_DIRECT writes need memory, file offset and length aligned to the device's block size: 4 KiB covers them all. */
+const DIRECT_ALIGN = 4096;
+/** Bytes per O_DIRECT write (a multiple of DIRECT_ALIGN). */
+const DIRECT_BLOCK = 8 << 20;
+
+/**
+ * Staging blocks, reused across the writers of one process (a `git add` of many shards writes a pack per
+ * file). Their memory is the addon's, which V8 does not count, so blocks left to the garbage collector
+ * could pile up unseen; a few kept here are enough for the two blocks in flight and the one filling.
+ */
+const stagePool: Buffer[] = [];
+const POOLED_STAGES = 4;
+
+export interface PackWriterOptions {
+  /**
+   * Write the pack with O_DIRECT where the addon and the filesystem allow it: the bytes go from a staging
+   * buffer to the disk, not first into the page cache. For `git add` that copy cost as much CPU as a
+   * SHA-256 pass over the file, and the fsync at commit then waited for the whole file to be written
+   * back; now the writes run on the libuv pool while the JS thread reads and hashes on, and fsync has
+   * only the last block and the metadata left. Where O_DIRECT is refused (tmpfs, some network
+   * filesystems) the same staged writes go through the page cache.
+   */
+  direct?: boolean;
+}
+
 /**
  * Appends objects to a temp pack; `commit()` makes them durable and visible, `abort()` forgets them.
- * Writes are gathered into batches for writev so a stream of 64 KiB chunks costs few system calls.
+ * Every write is positional. By default payloads are gathered by reference and written with writev, so a
+ * stream of 64 KiB chunks costs few system calls; with `direct`, they are copied into aligned 8 MiB
+ * staging blocks written with O_DIRECT. `append` writes synchronously, `appendAll` (the chunks of
+ * `git add`) on the libuv pool, so the JS thread reads and hashes on while the bytes go to disk.
  */
 export class PackWriter {
   private readonly tmpPath: string;
   private fd: number | undefined;
+  /** Where the next entry goes: the bytes before it are written, in `batch` or in `stage`. */
   private offset = 0;
   private readonly records: PendingRecord[] = [];
   private readonly written = new Set<string>();
+  /** Buffered mode: payloads not yet written, by reference. */
   private batch: Uint8Array[] = [];
   private batchBytes = 0;
+  /** Direct mode: the staging block being filled (it starts at file offset `stageStart`), spare blocks. */
+  private readonly aligned: ((bytes: number, alignment: number) => Buffer) | null;
+  private stage: Buffer | undefined;
+  private stageStart = 0;
+  private stageFill = 0;
+  private readonly spare: Buffer[] = [];
+  /** An ordinary fd on the temp pack, when O_DIRECT writes were refused after the open. */
+  private fallbackFd: number | undefined;
+  /** Writes still running on the pool. */
+  private readonly inFlight = new Set<Promise<void>>();
   /** The temp pack exists on disk (removed again by abort). */
   private created = false;
+  /** The temp pack was created writable (mode 0600); commit makes it read-only like every pack. */
+  private writableUntilCommit = false;
 
-  constructor(private readonly packDir: string, private readonly tmpDir: string) {
+  constructor(private readonly packDir: string, private readonly tmpDir: string, opts: PackWriterOptions = {}) {
     this.tmpPath = tempPathFor(join(tmpDir, 'pack'), tmpDir);
+    this.aligned = opts.direct && constants.O_DIRECT !== undefined ? nativeAlignedBuffer() : null;
   }
 
   get objectCount(): number {
@@ -238,25 +304,40 @@ export class PackWriter {
     return this.written.has(idHex);
   }
 
-  append(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth = 0): void {
-    const idHex = id.toString('hex');
-    if (this.written.has(idHex)) return;
-    if (this.fd === undefined) {
-      this.fd = this.guard(() => openSync(this.tmpPath, 'wx', 0o444));
-      this.created = true;
-      this.push(PACK_MAGIC);
+  append(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth = 0, flags = 0): void {
+    if (!this.add(id, encoding, decodedSize, payload, depth, null, flags)) return;
+    if (!this.stage && (this.batchBytes >= 4 << 20 || this.batch.length >= 1000)) this.drain();
+  }
+
+  /**
+   * Appends `entries` (those not yet in this pack) and writes them, with anything `append` left
+   * unwritten (in direct mode: every full staging block), on the libuv pool. Resolves once those bytes
+   * are in the file, so the caller may reuse the payloads' memory; a failure (disk full...) removes the
+   * temp pack and rejects with a StoreWriteError. The caller must await it before `commit()`.
+   */
+  async appendAll(entries: readonly PackEntry[]): Promise<void> {
+    const writes: Promise<void>[] = [];
+    for (const e of entries) this.add(e.id, e.encoding, e.decodedSize, e.payload, e.depth ?? 0, writes);
+    if (!this.stage && this.batch.length) {
+      const buffers = this.batch;
+      const bytes = this.batchBytes;
+      const position = this.offset - bytes;
+      const fd = this.fd!;
+      this.batch = [];
+      this.batchBytes = 0;
+      writes.push(this.track((async () => {
+        let done = 0;
+        while (done < bytes) done += await writevAt(fd, done === 0 ? buffers : remaining(buffers, done), position + done);
+      })()));
     }
-    const head = Buffer.alloc(ENTRY_HEADER_BYTES);
-    head[0] = encoding;
-    head[1] = depth;
-    id.copy(head, 4);
-    head.writeBigUInt64LE(BigInt(decodedSize), 36);
-    head.writeBigUInt64LE(BigInt(payload.length), 44);
-    this.push(head);
-    const crc = encoding === Encoding.raw ? 0 : crc32(payload);
-    this.records.push({ id: Buffer.from(id), payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc });
-    this.push(payload);
-    this.written.add(idHex);
+    try {
+      await Promise.all(writes);
+    } catch (err) {
+      await Promise.allSettled(writes);
+      const named = StoreWriteError.from(err, dirname(this.packDir));
+      this.abort();
+      throw named ?? err;
+    }
   }
 
   /**
@@ -265,14 +346,22 @@ export class PackWriter {
    * files are gone; the error is a StoreWriteError.
    */
   commit(): string | null {
+    if (this.inFlight.size) throw new Error('internal: a pack was committed while appendAll was still writing');
     if (this.fd === undefined) return null;
     const idxTmp = tempPathFor(join(this.tmpDir, 'idx'), this.tmpDir);
     let packPath: string | undefined;
     try {
-      this.drain();
+      if (this.stage) {
+        // The last block, padded to the alignment, then the file cut back to its length.
+        const padded = Math.ceil(this.stageFill / DIRECT_ALIGN) * DIRECT_ALIGN;
+        this.stage.fill(0, this.stageFill, padded);
+        this.writeStageSync(this.stage, padded, this.stageStart);
+        ftruncateSync(this.fd, this.offset);
+        this.releaseStages();
+      } else this.drain();
+      if (this.writableUntilCommit) fchmodSync(this.fd, 0o444);
       fsyncSync(this.fd);
-      closeSync(this.fd);
-      this.fd = undefined;
+      this.closeFds();
       const idx = this.buildIndex();
       const name = createHash('sha256').update(idx).digest('hex');
       writeDurable(idxTmp, idx);
@@ -291,25 +380,160 @@ export class PackWriter {
 
   /** Forgets everything appended and removes the temp pack. */
   abort(): void {
-    if (this.fd !== undefined) {
-      closeSync(this.fd);
-      this.fd = undefined;
-    }
+    this.closeFds();
     if (this.created) removeQuietly(this.tmpPath);
     this.created = false;
+    this.writableUntilCommit = false;
     this.offset = 0;
     this.records.length = 0;
     this.written.clear();
     this.batch = [];
     this.batchBytes = 0;
+    if (!this.inFlight.size) this.releaseStages();
+    this.stage = undefined;
+    this.spare.length = 0;
+    this.stageStart = 0;
+    this.stageFill = 0;
   }
 
-  private push(bytes: Uint8Array): void {
+  private closeFds(): void {
+    for (const fd of [this.fd, this.fallbackFd]) {
+      if (fd === undefined) continue;
+      // A write still running on the pool holds the fd: close it only after, so the number cannot be
+      // reused by another file while that write lands.
+      if (this.inFlight.size) void Promise.allSettled([...this.inFlight]).then(() => close(fd, () => undefined));
+      else closeSync(fd);
+    }
+    this.fd = undefined;
+    this.fallbackFd = undefined;
+  }
+
+  private track(write: Promise<void>): Promise<void> {
+    this.inFlight.add(write);
+    const done = (): void => void this.inFlight.delete(write);
+    write.then(done, done);
+    return write;
+  }
+
+  /**
+   * Adds one entry (opening the temp pack first); false when the pack has it. In direct mode the bytes
+   * are copied into staging blocks, and each block that fills is written: on the pool when `writes`
+   * collects the writes, else synchronously.
+   */
+  private add(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth: number, writes: Promise<void>[] | null, flags = 0): boolean {
+    const idHex = id.toString('hex');
+    if (this.written.has(idHex)) return false;
+    if (this.fd === undefined) {
+      this.open();
+      this.push(PACK_MAGIC, writes);
+    }
+    // Small buffers from Node's shared pool (allocUnsafe): `git add` makes one header and one id copy per
+    // 64 KiB chunk, and an ArrayBuffer of its own for each showed up as garbage collection time.
+    const head = Buffer.allocUnsafe(ENTRY_HEADER_BYTES);
+    head[0] = encoding;
+    head[1] = depth;
+    head[2] = 0;
+    head[3] = 0;
+    id.copy(head, 4);
+    head.writeBigUInt64LE(BigInt(decodedSize), 36);
+    head.writeBigUInt64LE(BigInt(payload.length), 44);
+    this.push(head, writes);
+    const crc = encoding === Encoding.raw ? 0 : crc32(payload);
+    const ownId = Buffer.allocUnsafe(32);
+    id.copy(ownId);
+    this.records.push({ id: ownId, payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc, flags });
+    this.push(payload, writes);
+    this.written.add(idHex);
+    return true;
+  }
+
+  private open(): void {
+    this.guard(() => {
+      if (this.aligned) {
+        try {
+          // Writable by its owner until commit: a refused O_DIRECT write reopens it without O_DIRECT.
+          this.fd = openSync(this.tmpPath, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_DIRECT, 0o600);
+          this.writableUntilCommit = true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+        }
+      }
+      this.fd ??= openSync(this.tmpPath, 'wx', 0o444);
+    });
+    this.created = true;
+    if (this.aligned) {
+      this.stage = this.newStage();
+      this.stageStart = 0;
+      this.stageFill = 0;
+    }
+  }
+
+  private push(bytes: Uint8Array, writes: Promise<void>[] | null): void {
     if (bytes.length === 0) return; // an empty object has a header and no payload; writev of nothing makes no progress
-    this.batch.push(bytes);
-    this.batchBytes += bytes.length;
     this.offset += bytes.length;
-    if (this.batchBytes >= 4 << 20 || this.batch.length >= 1000) this.drain();
+    if (!this.stage) {
+      this.batch.push(bytes);
+      this.batchBytes += bytes.length;
+      return;
+    }
+    for (let at = 0; at < bytes.length;) {
+      const n = Math.min(bytes.length - at, DIRECT_BLOCK - this.stageFill);
+      this.stage.set(n === bytes.length ? bytes : bytes.subarray(at, at + n), this.stageFill);
+      this.stageFill += n;
+      at += n;
+      if (this.stageFill === DIRECT_BLOCK) this.emitStage(writes);
+    }
+  }
+
+  /** Writes the full staging block and starts the next one. */
+  private emitStage(writes: Promise<void>[] | null): void {
+    const block = this.stage!;
+    const position = this.stageStart;
+    this.stage = this.spare.pop() ?? this.newStage();
+    this.stageStart += DIRECT_BLOCK;
+    this.stageFill = 0;
+    if (!writes) {
+      this.guard(() => this.writeStageSync(block, DIRECT_BLOCK, position));
+      this.spare.push(block);
+      return;
+    }
+    writes.push(this.track((async () => {
+      let done = 0;
+      while (done < DIRECT_BLOCK) done += await this.writeStage(block, done, DIRECT_BLOCK - done, position + done);
+      if (this.spare.length < 2) this.spare.push(block);
+    })()));
+  }
+
+  private newStage(): Buffer {
+    return stagePool.pop() ?? this.aligned!(DIRECT_BLOCK, DIRECT_ALIGN);
+  }
+
+  /** Gives the idle staging blocks back to the process's pool (blocks still being written are not idle). */
+  private releaseStages(): void {
+    for (const b of [this.stage, ...this.spare.splice(0)]) if (b && stagePool.length < POOLED_STAGES) stagePool.push(b);
+    this.stage = undefined;
+  }
+
+  private writeStageSync(block: Buffer, length: number, position: number): void {
+    for (let done = 0; done < length;) {
+      try {
+        done += writeSync(this.fallbackFd ?? this.fd!, block, done, length - done, position + done);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL' || this.fallbackFd !== undefined) throw err;
+        this.fallbackFd = openSync(this.tmpPath, 'r+'); // O_DIRECT refused on write: the page cache it is
+      }
+    }
+  }
+
+  private async writeStage(block: Buffer, from: number, length: number, position: number): Promise<number> {
+    const attempt = (fd: number) => new Promise<number>((resolve, reject) => write(fd, block, from, length, position, (err, n) => (err ? reject(err) : resolve(n))));
+    try {
+      return await attempt(this.fallbackFd ?? this.fd!);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.fallbackFd ??= openSync(this.tmpPath, 'r+'); // O_DIRECT refused on write: the page cache it is
+      return attempt(this.fallbackFd);
+    }
   }
 
   /** Runs a write; a disk-full or I/O failure removes the temp pack and becomes a StoreWriteError. */
@@ -330,20 +554,9 @@ export class PackWriter {
 
   private drainBatch(): void {
     const pending = this.batch;
-    let start = 0;
-    while (start < pending.length) {
-      let n = writevSync(this.fd!, start === 0 ? pending : pending.slice(start));
-      while (n > 0) {
-        const first = pending[start]!;
-        if (n >= first.length) {
-          n -= first.length;
-          start++;
-        } else {
-          pending[start] = first.subarray(n);
-          n = 0;
-        }
-      }
-    }
+    const position = this.offset - this.batchBytes;
+    let done = 0;
+    while (done < this.batchBytes) done += writevSync(this.fd!, done === 0 ? pending : remaining(pending, done), position + done);
     this.batch = [];
     this.batchBytes = 0;
   }
@@ -362,8 +575,22 @@ export class PackWriter {
       out[at + 56] = r.encoding;
       out[at + 57] = r.depth;
       out.writeUInt32LE(r.crc, at + 58);
+      out[at + 62] = r.flags;
     });
     createHash('sha256').update(out.subarray(0, out.length - 32)).digest().copy(out, out.length - 32);
     return out;
   }
+}
+
+/** What is left of `buffers` after its first `skip` bytes. */
+function remaining(buffers: Uint8Array[], skip: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const b of buffers) {
+    if (skip >= b.length) skip -= b.length;
+    else {
+      out.push(skip ? b.subarray(skip) : b);
+      skip = 0;
+    }
+  }
+  return out;
 }

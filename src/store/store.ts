@@ -9,7 +9,7 @@ import type { Codec } from './codec.js';
 import { decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
 import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
 import { removeDeadWritersFiles } from './atomic.js';
-import { Encoding, ObjectLocation, PackFile, PackWriter } from './pack.js';
+import { Encoding, ObjectLocation, PackEntry, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
 
@@ -25,8 +25,14 @@ export function sha256(data: Uint8Array): Buffer {
 export interface StoreOptions {
   /** zstd: needed to read compressed chunks, and to write them when it can compress. */
   codec?: Codec | null;
-  /** Compress new chunks (default: whenever the codec can). */
+  /** Compress chunks (default: whenever the codec can); false keeps every new chunk raw, in gc too. */
   compress?: boolean;
+  /**
+   * Compress a new chunk that has no related chunk to delta against when it is written (`git add` of a
+   * new checkpoint), rather than leaving it raw for `git tensor gc` (the default: see docs/store.md,
+   * "Writing fast, compressing later").
+   */
+  compressOnWrite?: boolean;
 }
 
 export class ObjectStore {
@@ -34,6 +40,7 @@ export class ObjectStore {
   readonly tmpDir: string;
   readonly codec: Codec | null;
   readonly compress: boolean;
+  readonly compressOnWrite: boolean;
   private packs: PackFile[] = [];
   private readonly loaded = new Set<string>();
   private sweptTemps = false;
@@ -43,6 +50,7 @@ export class ObjectStore {
     this.tmpDir = join(dir, 'tmp');
     this.codec = opts.codec ?? null;
     this.compress = !!this.codec?.compress && opts.compress !== false;
+    this.compressOnWrite = this.compress && opts.compressOnWrite === true;
   }
 
   /** Opens (creating if needed) the store rooted at `dir` (normally <git-common-dir>/tensor). */
@@ -304,7 +312,7 @@ export class ObjectStore {
       this.sweptTemps = true;
       removeDeadWritersFiles(this.tmpDir);
     }
-    return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir), opts.hashOnly === true);
+    return new ObjectWriter(this, new PackWriter(this.packDir, this.tmpDir, { direct: true }), opts.hashOnly === true);
   }
 
   close(): void {
@@ -353,9 +361,13 @@ export class ObjectWriter {
 
   /**
    * Stores consecutive chunks of one tensor or file (`lengths` bytes each, laid end to end in `data`)
-   * and returns their ids in order. New chunks are compressed when the store has a codec and it pays;
-   * `hint` gives the element width, and `base(k)` the related chunk to delta against for chunk k (read
-   * only if that chunk is new). Hashing and compression run in the addon when it is there.
+   * and returns their ids in order, once the new ones are written to the temp pack. `hint` gives the
+   * element width, and `base(k)` the related chunk to delta against for chunk k (read only if that chunk
+   * is new): such a chunk is delta-encoded when that pays, which for a fine-tune's changed chunks is most
+   * of the saving and cheap (their deltas are mostly zero bytes). A new chunk with no related chunk is
+   * written raw unless the store compresses on write; `git tensor gc` compresses it later. Hashing,
+   * compression and the write run off the JS thread when the addon is there; `data` must stay unchanged
+   * until the promise settles.
    */
   async putChunks(data: Uint8Array, lengths: number[], hint: { width: number; float?: boolean; base?: (k: number) => EncodeHint['base'] }): Promise<Buffer[]> {
     if (this.hashOnly) return lengths.map(() => NO_ID);
@@ -370,23 +382,28 @@ export class ObjectWriter {
     } else {
       ids = lengths.map((_, k) => sha256(chunk(k)));
     }
-    const fresh: number[] = [];
+    const fresh: { k: number; hex: string; base?: EncodeHint['base'] }[] = [];
     const claimed = new Set<string>();
     ids.forEach((id, k) => {
       const hex = id.toString('hex');
-      if (!this.aborted && !claimed.has(hex) && !this.has(id)) fresh.push(k), claimed.add(hex);
+      if (this.aborted || claimed.has(hex) || this.pack.has(hex) || this.store.has(id)) return;
+      claimed.add(hex);
+      fresh.push({ k, hex, base: this.store.compress ? hint.base?.(k) : undefined });
     });
-    const encoded = this.store.compress
-      ? await encodeChunks(fresh.map((k) => ({ bytes: chunk(k), base: hint.base?.(k) })), hint, this.store.codec!, batches?.compressPlanes)
-      : fresh.map(() => null);
-    fresh.forEach((k, j) => {
+    const toEncode = this.store.compressOnWrite ? fresh : fresh.filter((f) => f.base);
+    const encoded = toEncode.length
+      ? await encodeChunks(toEncode.map((f) => ({ bytes: chunk(f.k), base: f.base })), hint, this.store.codec!, batches?.compressPlanes)
+      : [];
+    const encodingOf = new Map(toEncode.map((f, j) => [f.k, encoded[j]]));
+    const entries: PackEntry[] = [];
+    for (const { k, hex } of fresh) {
       const id = ids[k]!;
-      if (this.aborted || this.has(id)) return; // a batch still in flight stored it meanwhile
-      const e = encoded[j];
-      if (e) this.pack.append(id, e.encoding, lengths[k]!, e.payload, e.depth);
-      else this.pack.append(id, Encoding.raw, lengths[k]!, chunk(k));
+      if (this.aborted || this.pack.has(hex)) continue; // a batch still in flight stored it meanwhile
+      const e = encodingOf.get(k);
+      entries.push(e ? { id, encoding: e.encoding, decodedSize: lengths[k]!, payload: e.payload, depth: e.depth } : { id, encoding: Encoding.raw, decodedSize: lengths[k]!, payload: chunk(k) });
       this.bytesWritten += e ? e.payload.length : lengths[k]!;
-    });
+    }
+    if (entries.length) await this.pack.appendAll(entries);
     return ids;
   }
 

@@ -119,4 +119,63 @@ describe('git tensor gc', () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/--prune takes "now" or a time like 2\.weeks\.ago/);
   });
+
+  it('git add stores a new checkpoint raw and fast; gc compresses it, and every version still checks out exactly', () => {
+    const repo = makeRepo();
+    const weights = bf16Model(11);
+    repo.write('model.safetensors', weights);
+    repo.commit(['model.safetensors'], 'v1');
+    const afterAdd = repo.packBytes();
+    expect(afterAdd).toBeGreaterThan(weights.length);
+
+    // A sparse fine-tune: its changed chunks are deltas from the start, a small fraction of the file.
+    const tuned = Buffer.from(weights);
+    for (let at = tuned.length - 2 * 65536; at < tuned.length; at += 4096) tuned[at]! ^= 1;
+    repo.write('model.safetensors', tuned);
+    repo.commit(['model.safetensors'], 'v2');
+    expect(repo.packBytes() - afterAdd).toBeLessThan(0.1 * 2 * 65536);
+
+    const report = JSON.parse(repo.gitTensor(['gc', '--json']).stdout);
+    expect(report.compressed).toBeGreaterThan(0);
+    // BF16 weights: the exponent plane compresses to a few bits, the mantissa plane stays raw.
+    expect(repo.packBytes()).toBeLessThan(0.85 * weights.length);
+    expect(repo.gitTensor(['fsck']).status).toBe(0);
+    repo.git(['checkout', '-q', 'HEAD~1', '--', 'model.safetensors']);
+    expect(repo.read('model.safetensors').equals(weights)).toBe(true);
+    repo.git(['checkout', '-q', 'HEAD', '--', 'model.safetensors']);
+    expect(repo.read('model.safetensors').equals(tuned)).toBe(true);
+
+    // Nothing left to compress: a second gc keeps the one pack as it is.
+    const again = JSON.parse(repo.gitTensor(['gc', '--json']).stdout);
+    expect(again.compressed).toBe(0);
+    expect(again.bytesAfter).toBe(again.bytesBefore);
+  });
+
+  it('with tensor.compressOnAdd=true, git add compresses as it stores (what gc would do later)', () => {
+    const repo = makeRepo();
+    repo.git(['config', 'tensor.compressOnAdd', 'true']);
+    const weights = bf16Model(12);
+    repo.write('model.safetensors', weights);
+    repo.commit(['model.safetensors'], 'v1');
+    expect(repo.packBytes()).toBeLessThan(0.85 * weights.length);
+    const report = JSON.parse(repo.gitTensor(['gc', '--json']).stdout);
+    expect(report.compressed).toBe(0);
+  });
 });
+
+/** A BF16 checkpoint of two 256x512 matrices with values shaped like trained weights (they compress). */
+function bf16Model(seed: number): Buffer {
+  const tensor = (name: string) => {
+    const data = Buffer.alloc(256 * 512 * 2);
+    let s = seed + name.length;
+    const next = () => (s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32;
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    for (let i = 0; i < data.length / 2; i++) {
+      f[0] = (next() + next() + next() - 1.5) * 0.04;
+      data.writeUInt16LE(u[0]! >>> 16, 2 * i);
+    }
+    return { name, dtype: 'BF16' as const, shape: [256, 512], data };
+  };
+  return toSafetensors([tensor('a.weight'), tensor('bb.weight')], { format: 'pt' });
+}

@@ -128,7 +128,7 @@ describe.skipIf(!codec.compress)('encodeChunk with native zstd', () => {
   it('a store written with native zstd reads back through the JavaScript decoder', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gt-enc-'));
     dirs.push(dir);
-    const writer = ObjectStore.open(dir, { codec: c }).beginWrite();
+    const writer = ObjectStore.open(dir, { codec: c, compressOnWrite: true }).beginWrite();
     const chunks = [0, 1, 2].map((k) => bytesOf(weights(16384, 10 + k)));
     const ids = (await writer.putChunks(Buffer.concat(chunks), chunks.map((c) => c.length), { width: 4, float: true })).map((id) => id.toString('hex'));
     writer.commit();
