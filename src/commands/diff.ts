@@ -49,6 +49,8 @@ export function pointerSource(p: Extract<Pointer, { kind: 'safetensors' }>, stor
     metadata: p.metadata,
     tensors: p.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: t.id })),
     read: (t) => store.readAsync(t.id!, { file: path, tensor: t.name }),
+    // Decoded a window (~4 MiB) at a time, each chunk checked against its id: large tensors are compared block by block.
+    stream: (t) => store.streamChunks(t.id!, { file: path, tensor: t.name }),
   };
 }
 
@@ -67,22 +69,38 @@ export function fileSource(file: string, path: string): CheckpointSource {
       read: (t: TensorEntry) => {
         const r = ranges.get(t.name)!;
         const out = Buffer.allocUnsafe(r.end - r.begin);
-        const f = openSync(file, 'r');
-        try {
-          let got = 0;
-          while (got < out.length) {
-            const n = readSync(f, out, got, out.length - got, dataStart + r.begin + got);
-            if (n === 0) throw new GitTensorError('E_DIFF_FILE_CHANGED', `${path} changed while it was being read`, { data: { file: path }, hint: 'Run the diff again.' });
-            got += n;
-          }
-        } finally {
-          closeSync(f);
-        }
+        readRange(file, path, dataStart + r.begin, out);
         return out;
+      },
+      stream: async function* (t: TensorEntry) {
+        const r = ranges.get(t.name)!;
+        for (let at = r.begin; at < r.end; at += FILE_PIECE_BYTES) {
+          const out = Buffer.allocUnsafe(Math.min(FILE_PIECE_BYTES, r.end - at));
+          readRange(file, path, dataStart + at, out);
+          yield out;
+        }
       },
     };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Bytes read from a working-tree checkpoint at a time when a tensor is streamed. */
+const FILE_PIECE_BYTES = 4 << 20;
+
+/** Fills `out` from `file` at byte `at`. */
+function readRange(file: string, path: string, at: number, out: Buffer): void {
+  const f = openSync(file, 'r');
+  try {
+    let got = 0;
+    while (got < out.length) {
+      const n = readSync(f, out, got, out.length - got, at + got);
+      if (n === 0) throw new GitTensorError('E_DIFF_FILE_CHANGED', `${path} changed while it was being read`, { data: { file: path }, hint: 'Run the diff again.' });
+      got += n;
+    }
+  } finally {
+    closeSync(f);
   }
 }
 
