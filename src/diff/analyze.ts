@@ -40,6 +40,8 @@ export interface CheckpointSource {
    * WHOLE_TENSOR_BYTES is compared from it block by block instead of being read whole.
    */
   stream?(t: TensorEntry): AsyncIterable<Uint8Array>;
+  /** Bytes [begin, end) of the tensor, for the rank sketch's few rows of a streamed tensor. */
+  readRange?(t: TensorEntry, begin: number, end: number): Uint8Array | Promise<Uint8Array>;
 }
 
 export interface AnalyzeOptions {
@@ -48,6 +50,8 @@ export interface AnalyzeOptions {
   topTokens?: number;
   /** Build the Δ histogram (one more pass over changed tensors; the HTML report needs it). */
   histogram?: boolean;
+  /** Tensors up to this many bytes per side are read whole (default WHOLE_TENSOR_BYTES); larger ones are streamed. */
+  wholeTensorBytes?: number;
 }
 
 /** Change masks (for row/column structure) are computed when at most this share of elements changed. */
@@ -74,7 +78,7 @@ export async function analyzeCheckpoint(path: string, oldSide: CheckpointSource 
       tensors.push(structural(n.name, 'added', n, undefined));
       continue;
     }
-    const ctx: PairContext = { vocabulary: opts.vocabulary ?? null, topTokens: opts.topTokens ?? 10, histogram, tokens, path };
+    const ctx: PairContext = { vocabulary: opts.vocabulary ?? null, topTokens: opts.topTokens ?? 10, histogram, tokens, path, wholeTensorBytes: opts.wholeTensorBytes ?? WHOLE_TENSOR_BYTES };
     tensors.push(await comparePair(o, n, oldSide!, newSide!, ctx));
   }
   for (const o of oldSide?.tensors ?? []) if (!newNames.has(o.name)) tensors.push(structural(o.name, 'removed', undefined, o));
@@ -112,18 +116,19 @@ interface PairContext {
   histogram: DeltaHistogram | undefined;
   tokens: TokenView[];
   path: string;
+  wholeTensorBytes: number;
 }
 
 async function comparePair(o: TensorEntry, n: TensorEntry, oldSide: CheckpointSource, newSide: CheckpointSource, ctx: PairContext): Promise<TensorDiff> {
   const sameShape = o.shape.length === n.shape.length && o.shape.every((d, k) => d === n.shape[k]);
   if (sameShape && o.dtype === n.dtype) {
     if (o.id !== undefined && o.id === n.id) return unchanged(n);
-    const sides: Sides = { a: await opener(oldSide, o), b: await opener(newSide, n) };
+    const sides: Sides = { a: await opener(oldSide, o, ctx.wholeTensorBytes), b: await opener(newSide, n, ctx.wholeTensorBytes) };
     return compareValues(n.name, n.dtype, n.shape, sides, 'changed', ctx);
   }
   if (sameShape && isFloatDType(o.dtype) && isFloatDType(n.dtype)) {
     // A dtype conversion (e.g. F32 -> BF16): compare the values in f32, converted block by block.
-    const sides: Sides = { a: await opener(oldSide, o), b: await opener(newSide, n), from: { a: o.dtype, b: n.dtype } };
+    const sides: Sides = { a: await opener(oldSide, o, ctx.wholeTensorBytes), b: await opener(newSide, n, ctx.wholeTensorBytes), from: { a: o.dtype, b: n.dtype } };
     const d = await compareValues(n.name, 'F32', n.shape, sides, 'retyped', ctx);
     return { ...d, dtype: n.dtype, oldDtype: o.dtype, oldShape: o.shape, detail: `${o.dtype} -> ${n.dtype}, ${d.kind} ${d.detail}` };
   }
@@ -132,9 +137,15 @@ async function comparePair(o: TensorEntry, n: TensorEntry, oldSide: CheckpointSo
 
 /** Both versions of a tensor, each opened from its start once per pass; `from`: their dtypes when converted to f32. */
 interface Sides {
-  a: () => ByteBlocks;
-  b: () => ByteBlocks;
+  a: TensorBytes;
+  b: TensorBytes;
   from?: { a: string; b: string };
+}
+
+/** One version of a tensor: opened from its start once per pass, and (when the source can) a byte range of it. */
+interface TensorBytes {
+  open(): ByteBlocks;
+  range?: (begin: number, end: number) => Promise<Uint8Array>;
 }
 
 /** Bits per element of a dtype the format knows (undefined otherwise). */
@@ -147,21 +158,23 @@ function dtypeBitsOf(dtype: string): number | undefined {
  * up to WHOLE_TENSOR_BYTES (or one its source cannot stream) is read once and handed out as views; a
  * larger one is streamed again for each pass, so only a block of it is ever in memory.
  */
-async function opener(side: CheckpointSource, t: TensorEntry): Promise<() => ByteBlocks> {
+async function opener(side: CheckpointSource, t: TensorEntry, wholeMax: number): Promise<TensorBytes> {
   const bits = dtypeBitsOf(t.dtype);
   const bytes = bits === undefined ? Infinity : Math.ceil((elementCount(t.shape) * bits) / 8);
-  if (side.stream && bits !== undefined && bytes > WHOLE_TENSOR_BYTES) {
-    const stream = side.stream.bind(side);
-    return () => new ByteBlocks(stream(t)[Symbol.asyncIterator](), t.name);
+  if (side.stream && bits !== undefined && bytes > wholeMax) {
+    return {
+      open: () => new ByteBlocks(side.stream!(t)[Symbol.asyncIterator](), t.name),
+      range: side.readRange ? async (begin, end) => toBytes(await side.readRange!(t, begin, end)) : undefined,
+    };
   }
   const whole = toBytes(await side.read(t));
-  return () => ByteBlocks.of(whole, t.name);
+  return { open: () => ByteBlocks.of(whole, t.name), range: async (begin, end) => whole.subarray(begin, end) };
 }
 
 /** Rows of one side for a pass: raw bytes of `dtype`, or f32 when the sides are converted. */
 function rowsOf(sides: Sides, side: 'a' | 'b', cols: number, dtype: string): RowReader {
   const from = sides.from?.[side];
-  return from ? f32Rows(sides[side](), (cols * dtypeBitsOf(from)!) / 8, from) : byteRows(sides[side](), (cols * dtypeBitsOf(dtype)!) / 8);
+  return from ? f32Rows(sides[side].open(), (cols * dtypeBitsOf(from)!) / 8, from) : byteRows(sides[side].open(), (cols * dtypeBitsOf(dtype)!) / 8);
 }
 
 function structural(name: string, status: TensorDiff['status'], n: TensorEntry | undefined, o: TensorEntry | undefined): TensorDiff {
@@ -261,10 +274,15 @@ async function compareValues(name: string, dtype: string, shape: number[], sides
   const wantsTokens = float && ctx.vocabulary !== null && isTokenMatrix(name, shape, ctx.vocabulary.size);
 
   // Pass 2: the sampled rows of Δ (kept as f64 differences until the sketch is built in the sample's
-  // order), the token rows' norms and the histogram.
+  // order), the token rows' norms and the histogram. The sample alone reads just its rows, where it can.
   let rank: RankEstimate | undefined;
-  if (plan || (float && (wantsTokens || ctx.histogram))) {
-    const sampled = new Map<number, Float64Array | null>((plan?.rows ?? []).map((r) => [r, null]));
+  const sampled = new Map<number, Float64Array | null>((plan?.rows ?? []).map((r) => [r, null]));
+  if (plan && !wantsTokens && !ctx.histogram && sides.a.range && sides.b.range) {
+    for (const r of [...sampled.keys()].sort((x, y) => x - y)) {
+      sampled.set(r, rowDelta(await rowValues(sides, 'a', r, cols, dtype), await rowValues(sides, 'b', r, cols, dtype), 0, cols));
+    }
+    rank = await rankSketch(name, plan, sampled, cols, stats.sumD2);
+  } else if (plan || (float && (wantsTokens || ctx.histogram))) {
     const rowsD = wantsTokens ? new Float64Array(rows) : null, rowsO = wantsTokens ? new Float64Array(rows) : null;
     await valuePass(sides, dtype, rows, cols, (oldV, newV, first, count) => {
       if (sampled.size) {
@@ -296,7 +314,7 @@ async function compareBits(name: string, dtype: string, shape: number[], sides: 
   const bits = dtypeBitsOf(dtype);
   const { rows, cols } = matrixShape(shape);
   const rowBytes = bits !== undefined && (cols * bits) % 8 === 0 ? (cols * bits) / 8 : 0;
-  const a = sides.a(), b = sides.b();
+  const a = sides.a.open(), b = sides.b.open();
   // Blocks of whole rows; without a known whole-byte row, everything the sources hold, as one block.
   const blocks: [number, number][] = [];
   if (rowBytes > 0) {
@@ -338,6 +356,14 @@ async function compareBits(name: string, dtype: string, shape: number[], sides: 
     elements: units, changedElements: changed, changedFraction: fraction, numeric: false, kind,
     detail: `${dtype} compared bit by bit${perElement ? '' : ' (per byte)'}`,
   };
+}
+
+/** The f32/f64 values of row `r` of one side (read by range). */
+async function rowValues(sides: Sides, side: 'a' | 'b', r: number, cols: number, dtype: string): Promise<FloatValues> {
+  const from = sides.from?.[side];
+  const rowBytes = (cols * dtypeBitsOf(from ?? dtype)!) / 8;
+  const bytes = await sides[side].range!(r * rowBytes, (r + 1) * rowBytes);
+  return from ? toF32(bytes, from) : floatValues(bytes, dtype);
 }
 
 /** Δ = new - old of one row (f64 of the f32/f64 values, as the statistics see them). */
