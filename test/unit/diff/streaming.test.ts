@@ -6,6 +6,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { analyzeCheckpoint, type AnalyzeOptions, type CheckpointSource } from '../../../src/diff/analyze.js';
+import { topDirections, topDirectionsOf } from '../../../src/diff/directions.js';
 import { parseTokenizer } from '../../../src/diff/tokens.js';
 import { fromF32 } from '../../../src/kernels/index.js';
 import {
@@ -120,5 +121,16 @@ describe('streamed comparison gives the report of the whole-tensor comparison', 
     };
     await expect(analyzeCheckpoint('m.safetensors', short, source([addDense(big)], 4096), { wholeTensorBytes: 0 }))
       .rejects.toMatchObject({ code: 'E_DIFF_TENSOR_SIZE', message: expect.stringContaining('big.weight') });
+  });
+
+  it('the directions of a token matrix\'s change, streamed, are those of the whole matrices', async () => {
+    const vocab = parseTokenizer(tokenizerJson(300, { 17: 'Ġelection', 42: 'Ġballot', 5: 'vote' }), 'tokenizer.json');
+    const embed = f32Tensor(EMBED, [300, 40], gaussian('embed', 300 * 40, 0.05));
+    const changed = addLowRank(moveRows(embed, [5, 17, 42]), 2, 0.01);
+    const whole = topDirections(valuesOf(embed), valuesOf(changed), 300, 40, vocab);
+    const a = source([embed], 1001), b = source([changed], 1001);
+    const streamed = await topDirectionsOf(a, a.tensors[0]!, b, b.tensors[0]!, vocab);
+    expect(whole.length).toBe(2);
+    expect(streamed).toEqual(whole);
   });
 });
