@@ -7,6 +7,7 @@
 // Sides, as `git diff` users expect: no revision = HEAD vs the working tree; one = that revision vs the
 // working tree; two (or A..B, A...B) = between them; --cached = the revision (default HEAD) vs the index.
 
+import { createHash } from 'node:crypto';
 import { closeSync, existsSync, fstatSync, openSync, readFileSync, readSync, writeFileSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { Printable } from './printable.js';
@@ -16,7 +17,7 @@ import { renderJson } from '../diff/report-json.js';
 import { renderText } from '../diff/report-text.js';
 import { hasTokenMatrixName, parseTokenizer, type Vocabulary } from '../diff/tokens.js';
 import type { CheckpointDiff } from '../diff/types.js';
-import { ExitCode, GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
+import { CorruptObjectError, ExitCode, GitTensorError, MissingObjectsError, UsageError } from '../errors/index.js';
 import { looksLikePointer, parsePointer, type Pointer } from '../format/pointer.js';
 import { readHeaderAt } from '../format/safetensors.js';
 import { isShardIndexPath } from '../format/shard-index.js';
@@ -43,12 +44,59 @@ export type Version =
 
 /** A safetensors pointer as a source: tensors come from the store (verified on read). */
 export function pointerSource(p: Extract<Pointer, { kind: 'safetensors' }>, store: ObjectStore, path: string, blob?: string): CheckpointSource {
+  const ranges = new Map<string, (begin: number, end: number) => Buffer>();
   return {
     size: p.size,
     id: blob ? blob.slice(0, 10) : p.header.id.slice(0, 10),
     metadata: p.metadata,
     tensors: p.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, id: t.id })),
     read: (t) => store.readAsync(t.id!, { file: path, tensor: t.name }),
+    // Decoded a window (~4 MiB) at a time, each chunk checked against its id: large tensors are compared block by block.
+    stream: (t) => store.streamChunks(t.id!, { file: path, tensor: t.name }),
+    readRange: (t, begin, end) => {
+      let r = ranges.get(t.id!);
+      if (!r) ranges.set(t.id!, (r = objectRange(store, t.id!, { file: path, tensor: t.name })));
+      return r(begin, end);
+    },
+  };
+}
+
+/**
+ * Bytes [begin, end) of a stored object, decoding only the chunks that hold them (the last one is kept
+ * for the next call: rows are asked for in order), each checked against its id (SHA-256).
+ */
+function objectRange(store: ObjectStore, id: string, data: { file: string; tensor: string }): (begin: number, end: number) => Buffer {
+  let chunks: { id: string; at: number; length: number }[] | undefined;
+  let last: { id: string; bytes: Buffer } | undefined;
+  return (begin, end) => {
+    if (!chunks) {
+      const list = store.chunksOf(id);
+      if (!list) throw new MissingObjectsError([id], { file: data.file });
+      let at = 0;
+      chunks = list.map((c) => ({ id: c.id.toString('hex'), at, length: (at += c.length, c.length) }));
+    }
+    const out = Buffer.allocUnsafe(end - begin);
+    let lo = 0, hi = chunks.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (chunks[mid]!.at + chunks[mid]!.length > begin) hi = mid;
+      else lo = mid + 1;
+    }
+    let got = 0;
+    for (let k = lo; k < chunks.length && got < out.length; k++) {
+      const c = chunks[k]!;
+      if (last?.id !== c.id) {
+        const bytes = store.readChunk(c.id, data);
+        const hash = createHash('sha256').update(bytes).digest('hex');
+        if (bytes.length !== c.length || hash !== c.id) throw new CorruptObjectError(c.id, `chunk of ${id.slice(0, 16)} hashes to ${hash.slice(0, 16)}`, data);
+        last = { id: c.id, bytes };
+      }
+      const from = Math.max(begin, c.at), to = Math.min(end, c.at + c.length);
+      last.bytes.copy(out, got, from - c.at, to - c.at);
+      got += to - from;
+    }
+    if (got !== out.length) throw new CorruptObjectError(id, `holds fewer than ${end} bytes`, data);
+    return out;
   };
 }
 
@@ -67,22 +115,43 @@ export function fileSource(file: string, path: string): CheckpointSource {
       read: (t: TensorEntry) => {
         const r = ranges.get(t.name)!;
         const out = Buffer.allocUnsafe(r.end - r.begin);
-        const f = openSync(file, 'r');
-        try {
-          let got = 0;
-          while (got < out.length) {
-            const n = readSync(f, out, got, out.length - got, dataStart + r.begin + got);
-            if (n === 0) throw new GitTensorError('E_DIFF_FILE_CHANGED', `${path} changed while it was being read`, { data: { file: path }, hint: 'Run the diff again.' });
-            got += n;
-          }
-        } finally {
-          closeSync(f);
-        }
+        readRange(file, path, dataStart + r.begin, out);
         return out;
+      },
+      readRange: (t: TensorEntry, begin: number, end: number) => {
+        const out = Buffer.allocUnsafe(end - begin);
+        readRange(file, path, dataStart + ranges.get(t.name)!.begin + begin, out);
+        return out;
+      },
+      stream: async function* (t: TensorEntry) {
+        const r = ranges.get(t.name)!;
+        for (let at = r.begin; at < r.end; at += FILE_PIECE_BYTES) {
+          const out = Buffer.allocUnsafe(Math.min(FILE_PIECE_BYTES, r.end - at));
+          readRange(file, path, dataStart + at, out);
+          yield out;
+        }
       },
     };
   } finally {
     closeSync(fd);
+  }
+}
+
+/** Bytes read from a working-tree checkpoint at a time when a tensor is streamed. */
+const FILE_PIECE_BYTES = 4 << 20;
+
+/** Fills `out` from `file` at byte `at`. */
+function readRange(file: string, path: string, at: number, out: Buffer): void {
+  const f = openSync(file, 'r');
+  try {
+    let got = 0;
+    while (got < out.length) {
+      const n = readSync(f, out, got, out.length - got, at + got);
+      if (n === 0) throw new GitTensorError('E_DIFF_FILE_CHANGED', `${path} changed while it was being read`, { data: { file: path }, hint: 'Run the diff again.' });
+      got += n;
+    }
+  } finally {
+    closeSync(f);
   }
 }
 

@@ -3,10 +3,10 @@
 
 import { Printable } from './printable.js';
 import { join } from 'node:path';
-import { renderDirections, topDirections, type Direction } from '../diff/directions.js';
-import { toF32 } from '../kernels/index.js';
+import { renderDirections, topDirectionsOf, type Direction } from '../diff/directions.js';
+import type { CheckpointSource, TensorEntry } from '../diff/analyze.js';
 import { openRepo } from './context.js';
-import { fileSource, tokenizerPathFor, vocabularyAt, vocabularyInWorktree } from './diff.js';
+import { fileSource, pointerSource, tokenizerPathFor, vocabularyAt, vocabularyInWorktree } from './diff.js';
 import { pointersAt } from './pointers.js';
 import { GitTensorError, UsageError } from '../errors/index.js';
 import { compareResults } from '../probe/compare.js';
@@ -97,25 +97,26 @@ export async function addDirections(weights: Printable, opts: { revs: string[]; 
   try {
     for (const f of files) {
       const view = OUTPUT_FIRST.map((re) => f.tokens!.find((t) => re.test(t.tensor))).find(Boolean)!;
-      const read = async (side: typeof oldSide | typeof newSide): Promise<{ bytes: Uint8Array; dtype: string; shape: number[] } | null> => {
+      // Sources, not bytes: the matrix is streamed and only its most changed rows are held (docs/diff.md, "Memory").
+      const open = async (side: typeof oldSide | typeof newSide): Promise<{ source: CheckpointSource; entry: TensorEntry } | null> => {
         if (side.kind === 'rev') {
           const p = (await pointersAt(side.rev, [f.path], repo.topLevel))[0]?.pointer;
           const t = p?.kind === 'safetensors' ? p.tensors.find((x) => x.name === view.tensor) : undefined;
-          if (!t || repo.store.missing([t.id]).length) return null;
-          return { bytes: await repo.store.readAsync(t.id, { file: f.path, tensor: t.name }), dtype: t.dtype, shape: t.shape };
+          if (!p || p.kind !== 'safetensors' || !t || repo.store.missing([t.id]).length) return null;
+          const source = pointerSource(p, repo.store, f.path);
+          return { source, entry: source.tensors.find((x) => x.name === view.tensor)! };
         }
-        const src = fileSource(join(repo.topLevel, f.path), f.path);
-        const t = src.tensors.find((x) => x.name === view.tensor);
-        return t ? { bytes: await src.read(t), dtype: t.dtype, shape: t.shape } : null;
+        const source = fileSource(join(repo.topLevel, f.path), f.path);
+        const entry = source.tensors.find((x) => x.name === view.tensor);
+        return entry ? { source, entry } : null;
       };
-      const a = await read(oldSide), b = await read(newSide);
-      if (!a || !b || a.shape.join() !== b.shape.join() || a.shape.length !== 2) continue;
+      const a = await open(oldSide), b = await open(newSide);
+      if (!a || !b || a.entry.shape.join() !== b.entry.shape.join() || a.entry.shape.length !== 2) continue;
       const vocab = newSide.kind === 'rev'
         ? vocabularyAt(`${newSide.rev}:${tokenizerPathFor(f.path)}`, repo.store, repo.topLevel)
         : vocabularyInWorktree(repo.topLevel, f.path) ?? vocabularyAt(`${oldSide.rev}:${tokenizerPathFor(f.path)}`, repo.store, repo.topLevel);
       if (!vocab) continue;
-      const [rows, cols] = a.shape as [number, number];
-      const dirs = topDirections(await toF32(a.bytes, a.dtype), await toF32(b.bytes, b.dtype), rows, cols, vocab);
+      const dirs = await topDirectionsOf(a.source, a.entry, b.source, b.entry, vocab);
       if (!dirs.length) continue;
       found.push({ path: f.path, tensor: view.tensor, directions: dirs });
       lines.push(...renderDirections(`${f.path} ${view.tensor}`, dirs));

@@ -185,6 +185,18 @@ export function modelSources(m: ShardedModel, opts: {
         const p = byName.get(t.name)!;
         return sources.get(p.shard)!.read(p.entry);
       },
+      readRange: (t, begin, end) => {
+        const p = byName.get(t.name)!;
+        const source = sources.get(p.shard)!;
+        return source.readRange ? source.readRange(p.entry, begin, end) : Promise.resolve(source.read(p.entry)).then((b) => b.subarray(begin, end));
+      },
+      stream: (t) => {
+        const p = byName.get(t.name)!;
+        const source = sources.get(p.shard)!;
+        return source.stream ? source.stream(p.entry) : (async function* () {
+          yield await source.read(p.entry);
+        })();
+      },
     };
   };
   const count = (side: ModelSide | null) => (side && !side.error ? side.shards.size : null);

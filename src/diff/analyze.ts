@@ -1,15 +1,20 @@
 // Owns the analysis of one checkpoint change: pairs the tensors of two versions by name, streams them
 // one pair at a time through the kernels (statistics, change mask, matvec for the rank sketch), decides
 // each tensor's change kind and gathers module totals, token moves and the Δ histogram. It never does
-// I/O itself: each side is a CheckpointSource whose read() the caller implements (store, file).
-// Memory: at most the two versions of one tensor, plus f32 copies of one block of rows.
+// I/O itself: each side is a CheckpointSource whose read() (and stream()) the caller implements (store, file).
+// Memory (docs/diff.md, "Memory"): a tensor up to WHOLE_TENSOR_BYTES is held whole, once per side; a
+// larger one is streamed block by block, once per pass (two at most), so what is held is a block of
+// rows of each side, its f32 copies, the change masks of a sparse change (1 bit per element) and the
+// rank sketch's sampled rows.
 
+import { isDType as isFormatDType, dtypeBits } from '../format/dtype.js';
 import { changeMask, combineDiffStats, diffStats, isDType as isKernelDType, isFloatDType, toF32, type DiffStats } from '../kernels/index.js';
+import { byteRows, ByteBlocks, f32Rows, type RowReader } from './blocks.js';
 import { classifyChange } from './kinds.js';
-import { planRowSample, rankOfSample, SAMPLE_ROWS } from './rank.js';
+import { planRowSample, rankOfSample, type RowSample, SAMPLE_ROWS } from './rank.js';
 import {
-  accumulateHistogram, accumulateRowNorms, deriveStats, elementCount, emptyHistogram, type FloatValues, maskProfile, matrixShape,
-  moduleOf, nonzeroIndices, sparseStructure, trimHistogram,
+  accumulateHistogram, accumulateRowNorms, deriveStats, elementCount, emptyHistogram, type FloatValues, type MaskProfile, maskProfile,
+  matrixShape, moduleOf, nonzeroIndices, sparseStructure, trimHistogram,
 } from './stats.js';
 import { isTokenMatrix, topTokenMoves, type Vocabulary } from './tokens.js';
 import type { CheckpointDiff, DeltaHistogram, ModuleTotal, RankEstimate, SparseStructure, TensorDiff, TokenView } from './types.js';
@@ -30,6 +35,13 @@ export interface CheckpointSource {
   tensors: TensorEntry[];
   /** The tensor's bytes (little-endian, as in the file). */
   read(t: TensorEntry): Uint8Array | Promise<Uint8Array>;
+  /**
+   * The same bytes as consecutive pieces of any size. When a source has it, a tensor larger than
+   * WHOLE_TENSOR_BYTES is compared from it block by block instead of being read whole.
+   */
+  stream?(t: TensorEntry): AsyncIterable<Uint8Array>;
+  /** Bytes [begin, end) of the tensor, for the rank sketch's few rows of a streamed tensor. */
+  readRange?(t: TensorEntry, begin: number, end: number): Uint8Array | Promise<Uint8Array>;
 }
 
 export interface AnalyzeOptions {
@@ -38,6 +50,8 @@ export interface AnalyzeOptions {
   topTokens?: number;
   /** Build the Δ histogram (one more pass over changed tensors; the HTML report needs it). */
   histogram?: boolean;
+  /** Tensors up to this many bytes per side are read whole (default WHOLE_TENSOR_BYTES); larger ones are streamed. */
+  wholeTensorBytes?: number;
 }
 
 /** Change masks (for row/column structure) are computed when at most this share of elements changed. */
@@ -46,6 +60,10 @@ export const STRUCTURE_MAX_DENSITY = 0.5;
 const STAT_BLOCKS = 64;
 /** Elements per block when a pass converts rows to f32 (bounds the extra memory). */
 const PASS_BLOCK_ELEMENTS = 1 << 20;
+/** A tensor up to this size (per side) is read whole, once; a larger one is streamed, once per pass. */
+export const WHOLE_TENSOR_BYTES = 32 << 20;
+/** The most bytes of rows (per side) handed to the statistics kernels at once. */
+const MAX_BLOCK_BYTES = 8 << 20;
 
 export async function analyzeCheckpoint(path: string, oldSide: CheckpointSource | null, newSide: CheckpointSource | null, opts: AnalyzeOptions = {}): Promise<CheckpointDiff> {
   const tensors: TensorDiff[] = [];
@@ -60,7 +78,7 @@ export async function analyzeCheckpoint(path: string, oldSide: CheckpointSource 
       tensors.push(structural(n.name, 'added', n, undefined));
       continue;
     }
-    const ctx: PairContext = { vocabulary: opts.vocabulary ?? null, topTokens: opts.topTokens ?? 10, histogram, tokens, path };
+    const ctx: PairContext = { vocabulary: opts.vocabulary ?? null, topTokens: opts.topTokens ?? 10, histogram, tokens, path, wholeTensorBytes: opts.wholeTensorBytes ?? WHOLE_TENSOR_BYTES };
     tensors.push(await comparePair(o, n, oldSide!, newSide!, ctx));
   }
   for (const o of oldSide?.tensors ?? []) if (!newNames.has(o.name)) tensors.push(structural(o.name, 'removed', undefined, o));
@@ -98,24 +116,65 @@ interface PairContext {
   histogram: DeltaHistogram | undefined;
   tokens: TokenView[];
   path: string;
+  wholeTensorBytes: number;
 }
 
 async function comparePair(o: TensorEntry, n: TensorEntry, oldSide: CheckpointSource, newSide: CheckpointSource, ctx: PairContext): Promise<TensorDiff> {
   const sameShape = o.shape.length === n.shape.length && o.shape.every((d, k) => d === n.shape[k]);
   if (sameShape && o.dtype === n.dtype) {
     if (o.id !== undefined && o.id === n.id) return unchanged(n);
-    const a = await oldSide.read(o);
-    const b = await newSide.read(n);
-    return compareValues(n.name, n.dtype, n.shape, a, b, 'changed', ctx);
+    const sides: Sides = { a: await opener(oldSide, o, ctx.wholeTensorBytes), b: await opener(newSide, n, ctx.wholeTensorBytes) };
+    return compareValues(n.name, n.dtype, n.shape, sides, 'changed', ctx);
   }
   if (sameShape && isFloatDType(o.dtype) && isFloatDType(n.dtype)) {
-    // A dtype conversion (e.g. F32 -> BF16): compare the values in f32.
-    const a = await toF32(await oldSide.read(o), o.dtype);
-    const b = await toF32(await newSide.read(n), n.dtype);
-    const d = await compareValues(n.name, 'F32', n.shape, a, b, 'retyped', ctx);
+    // A dtype conversion (e.g. F32 -> BF16): compare the values in f32, converted block by block.
+    const sides: Sides = { a: await opener(oldSide, o, ctx.wholeTensorBytes), b: await opener(newSide, n, ctx.wholeTensorBytes), from: { a: o.dtype, b: n.dtype } };
+    const d = await compareValues(n.name, 'F32', n.shape, sides, 'retyped', ctx);
     return { ...d, dtype: n.dtype, oldDtype: o.dtype, oldShape: o.shape, detail: `${o.dtype} -> ${n.dtype}, ${d.kind} ${d.detail}` };
   }
   return structural(n.name, sameShape ? 'retyped' : 'reshaped', n, o);
+}
+
+/** Both versions of a tensor, each opened from its start once per pass; `from`: their dtypes when converted to f32. */
+interface Sides {
+  a: TensorBytes;
+  b: TensorBytes;
+  from?: { a: string; b: string };
+}
+
+/** One version of a tensor: opened from its start once per pass, and (when the source can) a byte range of it. */
+interface TensorBytes {
+  open(): ByteBlocks;
+  range?: (begin: number, end: number) => Promise<Uint8Array>;
+}
+
+/** Bits per element of a dtype the format knows (undefined otherwise). */
+function dtypeBitsOf(dtype: string): number | undefined {
+  return isFormatDType(dtype) ? dtypeBits(dtype) : undefined;
+}
+
+/**
+ * Opens one version of a tensor from its start, as many times as the comparison makes passes: a tensor
+ * up to WHOLE_TENSOR_BYTES (or one its source cannot stream) is read once and handed out as views; a
+ * larger one is streamed again for each pass, so only a block of it is ever in memory.
+ */
+async function opener(side: CheckpointSource, t: TensorEntry, wholeMax: number): Promise<TensorBytes> {
+  const bits = dtypeBitsOf(t.dtype);
+  const bytes = bits === undefined ? Infinity : Math.ceil((elementCount(t.shape) * bits) / 8);
+  if (side.stream && bits !== undefined && bytes > wholeMax) {
+    return {
+      open: () => new ByteBlocks(side.stream!(t)[Symbol.asyncIterator](), t.name),
+      range: side.readRange ? async (begin, end) => toBytes(await side.readRange!(t, begin, end)) : undefined,
+    };
+  }
+  const whole = toBytes(await side.read(t));
+  return { open: () => ByteBlocks.of(whole, t.name), range: async (begin, end) => whole.subarray(begin, end) };
+}
+
+/** Rows of one side for a pass: raw bytes of `dtype`, or f32 when the sides are converted. */
+function rowsOf(sides: Sides, side: 'a' | 'b', cols: number, dtype: string): RowReader {
+  const from = sides.from?.[side];
+  return from ? f32Rows(sides[side].open(), (cols * dtypeBitsOf(from)!) / 8, from) : byteRows(sides[side].open(), (cols * dtypeBitsOf(dtype)!) / 8);
 }
 
 function structural(name: string, status: TensorDiff['status'], n: TensorEntry | undefined, o: TensorEntry | undefined): TensorDiff {
@@ -143,25 +202,43 @@ function blank(name: string, status: TensorDiff['status'], dtype: string, shape:
   };
 }
 
-/** Element-wise comparison of two versions with the same dtype and shape. */
-async function compareValues(
-  name: string, dtype: string, shape: number[], a: Uint8Array | Float32Array, b: Uint8Array | Float32Array, status: 'changed' | 'retyped', ctx: PairContext,
-): Promise<TensorDiff> {
+/**
+ * Element-wise comparison of two versions with the same dtype and shape, in passes over blocks of rows:
+ * the first gathers the kernel statistics (and the change mask while few elements changed), the second,
+ * when wanted, the rank sketch's rows, the token rows and the Δ histogram.
+ */
+async function compareValues(name: string, dtype: string, shape: number[], sides: Sides, status: 'changed' | 'retyped', ctx: PairContext): Promise<TensorDiff> {
   const elements = elementCount(shape);
-  if (!isKernelDType(dtype)) return compareBits(name, dtype, shape, toBytes(a), toBytes(b), status);
+  if (!isKernelDType(dtype)) return compareBits(name, dtype, shape, sides, status);
   const { rows, cols } = matrixShape(shape);
-  const ab = toBytes(a), bb = toBytes(b);
+  const isMatrix = shape.length >= 2 && rows >= 2 && cols >= 2;
 
-  // One kernel pass, split into blocks of rows so the rank sketch knows where the energy is.
+  // Pass 1: the kernel statistics per block of rows, so the rank sketch knows where the energy is. A
+  // block too large for MAX_BLOCK_BYTES goes to the kernels in parts, whose statistics are added up.
   const blocks = rows > SAMPLE_ROWS ? Math.min(rows, STAT_BLOCKS) : 1;
   const blockRows = Math.ceil(rows / blocks);
-  const rowBytes = ab.byteLength / rows;
-  const parts: Promise<DiffStats>[] = [];
+  const partRows = Math.max(1, Math.floor(MAX_BLOCK_BYTES / Math.max(1, (cols * dtypeBitsOf(dtype)!) / 8)));
+  // Change masks are kept (1 bit per element) only while the changes so far could still be a structure.
+  let masks: { first: number; count: number; mask: Uint8Array }[] | null = isMatrix ? [] : null;
+  let changedSoFar = 0;
+  const blockStats: DiffStats[] = [];
+  const a = rowsOf(sides, 'a', cols, dtype), b = rowsOf(sides, 'b', cols, dtype);
   for (let r = 0; r < rows; r += blockRows) {
-    const from = r * rowBytes, to = Math.min(rows, r + blockRows) * rowBytes;
-    parts.push(diffStats(ab.subarray(from, to), bb.subarray(from, to), dtype));
+    const count = Math.min(blockRows, rows - r);
+    const parts: DiffStats[] = [];
+    for (let p = r; p < r + count; p += partRows) {
+      const n = Math.min(partRows, r + count - p);
+      const ab = await a.next(n), bb = await b.next(n);
+      const part = await diffStats(ab, bb, dtype);
+      parts.push(part);
+      changedSoFar += part.changed;
+      if (masks && changedSoFar > STRUCTURE_MAX_DENSITY * elements) masks = null;
+      if (masks && part.changed > 0) masks.push({ first: p, count: n, mask: (await changeMask(ab, bb, dtype)).mask });
+    }
+    blockStats.push(parts.length === 1 ? parts[0]! : combineDiffStats(parts));
   }
-  const blockStats = await Promise.all(parts);
+  await a.end();
+  await b.end();
   const stats = combineDiffStats(blockStats);
   const derived = deriveStats(stats, elements);
   const base: TensorDiff = {
@@ -180,32 +257,42 @@ async function compareValues(
   };
   if (stats.changed === 0) return { ...base, status: status === 'changed' ? 'unchanged' : status, kind: 'unchanged', detail: 'bits equal' };
 
-  const isMatrix = shape.length >= 2 && rows >= 2 && cols >= 2;
   let structure: SparseStructure | undefined;
   let changedRows: number[] | undefined;
-  if (isMatrix && derived.changedFraction <= STRUCTURE_MAX_DENSITY) {
-    const { mask } = await changeMask(ab, bb, dtype);
-    const profile = maskProfile(mask, rows, cols);
+  if (masks && derived.changedFraction <= STRUCTURE_MAX_DENSITY) {
+    const profile: MaskProfile = { rowCounts: new Uint32Array(rows), colCounts: new Uint32Array(cols) };
+    for (const m of masks) maskProfile(m.mask, m.count, cols, profile, m.first);
     structure = sparseStructure(profile, stats.changed);
     changedRows = nonzeroIndices(profile.rowCounts);
   }
+  masks = null;
 
-  let rank: RankEstimate | undefined;
   const float = isFloatDType(dtype);
-  if (isMatrix && float && stats.sumD2 > 0) {
-    rank = await rankSketch(name, dtype, ab, bb, rows, cols, {
-      changedRows, blockEnergy: Float64Array.from(blockStats, (s) => s.sumD2), blockRows, totalEnergy: stats.sumD2,
-    });
-  }
-
+  const plan = isMatrix && float && stats.sumD2 > 0
+    ? planRowSample({ rows, changedRows, blockEnergy: Float64Array.from(blockStats, (s) => s.sumD2), blockRows, seed: name })
+    : null;
   const wantsTokens = float && ctx.vocabulary !== null && isTokenMatrix(name, shape, ctx.vocabulary.size);
-  if (float && (wantsTokens || ctx.histogram)) {
-    const rowsD = new Float64Array(rows), rowsO = new Float64Array(rows);
-    await valuePass(dtype, ab, bb, rows, cols, (oldV, newV, first, count) => {
-      if (wantsTokens) accumulateRowNorms(oldV, newV, count, cols, first, rowsD, rowsO);
+
+  // Pass 2: the sampled rows of Δ (kept as f64 differences until the sketch is built in the sample's
+  // order), the token rows' norms and the histogram. The sample alone reads just its rows, where it can.
+  let rank: RankEstimate | undefined;
+  const sampled = new Map<number, Float64Array | null>((plan?.rows ?? []).map((r) => [r, null]));
+  if (plan && !wantsTokens && !ctx.histogram && sides.a.range && sides.b.range) {
+    for (const r of [...sampled.keys()].sort((x, y) => x - y)) {
+      sampled.set(r, rowDelta(await rowValues(sides, 'a', r, cols, dtype), await rowValues(sides, 'b', r, cols, dtype), 0, cols));
+    }
+    rank = await rankSketch(name, plan, sampled, cols, stats.sumD2);
+  } else if (plan || (float && (wantsTokens || ctx.histogram))) {
+    const rowsD = wantsTokens ? new Float64Array(rows) : null, rowsO = wantsTokens ? new Float64Array(rows) : null;
+    await valuePass(sides, dtype, rows, cols, (oldV, newV, first, count) => {
+      if (sampled.size) {
+        for (let r = first; r < first + count; r++) if (sampled.has(r)) sampled.set(r, rowDelta(oldV, newV, (r - first) * cols, cols));
+      }
+      if (rowsD && rowsO) accumulateRowNorms(oldV, newV, count, cols, first, rowsD, rowsO);
       if (ctx.histogram) accumulateHistogram(ctx.histogram, oldV, newV);
     });
-    if (wantsTokens) {
+    if (plan) rank = await rankSketch(name, plan, sampled, cols, stats.sumD2);
+    if (rowsD && rowsO) {
       const top = topTokenMoves(rowsD, rowsO, ctx.vocabulary!, ctx.topTokens);
       ctx.tokens.push({
         tensor: name, tokenizer: ctx.vocabulary!.source, rows, vocabSize: ctx.vocabulary!.size,
@@ -218,79 +305,108 @@ async function compareValues(
   return { ...base, kind: decision.kind, detail: decision.detail, rank, structure, rescale: derived.rescale ?? undefined };
 }
 
-/** Dtypes the kernels cannot read as numbers (F8, F4, F6, C64): count changed elements by their bits. */
-function compareBits(name: string, dtype: string, shape: number[], a: Uint8Array, b: Uint8Array, status: 'changed' | 'retyped'): TensorDiff {
+/**
+ * Dtypes the kernels cannot read as numbers (F8, F4, F6, C64): count changed elements by their bits,
+ * block by block of whole rows (the whole tensor at once when a row is not a whole number of bytes).
+ */
+async function compareBits(name: string, dtype: string, shape: number[], sides: Sides, status: 'changed' | 'retyped'): Promise<TensorDiff> {
   const elements = elementCount(shape);
-  const width = elements > 0 ? a.byteLength / elements : 1;
-  let changed = 0;
-  if (Number.isInteger(width) && width >= 1) {
-    for (let j = 0; j < elements; j++) {
-      for (let k = j * width; k < (j + 1) * width; k++) {
-        if (a[k] !== b[k]) {
-          changed++;
-          break;
+  const bits = dtypeBitsOf(dtype);
+  const { rows, cols } = matrixShape(shape);
+  const rowBytes = bits !== undefined && (cols * bits) % 8 === 0 ? (cols * bits) / 8 : 0;
+  const a = sides.a.open(), b = sides.b.open();
+  // Blocks of whole rows; without a known whole-byte row, everything the sources hold, as one block.
+  const blocks: [number, number][] = [];
+  if (rowBytes > 0) {
+    const step = Math.max(1, Math.floor(MAX_BLOCK_BYTES / rowBytes));
+    for (let r = 0; r < rows; r += step) blocks.push([r, Math.min(step, rows - r) * rowBytes]);
+  }
+  const width = bits !== undefined && bits % 8 === 0 ? bits / 8 : elements > 0 ? NaN : 1;
+  let changed = 0, total = 0;
+  const count = (x: Uint8Array, y: Uint8Array) => {
+    const w = Number.isInteger(width) && width >= 1 ? width : 0;
+    if (w) {
+      const n = x.byteLength / w;
+      for (let j = 0; j < n; j++) {
+        for (let k = j * w; k < (j + 1) * w; k++) {
+          if (x[k] !== y[k]) {
+            changed++;
+            break;
+          }
         }
       }
+    } else {
+      for (let k = 0; k < x.byteLength; k++) if (x[k] !== y[k]) changed++;
     }
+    total += x.byteLength;
+  };
+  if (blocks.length) {
+    for (const [, bytes] of blocks) count(await a.take(bytes), await b.take(bytes));
   } else {
-    for (let k = 0; k < a.byteLength; k++) if (a[k] !== b[k]) changed++;
+    count(await a.rest(), await b.rest());
   }
-  const units = Number.isInteger(width) && width >= 1 ? elements : a.byteLength;
+  await a.end();
+  await b.end();
+  const perElement = Number.isInteger(width) && width >= 1;
+  const units = perElement ? elements : total;
   const fraction = units > 0 ? changed / units : 0;
   const kind = changed === 0 ? 'unchanged' : fraction <= 0.1 ? 'sparse' : 'dense';
   return {
     ...blank(name, changed === 0 && status === 'changed' ? 'unchanged' : status, dtype, shape),
     elements: units, changedElements: changed, changedFraction: fraction, numeric: false, kind,
-    detail: `${dtype} compared bit by bit${units === elements ? '' : ' (per byte)'}`,
+    detail: `${dtype} compared bit by bit${perElement ? '' : ' (per byte)'}`,
   };
 }
 
-interface SketchInputs {
-  changedRows: number[] | undefined;
-  blockEnergy: Float64Array;
-  blockRows: number;
-  totalEnergy: number;
+/** The f32/f64 values of row `r` of one side (read by range). */
+async function rowValues(sides: Sides, side: 'a' | 'b', r: number, cols: number, dtype: string): Promise<FloatValues> {
+  const from = sides.from?.[side];
+  const rowBytes = (cols * dtypeBitsOf(from ?? dtype)!) / 8;
+  const bytes = await sides[side].range!(r * rowBytes, (r + 1) * rowBytes);
+  return from ? toF32(bytes, from) : floatValues(bytes, dtype);
 }
 
-async function rankSketch(name: string, dtype: string, a: Uint8Array, b: Uint8Array, rows: number, cols: number, s: SketchInputs): Promise<RankEstimate> {
-  const plan = planRowSample({ rows, changedRows: s.changedRows, blockEnergy: s.blockEnergy, blockRows: s.blockRows, seed: name });
+/** Δ = new - old of one row (f64 of the f32/f64 values, as the statistics see them). */
+function rowDelta(oldV: FloatValues, newV: FloatValues, at: number, cols: number): Float64Array {
+  const d = new Float64Array(cols);
+  for (let c = 0; c < cols; c++) d[c] = newV[at + c]! - oldV[at + c]!;
+  return d;
+}
+
+async function rankSketch(name: string, plan: RowSample, deltas: Map<number, Float64Array | null>, cols: number, totalEnergy: number): Promise<RankEstimate> {
   const k = plan.rows.length;
   const sample = new Float64Array(k * cols);
   const colEnergy = new Float64Array(cols);
-  const rowBytes = a.byteLength / rows;
-  for (let i = 0; i < k; i++) {
-    const r = plan.rows[i]!, w = plan.weights[i]!;
-    const oldV = await floatValues(a.subarray(r * rowBytes, (r + 1) * rowBytes), dtype);
-    const newV = await floatValues(b.subarray(r * rowBytes, (r + 1) * rowBytes), dtype);
-    fillSampleRow(sample, i * cols, oldV, newV, w, colEnergy);
-  }
-  return rankOfSample(sample, k, cols, { exactRows: plan.exact, seed: name, totalEnergy: s.totalEnergy, colEnergy });
+  for (let i = 0; i < k; i++) fillSampleRow(sample, i * cols, deltas.get(plan.rows[i]!)!, plan.weights[i]!, colEnergy);
+  return rankOfSample(sample, k, cols, { exactRows: plan.exact, seed: name, totalEnergy, colEnergy });
 }
 
-/** One weighted row of the sketch, Δ = new - old; non-finite elements are left out, as the statistics leave them out. */
-function fillSampleRow(out: Float64Array, at: number, oldV: FloatValues, newV: FloatValues, w: number, colEnergy: Float64Array): void {
+/** One weighted row of the sketch from Δ's row; non-finite elements are left out, as the statistics leave them out. */
+function fillSampleRow(out: Float64Array, at: number, delta: Float64Array, w: number, colEnergy: Float64Array): void {
   const n = colEnergy.length;
   for (let c = 0; c < n; c++) {
-    const d = newV[c]! - oldV[c]!;
+    const d = delta[c]!;
     const v = d - d === 0 ? d * w : 0;
     out[at + c] = v;
     colEnergy[c] = colEnergy[c]! + v * v;
   }
 }
 
-/** Calls `visit` with f32/f64 values of consecutive blocks of rows of both versions. */
+/** Calls `visit` with f32/f64 values of consecutive blocks of rows of both versions (one more pass over the sources). */
 async function valuePass(
-  dtype: string, a: Uint8Array, b: Uint8Array, rows: number, cols: number,
+  sides: Sides, dtype: string, rows: number, cols: number,
   visit: (oldV: FloatValues, newV: FloatValues, firstRow: number, count: number) => void,
 ): Promise<void> {
-  const rowBytes = a.byteLength / rows;
+  const a = rowsOf(sides, 'a', cols, dtype), b = rowsOf(sides, 'b', cols, dtype);
   const step = Math.max(1, Math.floor(PASS_BLOCK_ELEMENTS / Math.max(1, cols)));
   for (let r = 0; r < rows; r += step) {
     const count = Math.min(step, rows - r);
-    const oldV = await floatValues(a.subarray(r * rowBytes, (r + count) * rowBytes), dtype);
-    const newV = await floatValues(b.subarray(r * rowBytes, (r + count) * rowBytes), dtype);
+    const oldV = await floatValues(await a.next(count), dtype);
+    const newV = await floatValues(await b.next(count), dtype);
     visit(oldV, newV, r, count);
   }
+  await a.end();
+  await b.end();
 }
 
 /** The values of float tensor bytes: views for F32/F64 (copied when misaligned), f32 for F16/BF16. */

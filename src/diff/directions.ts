@@ -6,6 +6,10 @@
 // on the rows that changed most (all of them when they fit MAX_ELEMENTS): exact for the usual few-token
 // or low-rank edits, an approximation of the leading directions otherwise (docs/probe.md).
 
+import { dtypeBits, type DType } from '../format/dtype.js';
+import { toF32 } from '../kernels/index.js';
+import type { CheckpointSource, TensorEntry } from './analyze.js';
+import { ByteBlocks, f32Rows } from './blocks.js';
 import { tokenText, type Vocabulary } from './tokens.js';
 
 /** Elements of ΔW kept for the power iteration (rows with the largest ||Δ row|| first). */
@@ -41,25 +45,84 @@ function normalize(v: Float64Array): number {
 }
 
 export function topDirections(oldW: Float32Array, newW: Float32Array, rows: number, cols: number, vocab: Vocabulary, opts: { k?: number; top?: number } = {}): Direction[] {
-  const k = opts.k ?? 2, top = opts.top ?? 5;
   const energy = new Float64Array(rows);
-  let total = 0;
-  for (let r = 0; r < rows; r++) {
-    let s = 0;
-    for (let c = 0; c < cols; c++) {
-      const d = newW[r * cols + c]! - oldW[r * cols + c]!;
-      s += d * d;
-    }
-    energy[r] = s;
-    total += s;
-  }
-  if (total === 0) return [];
-  const kept = [...energy.keys()].filter((r) => energy[r]! > 0).sort((a, b) => energy[b]! - energy[a]! || a - b).slice(0, Math.max(1, Math.floor(MAX_ELEMENTS / cols)));
-  const m = kept.length;
-  const delta = new Float64Array(m * cols);
+  for (let r = 0; r < rows; r++) energy[r] = rowEnergy(oldW, newW, r * cols, cols);
+  const kept = keptRows(energy, cols);
+  const delta = new Float64Array(kept.length * cols);
   kept.forEach((r, i) => {
     for (let c = 0; c < cols; c++) delta[i * cols + c] = newW[r * cols + c]! - oldW[r * cols + c]!;
   });
+  return powerDirections(energy, kept, delta, cols, vocab, opts);
+}
+
+/**
+ * topDirections for a token matrix too large to hold whole (docs/diff.md, "Memory"): both versions
+ * streamed block by block for the row energies, then only the kept rows read by byte range. The same
+ * arithmetic in the same order, so the same directions.
+ */
+export async function topDirectionsOf(
+  oldSide: CheckpointSource, o: TensorEntry, newSide: CheckpointSource, n: TensorEntry, vocab: Vocabulary, opts: { k?: number; top?: number } = {},
+): Promise<Direction[]> {
+  const [rows, cols] = n.shape as [number, number];
+  const rowBytes = (t: TensorEntry) => (cols * dtypeBits(t.dtype as DType)) / 8;
+  const pieces = (side: CheckpointSource, t: TensorEntry) => new ByteBlocks((side.stream ? side.stream(t) : (async function* () {
+    yield await side.read(t);
+  })())[Symbol.asyncIterator](), t.name);
+  const a = f32Rows(pieces(oldSide, o), rowBytes(o), o.dtype), b = f32Rows(pieces(newSide, n), rowBytes(n), n.dtype);
+  const energy = new Float64Array(rows);
+  const step = Math.max(1, Math.floor(BLOCK_ELEMENTS / Math.max(1, cols)));
+  for (let r = 0; r < rows; r += step) {
+    const count = Math.min(step, rows - r);
+    const x = asF32(await a.next(count)), y = asF32(await b.next(count));
+    for (let i = 0; i < count; i++) energy[r + i] = rowEnergy(x, y, i * cols, cols);
+  }
+  await a.end();
+  await b.end();
+  const kept = keptRows(energy, cols);
+  const delta = new Float64Array(kept.length * cols);
+  const row = async (side: CheckpointSource, t: TensorEntry, r: number) => {
+    const bytes = side.readRange ? await side.readRange(t, r * rowBytes(t), (r + 1) * rowBytes(t)) : (await side.read(t)).subarray(r * rowBytes(t), (r + 1) * rowBytes(t));
+    return toF32(bytes, t.dtype);
+  };
+  // Rows in file order (ranges are read forward); each lands at its place in `kept`'s order.
+  const at = new Map(kept.map((r, i) => [r, i]));
+  for (const r of [...kept].sort((x, y) => x - y)) {
+    const x = await row(oldSide, o, r), y = await row(newSide, n, r);
+    const i = at.get(r)!;
+    for (let c = 0; c < cols; c++) delta[i * cols + c] = y[c]! - x[c]!;
+  }
+  return powerDirections(energy, kept, delta, cols, vocab, opts);
+}
+
+/** Elements per block of the streamed energy pass. */
+const BLOCK_ELEMENTS = 1 << 20;
+
+function asF32(bytes: Uint8Array): Float32Array {
+  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
+}
+
+/** ||Δ row||² over `cols` values from `at` (f64 sums of f32 differences). */
+function rowEnergy(oldW: Float32Array, newW: Float32Array, at: number, cols: number): number {
+  let s = 0;
+  for (let c = 0; c < cols; c++) {
+    const d = newW[at + c]! - oldW[at + c]!;
+    s += d * d;
+  }
+  return s;
+}
+
+/** The changed rows, largest ||Δ row|| first, as many as MAX_ELEMENTS holds. */
+function keptRows(energy: Float64Array, cols: number): number[] {
+  return [...energy.keys()].filter((r) => energy[r]! > 0).sort((a, b) => energy[b]! - energy[a]! || a - b).slice(0, Math.max(1, Math.floor(MAX_ELEMENTS / cols)));
+}
+
+/** Power iteration with deflation on the kept rows' Δ (row-major, `kept`'s order). */
+function powerDirections(energy: Float64Array, kept: number[], delta: Float64Array, cols: number, vocab: Vocabulary, opts: { k?: number; top?: number }): Direction[] {
+  const k = opts.k ?? 2, top = opts.top ?? 5;
+  let total = 0;
+  for (let r = 0; r < energy.length; r++) total += energy[r]!;
+  if (total === 0) return [];
+  const m = kept.length;
   const found: Float64Array[] = [];
   const out: Direction[] = [];
   for (let d = 0; d < Math.min(k, m, cols); d++) {

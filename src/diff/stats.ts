@@ -65,9 +65,10 @@ export interface MaskProfile {
   colCounts: Uint32Array;
 }
 
-export function maskProfile(mask: Uint8Array, rows: number, cols: number): MaskProfile {
-  const rowCounts = new Uint32Array(rows);
-  const colCounts = new Uint32Array(cols);
+/** `into`, `firstRow`: adds the counts of a mask of rows [firstRow, firstRow + rows) of a larger matrix. */
+export function maskProfile(mask: Uint8Array, rows: number, cols: number, into?: MaskProfile, firstRow = 0): MaskProfile {
+  const rowCounts = into?.rowCounts ?? new Uint32Array(rows);
+  const colCounts = into?.colCounts ?? new Uint32Array(cols);
   const n = rows * cols;
   for (let byte = 0; byte < mask.length; byte++) {
     let bits = mask[byte]!;
@@ -79,7 +80,7 @@ export function maskProfile(mask: Uint8Array, rows: number, cols: number): MaskP
       const j = base + bit;
       if (j >= n) break;
       const r = Math.floor(j / cols);
-      rowCounts[r]!++;
+      rowCounts[firstRow + r]!++;
       colCounts[j - r * cols]!++;
     }
   }
