@@ -8,5 +8,10 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     pool: 'forks',
+    // vitest's default leaves one core free, which on the 2-core CI machine runs one file at a time
+    // (wall time = the sum of the files' times). Two at once: e2e files spend much of their time
+    // waiting on git and on the filter processes they spawn.
+    maxWorkers: 2,
+    minWorkers: 1,
   },
 });
