@@ -5,28 +5,15 @@
 // faults.test.ts.) The small disk is a real tmpfs, which needs root: without it the tests are skipped.
 
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpSync, readdirSync, rmSync, statfsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeTensor, toSafetensors } from '../helpers/models.js';
+import { canMount, mountTmpfs } from '../helpers/tmpfs.js';
 import { makeRepo, type Repo } from '../helpers/repo.js';
 
 const MiB = 1 << 20;
 
-/** Mounts a tmpfs of `bytes` over `dir`; false when this system does not let the test do it. */
-function mountTmpfs(dir: string, bytes: number): boolean {
-  if (process.getuid?.() !== 0 || process.platform !== 'linux') return false;
-  return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir]).status === 0;
-}
-
-const canMount = (() => {
-  const dir = mkdtempSync(join(tmpdir(), 'mount-probe-'));
-  const ok = mountTmpfs(dir, 1 << 20);
-  if (ok) spawnSync('umount', [dir]);
-  rmSync(dir, { recursive: true, force: true });
-  return ok;
-})();
 
 const mounted: string[] = [];
 afterEach(() => {

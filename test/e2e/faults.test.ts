@@ -3,11 +3,12 @@
 // neither the index nor the store is ever left half-written.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, closeSync, cpSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { chmodSync, closeSync, cpSync, existsSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { largeModel, makeTensor, replaceTensors, tinyModel, toSafetensors } from '../helpers/models.js';
+import { canMount, mountTmpfs } from '../helpers/tmpfs.js';
 import { gitAsync, makeRepo, pointerAt, pointerTensors, type Repo } from '../helpers/repo.js';
 
 const good = toSafetensors(tinyModel({ seed: 'faults' }), { format: 'pt' });
@@ -456,19 +457,6 @@ describe('temp files of dead writers', () => {
   });
 });
 
-/** Mounts a tmpfs of `bytes` over `dir`; false when this system does not let the test do it. */
-function mountTmpfs(dir: string, bytes: number): boolean {
-  if (process.getuid?.() !== 0 || process.platform !== 'linux') return false;
-  return spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir]).status === 0;
-}
-
-const canMount = (() => {
-  const dir = mkdtempSync(join(tmpdir(), 'mount-probe-'));
-  const ok = mountTmpfs(dir, 1 << 20);
-  if (ok) spawnSync('umount', [dir]);
-  rmSync(dir, { recursive: true, force: true });
-  return ok;
-})();
 
 describe.skipIf(!canMount)('a full disk (needs root to mount a small tmpfs over .git/tensor)', () => {
   it('git add fails with E_DISK_FULL naming the file and the store, no stack trace, and nothing changes', () => {
