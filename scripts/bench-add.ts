@@ -15,16 +15,12 @@ import { closeSync, mkdirSync, openSync, readFileSync, readSync, rmSync, utimesS
 import { join } from 'node:path';
 import { serializeHeader } from '../src/format/safetensors.js';
 import { tensorChunkBytes } from '../src/store/chunking.js';
-import { benchEnv, dirBytes, ensureDebian, GiB, MiB, printTable, sh, tempDir } from './bench-lib.js';
+import { benchEnv, dirBytes, ensureDebian, GiB, MiB, printTable, sh, tempDir, numberOption } from './bench-lib.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const gib = opt('gib', 1);
-const shards = Math.max(1, opt('shards', 1));
-const runs = opt('runs', 3);
+const gib = numberOption('gib', 1);
+const shards = Math.max(1, numberOption('shards', 1));
+const runs = numberOption('runs', 3);
 const withLfs = !args.includes('--no-lfs');
 
 interface Spec { name: string; shape: [number, number]; bytes: number }

@@ -10,15 +10,11 @@ import { closeSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { serializeHeader } from '../src/format/safetensors.js';
-import { benchEnv, GiB, has, MiB, printTable, sh, tempDir } from './bench-lib.js';
+import { benchEnv, GiB, has, MiB, printTable, sh, tempDir, numberOption } from './bench-lib.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const gib = opt('gib', 1);
-const runs = opt('runs', 3);
+const gib = numberOption('gib', 1);
+const runs = numberOption('runs', 3);
 const TIME = '/usr/bin/time';
 if (!has(TIME)) throw new Error('needs GNU time at /usr/bin/time (apt-get install time)');
 

@@ -19,15 +19,11 @@ import { pathToFileURL } from 'node:url';
 import { serializeHeader } from '../src/format/safetensors.js';
 import type { DType } from '../src/format/dtype.js';
 import { fromF32, kernelInfo } from '../src/kernels/index.js';
-import { benchEnv, GiB, has, MiB, printTable, ROOT, sh, tempDir } from './bench-lib.js';
+import { benchEnv, GiB, has, MiB, printTable, ROOT, sh, tempDir, numberOption } from './bench-lib.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const mib = opt('mib', 1024);
-const runs = opt('runs', 3);
+const mib = numberOption('mib', 1024);
+const runs = numberOption('runs', 3);
 const COLS = 4096;
 
 interface Spec { name: string; dtype: DType; rows: number; bytes: number }

@@ -9,15 +9,11 @@ import { closeSync, openSync, readFileSync, rmSync, writeSync, mkdirSync, writeF
 import { join } from 'node:path';
 import { serializeHeader } from '../src/format/safetensors.js';
 import type { DType } from '../src/format/dtype.js';
-import { benchEnv, dirBytes, ensureDebian, GiB, medianSeconds, MiB, printTable, sh, tempDir } from './bench-lib.js';
+import { benchEnv, dirBytes, ensureDebian, GiB, medianSeconds, MiB, printTable, sh, tempDir, numberOption } from './bench-lib.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const gib = opt('gib', 2);
-const runs = opt('runs', 3);
+const gib = numberOption('gib', 2);
+const runs = numberOption('runs', 3);
 const withLfs = !args.includes('--no-lfs');
 
 interface Spec { name: string; dtype: DType; shape: [number, number]; bytes: number }

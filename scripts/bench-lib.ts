@@ -80,5 +80,11 @@ function fmt(n: number): string {
   return Math.abs(n) >= 100 ? n.toFixed(0) : Math.abs(n) >= 1 ? n.toFixed(2) : n.toFixed(3);
 }
 
+/** The number after `--<name>` on the command line, or `def` when the flag is absent. */
+export function numberOption(name: string, def: number, args = process.argv.slice(2)): number {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? Number(args[i + 1]) : def;
+}
+
 export const GiB = 1024 ** 3;
 export const MiB = 1024 ** 2;

@@ -10,16 +10,12 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeHeader } from '../src/format/safetensors.js';
-import { benchEnv, GiB, medianSeconds, MiB, printTable, sh, tempDir } from './bench-lib.js';
+import { benchEnv, GiB, medianSeconds, MiB, printTable, sh, tempDir, numberOption } from './bench-lib.js';
 
 const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const gib = opt('gib', 1);
-const runs = opt('runs', 3);
-const density = opt('density', 0.2);
+const gib = numberOption('gib', 1);
+const runs = numberOption('runs', 3);
+const density = numberOption('density', 0.2);
 const TENSORS = 16;
 const COLS = 4096;
 

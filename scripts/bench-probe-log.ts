@@ -12,15 +12,10 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { serializeSafetensors } from '../src/format/safetensors.js';
-import { benchEnv, medianSeconds, printTable, ROOT, sh, tempDir } from './bench-lib.js';
+import { benchEnv, medianSeconds, printTable, ROOT, sh, tempDir, numberOption } from './bench-lib.js';
 
-const args = process.argv.slice(2);
-const opt = (name: string, def: number) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : def;
-};
-const commits = opt('commits', 20);
-const runs = opt('runs', 5);
+const commits = numberOption('commits', 20);
+const runs = numberOption('runs', 5);
 
 const root = tempDir('bench-probe-log');
 const home = join(root, 'home');
