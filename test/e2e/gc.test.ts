@@ -6,12 +6,24 @@ import { copyFileSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { modifyRows, replaceTensors, tinyModel, toSafetensors } from '../helpers/models.js';
-import { makeRepo } from '../helpers/repo.js';
+import { makeRepo, type Repo } from '../helpers/repo.js';
 
 const base = tinyModel({ seed: 'gc', layers: 2, hidden: 32 });
 const v1 = toSafetensors(base, { format: 'pt' });
 const v2 = toSafetensors(modifyRows(base, 'model.layers.0.mlp.up_proj.weight', [1, 2]), { format: 'pt' });
 const scratch = toSafetensors(replaceTensors(base, ['lm_head.weight', 'model.embed_tokens.weight'], 'scratch'), { format: 'pt' });
+
+/** main at v1, and a branch `experiment` whose one commit holds the scratch version; main checked out. */
+function withExperiment(): Repo {
+  const repo = makeRepo();
+  repo.write('model.safetensors', v1);
+  repo.commit(['model.safetensors'], 'v1');
+  repo.git(['switch', '-q', '-c', 'experiment']);
+  repo.write('model.safetensors', scratch);
+  repo.commit(['model.safetensors'], 'scratch');
+  repo.git(['switch', '-q', 'main']);
+  return repo;
+}
 
 describe('git tensor gc', () => {
   it('merges packs into one and every version still checks out exactly', () => {
@@ -36,13 +48,7 @@ describe('git tensor gc', () => {
   });
 
   it('drops objects of an abandoned version only with --prune=now, never what a ref, reflog or the index needs', () => {
-    const repo = makeRepo();
-    repo.write('model.safetensors', v1);
-    repo.commit(['model.safetensors'], 'v1');
-    repo.git(['switch', '-q', '-c', 'experiment']);
-    repo.write('model.safetensors', scratch);
-    repo.commit(['model.safetensors'], 'scratch');
-    repo.git(['switch', '-q', 'main']);
+    const repo = withExperiment();
 
     // Still reachable through the branch, then through the reflog: nothing may go.
     expect(JSON.parse(repo.gitTensor(['gc', '--prune=now', '--json']).stdout).dropped).toBe(0);
@@ -62,14 +68,8 @@ describe('git tensor gc', () => {
   });
 
   it('keeps an unreachable object in its grace period when a killed gc left it in an old pack and in a new one', () => {
-    const repo = makeRepo();
-    repo.write('model.safetensors', v1);
-    repo.commit(['model.safetensors'], 'v1');
-    repo.git(['switch', '-q', '-c', 'experiment']);
-    repo.write('model.safetensors', scratch);
-    repo.commit(['model.safetensors'], 'scratch');
-    const scratchPointer = repo.git(['cat-file', 'blob', 'HEAD:model.safetensors']).stdout;
-    repo.git(['switch', '-q', 'main']);
+    const repo = withExperiment();
+    const scratchPointer = repo.git(['cat-file', 'blob', 'experiment:model.safetensors']).stdout;
     repo.git(['branch', '-q', '-D', 'experiment']);
     repo.git(['reflog', 'expire', '--expire=now', '--all']);
     // What a gc killed after writing a group's new pack leaves: each object in a fresh pack (the new one)
