@@ -6,9 +6,14 @@
 //
 // SHA-256 is OpenSSL's, taken from the Node binary that loads the addon (Node exports its OpenSSL
 // symbols for addons); it uses the CPU's SHA extensions where present, as `crypto.createHash` does.
+// CRC-32 is zlib's, from the same binary (Node exports zlib too; it is `zlib.crc32` in JS): the pack
+// index's checksum of a raw chunk, which checkout verifies instead of the chunk's SHA-256 (see readRaw).
 #include "chunks.h"
 #include "codec.h"
 
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -33,6 +38,7 @@ const EVP_MD* EVP_sha256(void);
 int EVP_DigestInit_ex(EVP_MD_CTX* ctx, const EVP_MD* type, ENGINE* impl);
 int EVP_DigestUpdate(EVP_MD_CTX* ctx, const void* d, size_t cnt);
 int EVP_DigestFinal_ex(EVP_MD_CTX* ctx, unsigned char* md, unsigned int* s);
+unsigned long crc32_z(unsigned long crc, const unsigned char* buf, size_t len);
 }
 
 namespace gt {
@@ -57,8 +63,9 @@ std::string hex16(const uint8_t* id) {
   return s;
 }
 
-// hash(data, lengths: Uint32Array) -> Promise<Buffer>: the SHA-256 of each consecutive piece of `data`,
-// 32 bytes each, in order.
+// hash(data, lengths: Uint32Array, crcs?: Uint32Array) -> Promise<Buffer>: the SHA-256 of each
+// consecutive piece of `data`, 32 bytes each, in order; with `crcs` (one per piece), also each piece's
+// CRC-32, written there.
 Napi::Value Hash(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const View data = view_of(info[0], "hash: data");
@@ -67,20 +74,103 @@ Napi::Value Hash(const Napi::CallbackInfo& info) {
   }
   const Napi::Uint32Array lengths_js = info[1].As<Napi::Uint32Array>();
   std::vector<uint32_t> lengths(lengths_js.Data(), lengths_js.Data() + lengths_js.ElementLength());
+  uint32_t* crcs = nullptr;
+  if (info.Length() > 2 && !info[2].IsUndefined()) {
+    if (!info[2].IsTypedArray() || info[2].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+        info[2].As<Napi::Uint32Array>().ElementLength() != lengths.size()) {
+      throw Napi::TypeError::New(env, "hash: crcs must be a Uint32Array with one element per piece");
+    }
+    crcs = info[2].As<Napi::Uint32Array>().Data();
+  }
   size_t total = 0;
   for (uint32_t n : lengths) total += n;
   if (total != data.size) throw Napi::RangeError::New(env, "hash: lengths do not add up to the data's size");
   auto digests = std::make_shared<std::vector<uint8_t>>(lengths.size() * 32);
   return Job::run(
       info, data.size,
-      [data, lengths, digests] {
+      [data, lengths, digests, crcs] {
         size_t at = 0;
         for (size_t k = 0; k < lengths.size(); k++) {
           sha256(data.data + at, lengths[k], digests->data() + 32 * k);
+          if (crcs) crcs[k] = static_cast<uint32_t>(crc32_z(0, data.data + at, lengths[k]));
           at += lengths[k];
         }
       },
       [digests](Napi::Env env) { return Napi::Buffer<uint8_t>::Copy(env, digests->data(), digests->size()); });
+}
+
+// hashStream() -> {update(data) -> Promise<void>, digest() -> Buffer}: SHA-256 of a whole object fed in
+// pieces, the pieces hashed on a pool thread. The caller starts an update only once the previous one
+// has settled (one context, fed in order), and calls digest once, after the last.
+Napi::Value HashStream(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct Context {
+    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+    ~Context() { EVP_MD_CTX_free(ctx); }
+  };
+  auto state = std::make_shared<Context>();
+  if (!state->ctx || !EVP_DigestInit_ex(state->ctx, EVP_sha256(), nullptr)) throw Napi::Error::New(env, "SHA-256 failed in OpenSSL");
+  Napi::Object stream = Napi::Object::New(env);
+  stream.Set("update", Napi::Function::New(env, [state](const Napi::CallbackInfo& info) -> Napi::Value {
+    const View data = view_of(info[0], "hashStream.update: data");
+    return Job::run(
+        info, data.size,
+        [state, data] {
+          if (!EVP_DigestUpdate(state->ctx, data.data, data.size)) throw std::runtime_error("SHA-256 failed in OpenSSL");
+        },
+        [](Napi::Env env) { return env.Undefined(); });
+  }));
+  stream.Set("digest", Napi::Function::New(env, [state](const Napi::CallbackInfo& info) -> Napi::Value {
+    uint8_t out[32];
+    unsigned int len = 0;
+    if (!EVP_DigestFinal_ex(state->ctx, out, &len) || len != 32) throw Napi::Error::New(info.Env(), "SHA-256 failed in OpenSSL");
+    return Napi::Buffer<uint8_t>::Copy(info.Env(), out, 32);
+  }));
+  return stream;
+}
+
+// readRaw(places: Float64Array, out) -> Promise<void>: raw chunks read straight from their pack files
+// into consecutive parts of `out`, each checked against the CRC-32 its pack index records. `places`
+// holds (fd, offset, length, crc) per chunk. Checkout's path for chunks `git add` stored raw: the bytes
+// are copied once, from the page cache into `out`, and checked at zlib's CRC speed rather than
+// SHA-256's (their SHA-256 was computed from these bytes when they entered the store; `git tensor
+// fsck` re-checks it). Rejects naming the first chunk that fails, by its index in `places`.
+Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[0].As<Napi::Float64Array>().ElementLength() % 4 != 0) {
+    throw Napi::TypeError::New(env, "readRaw: places must be a Float64Array of (fd, offset, length, crc) quadruples");
+  }
+  const Napi::Float64Array places_js = info[0].As<Napi::Float64Array>();
+  std::vector<double> places(places_js.Data(), places_js.Data() + places_js.ElementLength());
+  const View out = view_of(info[1], "readRaw: out");
+  size_t total = 0;
+  for (size_t k = 0; k < places.size(); k += 4) total += static_cast<size_t>(places[k + 2]);
+  if (total != out.size) throw Napi::RangeError::New(env, "readRaw: out is not the size of the chunks");
+  uint8_t* dst = const_cast<uint8_t*>(out.data);
+  return Job::run(
+      info, total,
+      [places, dst] {
+        uint8_t* at = dst;
+        for (size_t k = 0; k < places.size(); k += 4) {
+          const int fd = static_cast<int>(places[k]);
+          const off_t offset = static_cast<off_t>(places[k + 1]);
+          const size_t length = static_cast<size_t>(places[k + 2]);
+          const uint32_t crc = static_cast<uint32_t>(places[k + 3]);
+          for (size_t got = 0; got < length;) {
+            const ssize_t n = pread(fd, at + got, length - got, offset + static_cast<off_t>(got));
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) throw std::runtime_error("chunk #" + std::to_string(k / 4) + ": " + std::strerror(errno));
+            if (n == 0) throw std::runtime_error("chunk #" + std::to_string(k / 4) + ": the pack file ends inside it");
+            got += static_cast<size_t>(n);
+          }
+          if (static_cast<uint32_t>(crc32_z(0, at, length)) != crc) {
+            throw std::runtime_error("chunk #" + std::to_string(k / 4) + ": fails the CRC-32 its pack index records");
+          }
+          at += length;
+        }
+      },
+      [](Napi::Env env) { return env.Undefined(); });
 }
 
 #ifdef GT_WITH_ZSTD
@@ -242,6 +332,8 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
 void InitChunks(Napi::Env env, Napi::Object exports) {
   auto chunks = Napi::Object::New(env);
   chunks.Set("hash", Napi::Function::New(env, Hash));
+  chunks.Set("hashStream", Napi::Function::New(env, HashStream));
+  chunks.Set("readRaw", Napi::Function::New(env, ReadRaw));
 #ifdef GT_WITH_ZSTD
   chunks.Set("compressPlanes", Napi::Function::New(env, CompressPlanes));
   chunks.Set("decode", Napi::Function::New(env, Decode));

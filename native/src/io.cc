@@ -1,4 +1,7 @@
-// Pipe sizing for the filter process. git streams a file to and from its long-running filter in
+// File and pipe helpers the store and the filter process need and Node lacks: pipe sizing,
+// aligned buffers for O_DIRECT, preallocation.
+//
+// Pipe sizing: git streams a file to and from its long-running filter in
 // 64 KiB pkt-lines over a pipe whose default capacity is also 64 KiB, so every packet costs a pair of
 // context switches; at 1 MiB git and the filter each move many packets per wake-up. Measured here with
 // a filter that does no work: checking out 256 MiB takes 2.1 s through a 64 KiB pipe, 0.6 s through 1 MiB.
@@ -6,6 +9,8 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 
 #if defined(__linux__)
 #include <fcntl.h>
@@ -50,11 +55,42 @@ Napi::Value AlignedBuffer(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::New(env, static_cast<uint8_t*>(data), static_cast<size_t>(bytes), [](Napi::Env, uint8_t* p) { free(p); });
 }
 
+// preallocate(fd, bytes) -> true when the filesystem reserved the file's blocks (fallocate, keeping
+// the size 0), false where it cannot (not Linux, or a filesystem without fallocate). Checkout writes
+// a large file into a temp file and renames it over the pointer git left; on ext4, renaming over an
+// existing file first allocates every delayed-allocation block of the new one (auto_da_alloc), which
+// for 1 GiB took 0.45-0.6 s of the rename here. Reserved up front, there is nothing left to allocate,
+// and a disk too small for the file says so before any byte is written (ENOSPC is thrown).
+Napi::Value Preallocate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    throw Napi::TypeError::New(env, "preallocate(fd, bytes): expected two numbers");
+  }
+#if defined(__linux__)
+  const int fd = info[0].As<Napi::Number>().Int32Value();
+  const off_t bytes = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+  if (bytes <= 0) return Napi::Boolean::New(env, false);
+  int rc;
+  do rc = fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, bytes);
+  while (rc < 0 && errno == EINTR);
+  if (rc == 0) return Napi::Boolean::New(env, true);
+  if (errno == ENOSPC || errno == EDQUOT || errno == EFBIG) {
+    Napi::Error e = Napi::Error::New(env, std::string("fallocate: ") + std::strerror(errno));
+    e.Set("code", Napi::String::New(env, errno == EFBIG ? "EFBIG" : errno == EDQUOT ? "EDQUOT" : "ENOSPC"));
+    throw e;
+  }
+  return Napi::Boolean::New(env, false);
+#else
+  return Napi::Boolean::New(env, false);
+#endif
+}
+
 }  // namespace
 
 void InitIo(Napi::Env env, Napi::Object exports) {
   exports.Set("setPipeSize", Napi::Function::New(env, SetPipeSize));
   exports.Set("alignedBuffer", Napi::Function::New(env, AlignedBuffer));
+  exports.Set("preallocate", Napi::Function::New(env, Preallocate));
 }
 
 }  // namespace gt

@@ -4,6 +4,6 @@
 #include <napi.h>
 
 namespace gt {
-// Adds `setPipeSize(fd, bytes) -> number` to the exports.
+// Adds `setPipeSize`, `alignedBuffer` and `preallocate` to the exports.
 void InitIo(Napi::Env env, Napi::Object exports);
 }  // namespace gt

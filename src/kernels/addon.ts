@@ -182,6 +182,15 @@ export function nativeAlignedBuffer(): ((bytes: number, alignment: number) => Bu
   return (cpuAddon()?.alignedBuffer as ((bytes: number, alignment: number) => Buffer) | undefined) ?? null;
 }
 
+/**
+ * The addon's preallocate(fd, bytes): reserves a new file's blocks (Linux fallocate, size unchanged);
+ * true when reserved, false where the filesystem cannot; throws an Error with code ENOSPC (EDQUOT,
+ * EFBIG) when the disk cannot hold the file. null without the addon.
+ */
+export function nativePreallocate(): ((fd: number, bytes: number) => boolean) | null {
+  return (cpuAddon()?.preallocate as ((fd: number, bytes: number) => boolean) | undefined) ?? null;
+}
+
 let cached: KernelBackend | undefined;
 
 /** The process-wide backend, chosen on first use; its warning, if any, is printed once. */

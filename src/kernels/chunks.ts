@@ -14,9 +14,25 @@ export type PlanesItem = [Uint8Array, number, boolean, Uint8Array | null];
  */
 export type DecodeItem = [Uint8Array, number, number, number, boolean, Uint8Array | DecodeItem | null, Uint8Array];
 
+/** SHA-256 of one object fed in pieces on the pool: one update at a time, in order, then digest once. */
+export interface HashStream {
+  update(data: Uint8Array): Promise<void>;
+  digest(): Buffer;
+}
+
 export interface ChunkBatches {
-  /** SHA-256 of each consecutive piece of `data` (`lengths` bytes each): 32 bytes per piece. */
-  hash(data: Uint8Array, lengths: Uint32Array): Promise<Buffer>;
+  /**
+   * SHA-256 of each consecutive piece of `data` (`lengths` bytes each): 32 bytes per piece; with
+   * `crcs`, also each piece's CRC-32, written there.
+   */
+  hash(data: Uint8Array, lengths: Uint32Array, crcs?: Uint32Array): Promise<Buffer>;
+  hashStream(): HashStream;
+  /**
+   * Raw chunks read from their pack files into consecutive parts of `out`, each checked against its
+   * CRC-32: `places` holds (fd, offset, length, crc) per chunk. Rejects with "chunk #k: ..." for the
+   * first that fails.
+   */
+  readRaw(places: Float64Array, out: Uint8Array): Promise<void>;
   /** compressPlanes (src/store/encoding.ts) of each item; absent without zstd. */
   compressPlanes?(items: PlanesItem[], level: number): Promise<Buffer[]>;
   /** Decodes the items one after the other into `out`, verifying each against its id; absent without zstd. */

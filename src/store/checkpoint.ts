@@ -13,6 +13,7 @@ import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '..
 import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
 import { createHash, Hash } from 'node:crypto';
 import { ChunkRef, ObjectStore, ObjectWriter } from './store.js';
+import { chunkBatches, HashStream } from '../kernels/chunks.js';
 
 /** Files with this suffix must parse as safetensors; any other tracked file is stored opaquely. */
 export function isSafetensorsPath(path: string): boolean {
@@ -149,12 +150,18 @@ function returnBatch(batch: Buffer): void {
 
 /**
  * Cuts one object (a tensor, or an opaque file) into chunks and stores them. Chunks gather into batches
- * that ObjectWriter.putChunks hashes and compresses off the JS thread while this thread hashes the whole
- * object and reads on; the file's InFlight bounds the batches in flight, so memory stays a few batches
- * whatever the file's size.
+ * that ObjectWriter.putChunks hashes and compresses off the JS thread, while another pool thread hashes
+ * the whole object batch by batch (its id) and this thread reads on: the two SHA-256 passes of every
+ * byte run on both cores, not one of them on the thread that also reads git's pipe and writes packs.
+ * The file's InFlight bounds the batches in flight, so memory stays a few batches whatever the file's
+ * size.
  */
 class ChunkedObjectBuilder {
-  private readonly hash: Hash = createHash('sha256');
+  /** The object's id on the pool (each batch as it is submitted), when the addon is there and chunks are kept. */
+  private readonly stream: HashStream | undefined;
+  private hashed: Promise<void> = Promise.resolve();
+  /** Otherwise the object's id on this thread, as bytes arrive. */
+  private readonly hash: Hash | undefined;
   private readonly batches: Promise<Buffer[]>[] = [];
   private batch: Buffer;
   private filled = 0;
@@ -180,11 +187,13 @@ class ChunkedObjectBuilder {
     private readonly baseBytes?: Uint8Array,
   ) {
     this.batch = EMPTY;
+    this.stream = writer.hashOnly ? undefined : chunkBatches()?.hashStream();
+    if (!this.stream) this.hash = createHash('sha256');
   }
 
   /** Appends bytes; a chunk ends each time `chunkBytes` have gathered. Settle `inFlight` between pushes. */
   push(bytes: Uint8Array): void {
-    this.hash.update(bytes);
+    this.hash?.update(bytes);
     this.size += bytes.length;
     if (this.writer.hashOnly) return; // only the object's id is wanted: no chunks to cut
     let at = 0;
@@ -208,11 +217,12 @@ class ChunkedObjectBuilder {
 
   /** Stores the object and returns its id: a single chunk is its own object, more make a chunk list. */
   async finish(): Promise<string> {
-    if (this.writer.hashOnly) return this.hash.digest('hex');
+    if (this.writer.hashOnly) return this.hash!.digest('hex');
     this.cut();
     this.submit();
     const ids = (await Promise.all(this.batches)).flat();
-    const id = this.hash.digest();
+    await this.hashed;
+    const id = this.stream ? this.stream.digest() : this.hash!.digest();
     if (ids.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
     else if (ids.length > 1) this.writer.putChunkList(id, this.size, ids.map((c, k) => ({ id: c, length: this.submitted[k]! })));
     return id.toString('hex');
@@ -227,9 +237,14 @@ class ChunkedObjectBuilder {
       return related && related.length === lengths[k] ? this.deltaBase(first + k, related.id) : undefined;
     };
     const batch = this.batch;
-    const stored = this.writer.putChunks(batch.subarray(0, this.filled), lengths, { width: this.width, float: this.float, base });
-    stored.then(() => returnBatch(batch), () => returnBatch(batch));
-    this.inFlight.add(stored);
+    const bytes = batch.subarray(0, this.filled);
+    const stream = this.stream;
+    // Batches reach the object's hash in order: each update starts once the one before has finished.
+    if (stream) this.hashed = this.hashed.then(() => stream.update(bytes));
+    const stored = this.writer.putChunks(bytes, lengths, { width: this.width, float: this.float, base });
+    const done = stream ? Promise.all([stored, this.hashed]) : stored;
+    done.then(() => returnBatch(batch), () => returnBatch(batch));
+    this.inFlight.add(done);
     this.batches.push(stored);
     this.submitted.push(...lengths);
     this.lengths = [];

@@ -5,9 +5,12 @@
 //   entry             = encoding(u8) depth(u8) reserved(2) id(32) decodedSize(u64 LE) payloadLength(u64 LE) payload
 //   pack-<name>.idx   = "GTIDX\0\0" version(u8=1) count(u32 LE) reserved(u32) record*count sha256(32)
 //   record            = id(32) payloadOffset(u64) payloadLength(u64) decodedSize(u64) encoding(u8) depth(u8)
-//                       crc32(u32 LE, of the payload; 0 for raw) flags(u8) reserved(1)
+//                       crc32(u32 LE, of the payload) flags(u8) reserved(1)
 //   flags             = bit 0 (RECORD_KEPT_RAW): a raw chunk `git tensor gc` tried to compress and kept raw
 //                       (it did not pay), so the next gc does not try again. Older readers ignore it.
+//                       bit 1 (RECORD_RAW_CRC): the record's crc32 is a raw payload's. Writers before it
+//                       left 0 there for raw objects: without the flag, a raw object has no CRC-32 and
+//                       its reader checks its SHA-256 id instead.
 //
 // depth is the length of the delta chain behind an object (0: decodes on its own); see encoding.ts.
 //
@@ -47,14 +50,21 @@ export interface ObjectLocation {
   decodedSize: number;
   encoding: number;
   depth: number;
-  /** CRC-32 of the payload (0 for raw objects, whose id verifies them). */
+  /** CRC-32 of the payload (for a raw object, only with RECORD_RAW_CRC: see hasCrc). */
   crc: number;
-  /** Record flags (RECORD_KEPT_RAW); 0 in packs of older writers. */
+  /** Record flags (RECORD_KEPT_RAW, RECORD_RAW_CRC); 0 in packs of older writers. */
   flags: number;
 }
 
 /** Record flag: a raw chunk gc found not worth compressing. */
 export const RECORD_KEPT_RAW = 1;
+/** Record flag: the crc field holds the CRC-32 of a raw payload (older writers left 0 there). */
+export const RECORD_RAW_CRC = 2;
+
+/** The record's crc field is the CRC-32 of its payload. */
+export function hasCrc(loc: ObjectLocation): boolean {
+  return loc.encoding !== Encoding.raw || (loc.flags & RECORD_RAW_CRC) !== 0;
+}
 
 export class PackFile {
   private fd: number | undefined;
@@ -108,11 +118,27 @@ export class PackFile {
   /**
    * Reads an object's payload, or its first `length` bytes. Whole payloads of encoded objects are checked
    * against their CRC-32, so damage is reported as corruption, never misread as a reference to another
-   * object; raw payloads are verified by their SHA-256 id by the reader. `checkCrc = false` is for a
-   * reader that hashes the decoded object against its id anyway and finds no reference in the payload.
+   * object; raw payloads are verified by their SHA-256 id by the reader (or by their CRC-32 in the
+   * addon's readRaw, which reads them itself). `checkCrc = false` is for a reader that hashes the
+   * decoded object against its id anyway and finds no reference in the payload.
    */
   read(loc: ObjectLocation, length = loc.payloadLength, id?: string, checkCrc = true): Buffer {
     const out = Buffer.allocUnsafe(length);
+    const fd = this.readFd();
+    let got = 0;
+    while (got < length) {
+      const n = readSync(fd, out, got, length - got, loc.payloadOffset + got);
+      if (n === 0) throw new PackError(this.packPath, `pack file is truncated${id ? ` inside object ${id.slice(0, 16)}` : ''}`);
+      got += n;
+    }
+    if (checkCrc && length === loc.payloadLength && loc.encoding !== Encoding.raw && crc32(out) !== loc.crc) {
+      throw new CorruptObjectError(id ?? '(unknown)', `stored payload fails its CRC-32 in ${this.packPath}`, { file: this.packPath });
+    }
+    return out;
+  }
+
+  /** The pack file open for reading (opened on first use, kept until close()). */
+  readFd(): number {
     if (this.fd === undefined) {
       try {
         this.fd = openSync(this.packPath, 'r');
@@ -121,16 +147,7 @@ export class PackFile {
         throw err;
       }
     }
-    let got = 0;
-    while (got < length) {
-      const n = readSync(this.fd, out, got, length - got, loc.payloadOffset + got);
-      if (n === 0) throw new PackError(this.packPath, `pack file is truncated${id ? ` inside object ${id.slice(0, 16)}` : ''}`);
-      got += n;
-    }
-    if (checkCrc && length === loc.payloadLength && loc.encoding !== Encoding.raw && crc32(out) !== loc.crc) {
-      throw new CorruptObjectError(id ?? '(unknown)', `stored payload fails its CRC-32 in ${this.packPath}`, { file: this.packPath });
-    }
-    return out;
+    return this.fd;
   }
 
   close(): void {
@@ -227,6 +244,8 @@ export interface PackEntry {
   decodedSize: number;
   payload: Uint8Array;
   depth?: number;
+  /** The payload's CRC-32 when the caller has it (computed with the chunk's SHA-256 on the pool). */
+  crc?: number;
 }
 
 /** writev at a position on the libuv pool; resolves with the bytes written. */
@@ -317,7 +336,7 @@ export class PackWriter {
    */
   async appendAll(entries: readonly PackEntry[]): Promise<void> {
     const writes: Promise<void>[] = [];
-    for (const e of entries) this.add(e.id, e.encoding, e.decodedSize, e.payload, e.depth ?? 0, writes);
+    for (const e of entries) this.add(e.id, e.encoding, e.decodedSize, e.payload, e.depth ?? 0, writes, 0, e.crc);
     if (!this.stage && this.batch.length) {
       const buffers = this.batch;
       const bytes = this.batchBytes;
@@ -420,7 +439,7 @@ export class PackWriter {
    * are copied into staging blocks, and each block that fills is written: on the pool when `writes`
    * collects the writes, else synchronously.
    */
-  private add(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth: number, writes: Promise<void>[] | null, flags = 0): boolean {
+  private add(id: Buffer, encoding: number, decodedSize: number, payload: Uint8Array, depth: number, writes: Promise<void>[] | null, flags = 0, knownCrc?: number): boolean {
     const idHex = id.toString('hex');
     if (this.written.has(idHex)) return false;
     if (this.fd === undefined) {
@@ -438,7 +457,8 @@ export class PackWriter {
     head.writeBigUInt64LE(BigInt(decodedSize), 36);
     head.writeBigUInt64LE(BigInt(payload.length), 44);
     this.push(head, writes);
-    const crc = encoding === Encoding.raw ? 0 : crc32(payload);
+    const crc = knownCrc ?? crc32(payload);
+    if (encoding === Encoding.raw) flags |= RECORD_RAW_CRC;
     const ownId = Buffer.allocUnsafe(32);
     id.copy(ownId);
     this.records.push({ id: ownId, payloadOffset: this.offset, payloadLength: payload.length, decodedSize, encoding, depth, crc, flags });

@@ -9,7 +9,7 @@ import type { Codec } from './codec.js';
 import { decodeChunk, deltaBaseOf, EncodeHint, encodeChunks, isDelta, MAX_DELTA_DEPTH, payloadLayout } from './encoding.js';
 import { chunkBatches, DecodeItem } from '../kernels/chunks.js';
 import { removeDeadWritersFiles } from './atomic.js';
-import { Encoding, ObjectLocation, PackEntry, PackFile, PackWriter } from './pack.js';
+import { Encoding, hasCrc, ObjectLocation, PackEntry, PackFile, PackWriter } from './pack.js';
 
 export const CHUNK_LIST_RECORD_BYTES = 36;
 
@@ -153,14 +153,20 @@ export class ObjectStore {
   /**
    * stream() for checkout, merge and diff: decodes the object's chunks a window (~4 MiB) at a time in the
    * addon, off the JS thread, two windows in flight, and checks every chunk against its own id (SHA-256)
-   * there. The chunk list naming the chunks is covered by its CRC-32, and was verified against the
-   * object's id when it was written. Yields each window in order: in fresh buffers, or in consecutive
-   * parts of `target` when given. `bases` holds chunks the caller has already decoded and verified, by
-   * hex id (see chunkViews): a delta against one of them is decoded from those bytes instead of reading
-   * and decoding its base again. Falls back to stream() without the addon.
+   * there. Raw chunks whose pack records their CRC-32 (every raw chunk written since RECORD_RAW_CRC) are
+   * read by the addon straight into the window and checked against that CRC instead: their SHA-256 was
+   * computed from those bytes when they entered the store, and the CRC finds what can damage them since
+   * (the disk, a stray write) at several times SHA-256's speed. `git tensor fsck` re-checks every id.
+   * The chunk list naming the chunks is covered by its CRC-32, and was verified against the object's id
+   * when it was written. Yields each window in order: in buffers from `buffers` (the caller gives each
+   * back once done with it), in fresh buffers, or in consecutive parts of `target` when given. `bases`
+   * holds chunks the caller has already decoded and verified, by hex id (see chunkViews): a delta against
+   * one of them is decoded from those bytes instead of reading and decoding its base again. Falls back
+   * to stream() without the addon.
    */
-  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}, target?: Buffer, bases?: ReadonlyMap<string, Uint8Array>): AsyncGenerator<Buffer> {
+  async *streamChunks(id: string, data: { file?: string; tensor?: string } = {}, target?: Buffer, bases?: ReadonlyMap<string, Uint8Array>, buffers?: WindowBuffers): AsyncGenerator<Buffer> {
     const decode = chunkBatches()?.decode;
+    const readRaw = chunkBatches()?.readRaw;
     const loc = this.locate(id);
     if (!loc) throw new MissingObject(id, data);
     if (!decode || (!this.codec && loc.encoding !== Encoding.raw && loc.encoding !== Encoding.chunkList)) {
@@ -181,18 +187,38 @@ export class ObjectStore {
     const windows: Promise<Buffer>[] = [];
     let next = 0;
     let offset = 0;
+    /** The chunk's place in its pack when the addon can read and check it itself (a raw chunk with a CRC-32). */
+    const rawPlace = (piece: ChunkRef): ObjectLocation | undefined => {
+      if (!readRaw) return undefined;
+      const loc = this.locate(piece.id);
+      return loc && loc.encoding === Encoding.raw && hasCrc(loc) && loc.decodedSize === piece.length ? loc : undefined;
+    };
     const submit = (): void => {
       const items: DecodeItem[] = [];
+      const places: number[] = [];
+      const raw: ChunkRef[] = [];
       let bytes = 0;
-      while (next < pieces.length && (items.length === 0 || bytes + pieces[next]!.length <= DECODE_WINDOW_BYTES)) {
-        const piece = pieces[next++]!;
-        items.push(this.decodeItem(piece.id, piece.length, data, bases));
+      // One window is read raw or decoded, all of it: a chunk of the other kind starts the next window.
+      const rawWindow = rawPlace(pieces[next]!) !== undefined;
+      while (next < pieces.length && (bytes === 0 || bytes + pieces[next]!.length <= DECODE_WINDOW_BYTES)) {
+        const piece = pieces[next]!;
+        const place = rawWindow ? rawPlace(piece) : undefined;
+        if (rawWindow !== (place !== undefined) && bytes > 0) break;
+        next++;
+        if (place) {
+          places.push(place.pack.readFd(), place.payloadOffset, place.payloadLength, place.crc);
+          raw.push(piece);
+        } else items.push(this.decodeItem(piece.id, piece.length, data, bases));
         bytes += piece.length;
       }
-      const out = target ? target.subarray(offset, offset + bytes) : Buffer.allocUnsafe(bytes);
+      const out = target ? target.subarray(offset, offset + bytes) : buffers ? buffers.take(bytes) : Buffer.allocUnsafe(bytes);
       offset += bytes;
-      const done = decode(items, out).then(() => out, (err: Error) => {
-        throw new CorruptObjectError(id, err.message, data);
+      const work = rawWindow ? readRaw!(Float64Array.from(places), out) : decode(items, out);
+      const done = work.then(() => out, (err: Error) => {
+        // readRaw names a chunk by its place in the window; the message names it by id.
+        const m = rawWindow ? /^chunk #(\d+): (.*)$/s.exec(err.message) : null;
+        const which = m ? raw[Number(m[1])] : undefined;
+        throw new CorruptObjectError(id, which ? `chunk ${which.id.toString('hex').slice(0, 16)}: ${m![2]}` : err.message, data);
       });
       done.catch(() => undefined); // awaited in order below; this only keeps Node from calling it unhandled
       windows.push(done);
@@ -327,6 +353,26 @@ const NO_ID = Buffer.alloc(32);
 const DECODE_WINDOW_BYTES = 4 * 1024 * 1024;
 const DECODE_WINDOWS_IN_FLIGHT = 2;
 
+/**
+ * Window buffers for a streamChunks consumer that hands each window back once it is done with it (a
+ * write landed): checkout then reuses a few buffers instead of taking a fresh 4 MiB one per window,
+ * whose page faults and garbage collection cost about a tenth of checkout's time.
+ */
+export class WindowBuffers {
+  private readonly free: Buffer[] = [];
+
+  take(bytes: number): Buffer {
+    const k = this.free.findIndex((b) => b.length >= bytes);
+    const buf = k >= 0 ? this.free.splice(k, 1)[0]! : Buffer.allocUnsafeSlow(Math.max(bytes, DECODE_WINDOW_BYTES));
+    return buf.subarray(0, bytes);
+  }
+
+  /** Hands back a window take() gave (its whole buffer becomes free again). */
+  give(window: Buffer): void {
+    this.free.push(Buffer.from(window.buffer, 0, window.buffer.byteLength));
+  }
+}
+
 /** Raised while streaming; callers check `missing()` first, so this is a race with gc or a damaged store. */
 class MissingObject extends GitTensorError {
   constructor(id: string, data: { file?: string; tensor?: string }) {
@@ -376,8 +422,13 @@ export class ObjectWriter {
     lengths.reduce((at, n) => (offsets.push(at), at + n), 0);
     const chunk = (k: number) => data.subarray(offsets[k]!, offsets[k]! + lengths[k]!);
     let ids: Buffer[];
+    // The CRC-32 of each chunk, which the pack index records and checkout checks raw chunks against,
+    // is computed on the pool with the SHA-256 (the bytes are in cache); without the addon, the pack
+    // writer computes it.
+    let crcs: Uint32Array | undefined;
     if (batches) {
-      const digests = await batches.hash(data, Uint32Array.from(lengths));
+      crcs = new Uint32Array(lengths.length);
+      const digests = await batches.hash(data, Uint32Array.from(lengths), crcs);
       ids = lengths.map((_, k) => digests.subarray(32 * k, 32 * k + 32));
     } else {
       ids = lengths.map((_, k) => sha256(chunk(k)));
@@ -400,7 +451,7 @@ export class ObjectWriter {
       const id = ids[k]!;
       if (this.aborted || this.pack.has(hex)) continue; // a batch still in flight stored it meanwhile
       const e = encodingOf.get(k);
-      entries.push(e ? { id, encoding: e.encoding, decodedSize: lengths[k]!, payload: e.payload, depth: e.depth } : { id, encoding: Encoding.raw, decodedSize: lengths[k]!, payload: chunk(k) });
+      entries.push(e ? { id, encoding: e.encoding, decodedSize: lengths[k]!, payload: e.payload, depth: e.depth } : { id, encoding: Encoding.raw, decodedSize: lengths[k]!, payload: chunk(k), crc: crcs?.[k] });
       this.bytesWritten += e ? e.payload.length : lengths[k]!;
     }
     if (entries.length) await this.pack.appendAll(entries);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CorruptObjectError, GitTensorError, PackError } from '../../../src/errors/index.js';
-import { Encoding } from '../../../src/store/pack.js';
+import { Encoding, RECORD_RAW_CRC } from '../../../src/store/pack.js';
 import { ObjectStore, sha256, type ChunkRef } from '../../../src/store/store.js';
 
 /** Deterministic incompressible bytes (AES-CTR keystream of a seed): no encoding can shrink them. */
@@ -311,6 +311,63 @@ describe('missing()', () => {
 // ---------------------------------------------------------------------------------------------------
 
 describe('damage is detected, never returned as data', () => {
+  /** Every window streamChunks yields, joined (the addon's readRaw and decode paths). */
+  async function streamed(store: ObjectStore, id: string): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    for await (const w of store.streamChunks(id, { file: 'model.bin' })) parts.push(Buffer.from(w));
+    return Buffer.concat(parts);
+  }
+
+  it('a raw chunk\'s index record holds its CRC-32, the value of the standard check string', () => {
+    const store = open();
+    const w = store.beginWrite();
+    const id = hex(w.putBlob(Buffer.from('123456789')));
+    w.commit();
+    const loc = open().locate(id)!;
+    // CRC-32 (ISO-HDLC, zlib's) of "123456789" is 0xCBF43926 (the catalogue's check value).
+    expect(loc.crc).toBe(0xcbf43926);
+    expect(loc.flags & RECORD_RAW_CRC).toBe(RECORD_RAW_CRC);
+  });
+
+  it('streamChunks refuses a raw chunk whose bytes fail their CRC-32, naming the object', async () => {
+    const store = open();
+    const chunks = [noise('crc-a', 300_000), noise('crc-b', 300_000)];
+    const { id } = putChunked(store, chunks);
+    expect((await streamed(open(), id)).equals(Buffer.concat(chunks))).toBe(true);
+    const loc = store.locate(sha256(chunks[1]!))!;
+    flipByte(onlyPack().pack, loc.payloadOffset + 123_456);
+    const e = await streamed(open(), id).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(CorruptObjectError);
+    expect((e as Error).message).toContain(id.slice(0, 16));
+    expect((e as Error).message).toContain(hex(sha256(chunks[1]!)).slice(0, 16));
+  });
+
+  it('packs of older writers (raw records without a CRC-32) still read back, verified by SHA-256', async () => {
+    const store = open();
+    const chunks = [noise('old-a', 300_000), noise('old-b', 300_000)];
+    const { id } = putChunked(store, chunks);
+    // Rewrite the index as a writer before RECORD_RAW_CRC did: crc 0 and the flag clear on raw records,
+    // then the index's own SHA-256 trailer again.
+    const { idx, pack } = onlyPack();
+    const bytes = readFileSync(idx);
+    const records = (bytes.length - 16 - 32) / 64;
+    for (let k = 0; k < records; k++) {
+      const at = 16 + 64 * k;
+      if (bytes[at + 56] !== Encoding.raw) continue;
+      bytes.writeUInt32LE(0, at + 58);
+      bytes[at + 62] = bytes[at + 62]! & ~RECORD_RAW_CRC;
+    }
+    createHash('sha256').update(bytes.subarray(0, bytes.length - 32)).digest().copy(bytes, bytes.length - 32);
+    chmodSync(idx, 0o644);
+    writeFileSync(idx, bytes);
+    expect(open().locate(sha256(chunks[0]!))!.flags & RECORD_RAW_CRC).toBe(0);
+    expect((await streamed(open(), id)).equals(Buffer.concat(chunks))).toBe(true);
+    flipByte(pack, open().locate(sha256(chunks[0]!))!.payloadOffset + 99);
+    const e = await streamed(open(), id).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(CorruptObjectError);
+    expect((e as Error).message).toContain(id.slice(0, 16));
+  });
+
   it('flipping any byte of a raw object in the pack -> CorruptObjectError naming the object', () => {
     const store = open();
     const data = noise('flip', 48);
