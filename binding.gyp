@@ -22,6 +22,7 @@
         'native/src/addon.cc',
         'native/src/chunks.cc',
         'native/src/codec.cc',
+        'native/src/crc32.cc',
         'native/src/dispatch.cc',
         'native/src/io.cc',
         'native/src/ops.cc',

@@ -6,10 +6,11 @@
 //
 // SHA-256 is OpenSSL's, taken from the Node binary that loads the addon (Node exports its OpenSSL
 // symbols for addons); it uses the CPU's SHA extensions where present, as `crypto.createHash` does.
-// CRC-32 is zlib's, from the same binary (Node exports zlib too; it is `zlib.crc32` in JS): the pack
-// index's checksum of a raw chunk, which checkout verifies instead of the chunk's SHA-256 (see readRaw).
+// CRC-32 (crc32.h, zlib's definition) is the pack index's checksum of a raw chunk, which checkout
+// verifies instead of the chunk's SHA-256 (see readRaw).
 #include "chunks.h"
 #include "codec.h"
+#include "crc32.h"
 
 #include <unistd.h>
 
@@ -38,7 +39,6 @@ const EVP_MD* EVP_sha256(void);
 int EVP_DigestInit_ex(EVP_MD_CTX* ctx, const EVP_MD* type, ENGINE* impl);
 int EVP_DigestUpdate(EVP_MD_CTX* ctx, const void* d, size_t cnt);
 int EVP_DigestFinal_ex(EVP_MD_CTX* ctx, unsigned char* md, unsigned int* s);
-unsigned long crc32_z(unsigned long crc, const unsigned char* buf, size_t len);
 }
 
 namespace gt {
@@ -92,7 +92,7 @@ Napi::Value Hash(const Napi::CallbackInfo& info) {
         size_t at = 0;
         for (size_t k = 0; k < lengths.size(); k++) {
           sha256(data.data + at, lengths[k], digests->data() + 32 * k);
-          if (crcs) crcs[k] = static_cast<uint32_t>(crc32_z(0, data.data + at, lengths[k]));
+          if (crcs) crcs[k] = crc32(0, data.data + at, lengths[k]);
           at += lengths[k];
         }
       },
@@ -132,7 +132,7 @@ Napi::Value HashStream(const Napi::CallbackInfo& info) {
 // readRaw(places: Float64Array, out) -> Promise<void>: raw chunks read straight from their pack files
 // into consecutive parts of `out`, each checked against the CRC-32 its pack index records. `places`
 // holds (fd, offset, length, crc) per chunk. Checkout's path for chunks `git add` stored raw: the bytes
-// are copied once, from the page cache into `out`, and checked at zlib's CRC speed rather than
+// are copied once, from the page cache into `out`, and checked at CRC-32's speed rather than
 // SHA-256's (their SHA-256 was computed from these bytes when they entered the store; `git tensor
 // fsck` re-checks it). Rejects naming the first chunk that fails, by its index in `places`.
 Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
@@ -164,7 +164,7 @@ Napi::Value ReadRaw(const Napi::CallbackInfo& info) {
             if (n == 0) throw std::runtime_error("chunk #" + std::to_string(k / 4) + ": the pack file ends inside it");
             got += static_cast<size_t>(n);
           }
-          if (static_cast<uint32_t>(crc32_z(0, at, length)) != crc) {
+          if (crc32(0, at, length) != crc) {
             throw std::runtime_error("chunk #" + std::to_string(k / 4) + ": fails the CRC-32 its pack index records");
           }
           at += length;

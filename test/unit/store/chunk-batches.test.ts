@@ -3,6 +3,10 @@
 // decode that names the chunk whose content does not match its id.
 
 import { createHash } from 'node:crypto';
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { storeCodec } from '../../../src/store/codec.js';
@@ -27,6 +31,71 @@ function bytes(n: number, seed: number): Uint8Array {
 }
 
 describe.skipIf(!batches)('chunk batches in the addon', () => {
+  it('hash with crcs also gives each piece\'s CRC-32, equal to zlib\'s at every length and alignment', async () => {
+    // The addon folds with PCLMULQDQ from 64 bytes on (native/src/crc32.cc); Node's zlib.crc32 is an
+    // independent table-driven implementation of the same CRC.
+    const check = Buffer.from('123456789');
+    const one = new Uint32Array(1);
+    await batches!.hash(check, Uint32Array.of(check.length), one);
+    expect(one[0]).toBe(0xcbf43926);
+    const pool = Buffer.from(bytes(300_000, 11));
+    await fc.assert(fc.asyncProperty(
+      fc.integer({ min: 0, max: 15 }), fc.array(fc.oneof(fc.integer({ min: 0, max: 300 }), fc.integer({ min: 300, max: 70_000 })), { minLength: 1, maxLength: 6 }),
+      async (offset, lengths) => {
+        const total = lengths.reduce((n, x) => n + x, 0);
+        fc.pre(offset + total <= pool.length);
+        const data = pool.subarray(offset, offset + total);
+        const crcs = new Uint32Array(lengths.length);
+        const digests = await batches!.hash(data, Uint32Array.from(lengths), crcs);
+        let at = 0;
+        lengths.forEach((n, k) => {
+          const piece = data.subarray(at, (at += n));
+          expect(crcs[k]).toBe(crc32(piece));
+          expect(digests.subarray(32 * k, 32 * k + 32).equals(sha(piece))).toBe(true);
+        });
+      }), { numRuns: 150 });
+  });
+
+  it('hashStream gives the SHA-256 of the pieces fed to it in order, wherever they are cut', async () => {
+    await fc.assert(fc.asyncProperty(fc.integer({ min: 0, max: 600_000 }), fc.array(fc.nat(), { maxLength: 5 }), fc.integer(), async (n, cuts, seed) => {
+      const data = bytes(n, seed);
+      const at = [...new Set(cuts.map((c) => c % (n + 1)))].sort((x, y) => x - y);
+      const stream = batches!.hashStream();
+      let from = 0;
+      for (const c of [...at, n]) {
+        await stream.update(data.subarray(from, c));
+        from = c;
+      }
+      expect(stream.digest().equals(sha(data))).toBe(true);
+    }), { numRuns: 25 });
+  });
+
+  it('readRaw reads pieces of files into consecutive parts of out, and names the piece that fails its CRC-32', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gt-readraw-'));
+    try {
+      const a = Buffer.from(bytes(300_000, 1));
+      const b = Buffer.from(bytes(70_000, 2));
+      writeFileSync(join(dir, 'a'), a);
+      writeFileSync(join(dir, 'b'), b);
+      const fa = openSync(join(dir, 'a'), 'r');
+      const fb = openSync(join(dir, 'b'), 'r');
+      try {
+        const places = (crcB: number) => Float64Array.of(fa, 1000, 200_000, crc32(a.subarray(1000, 201_000)), fb, 5, 69_000, crcB, fa, 0, 7, crc32(a.subarray(0, 7)));
+        const out = Buffer.alloc(200_000 + 69_000 + 7);
+        await batches!.readRaw(places(crc32(b.subarray(5, 69_005))), out);
+        expect(out.equals(Buffer.concat([a.subarray(1000, 201_000), b.subarray(5, 69_005), a.subarray(0, 7)]))).toBe(true);
+        await expect(batches!.readRaw(places(crc32(b.subarray(5, 69_005)) ^ 1), out)).rejects.toThrow(/^chunk #1: fails the CRC-32/);
+        // A piece past the end of its file is refused, never padded.
+        await expect(batches!.readRaw(Float64Array.of(fb, 60_000, 20_000, 0), Buffer.alloc(20_000))).rejects.toThrow(/^chunk #0: the pack file ends inside it/);
+      } finally {
+        closeSync(fa);
+        closeSync(fb);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('hash gives the SHA-256 of each piece, in order', async () => {
     const data = bytes(200_000, 7);
     const lengths = [0, 1, 65536, 100_000, 200_000 - 165_537];
