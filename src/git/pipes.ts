@@ -31,15 +31,23 @@ export function widenPipes(fds: number[], bytes = 1024 * 1024): number[] {
 
 const readFd = promisify(read);
 
+/** Buffers readSlices cycles through: a slice stays valid while the reader asks for this many more. */
+const SLICE_BUFFERS = 4;
+
 /**
  * Yields what arrives on `fd` (a pipe, say git's end of the filter protocol) in slices of up to `bytes`,
- * a fresh buffer each, until end of input. process.stdin reads a pipe 64 KiB at a time through a stream:
- * 1 GiB took 1.1-1.8 s to arrive that way on the 2-core VM, against 0.4 s in 1 MiB reads. Each read runs
- * on the libuv pool, so the JS thread stays free for other work while git is slow to write.
+ * until end of input. process.stdin reads a pipe 64 KiB at a time through a stream: 1 GiB took 1.1-1.8 s
+ * to arrive that way on the 2-core VM, against 0.4 s in 1 MiB reads. Each read runs on the libuv pool,
+ * so the JS thread stays free for other work while git is slow to write. The slices live in
+ * SLICE_BUFFERS buffers used in turn, so a slice is overwritten SLICE_BUFFERS reads later: consumers
+ * keep nothing past the next read without copying it (PacketReader's payloads are valid until the next
+ * packet, and the filter's handlers copy what they keep). A fresh 1 MiB buffer per read cost `git add`
+ * a page fault per 4 KiB and a garbage collection every few dozen MiB, as external memory piled up.
  */
 export async function* readSlices(fd: number, bytes = 1024 * 1024): AsyncGenerator<Buffer> {
-  for (;;) {
-    const buffer = Buffer.allocUnsafeSlow(bytes);
+  const ring: Buffer[] = [];
+  for (let turn = 0; ; turn = (turn + 1) % SLICE_BUFFERS) {
+    const buffer = (ring[turn] ??= Buffer.allocUnsafeSlow(bytes));
     let n: number;
     try {
       n = (await readFd(fd, buffer, 0, bytes, null)).bytesRead;

@@ -25,7 +25,9 @@ const PREFIX_SNIFF_BYTES = 16;
 
 /**
  * Streams one file into the store. Feed it with `push`, then `finish()` returns the pointer text.
- * Objects go to `writer`; the caller commits the writer only when `finish()` succeeds.
+ * Objects go to `writer`; the caller commits the writer only when `finish()` succeeds. The bytes given
+ * to `push` are only valid during the call (the filter process reads git's pipe into a few reused
+ * buffers, git/pipes.ts): whatever is kept longer is copied.
  */
 export class Ingest {
   private sniff: Buffer[] = [];
@@ -49,7 +51,7 @@ export class Ingest {
       this.sink.push(bytes);
       return this.inFlight.settle();
     }
-    this.sniff.push(bytes);
+    this.sniff.push(Buffer.from(bytes));
     this.sniffBytes += bytes.length;
     if (this.sniffBytes >= PREFIX_SNIFF_BYTES) this.choose();
   }
@@ -107,7 +109,7 @@ class PointerPassThrough implements Sink {
     if (this.size > MAX_POINTER_BYTES) {
       throw new PointerError('E_POINTER_SYNTAX', `${this.file}: starts like a pointer but is larger than ${MAX_POINTER_BYTES} bytes`, { file: this.file });
     }
-    this.parts.push(bytes);
+    this.parts.push(Buffer.from(bytes));
   }
 
   async finish(): Promise<string> {
@@ -339,7 +341,7 @@ class SafetensorsSink implements Sink {
       }
       const need = (this.phase === 'prefix' ? 8 : this.headerLength) - this.pendingBytes;
       const k = Math.min(need, bytes.length - at);
-      this.pending.push(bytes.subarray(at, at + k));
+      this.pending.push(Buffer.from(bytes.subarray(at, at + k)));
       this.pendingBytes += k;
       at += k;
       if (k === need) this.advanceHeader();

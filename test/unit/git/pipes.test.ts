@@ -38,7 +38,8 @@ describe('readSlices', () => {
       writeFileSync(path.join(dir, 'f'), data);
       const fd = openSync(path.join(dir, 'f'), 'r');
       const slices: Buffer[] = [];
-      for await (const s of readSlices(fd, 1000)) slices.push(s);
+      // A slice is valid until the next few reads (its buffer is reused): keep copies.
+      for await (const s of readSlices(fd, 1000)) slices.push(Buffer.from(s));
       closeSync(fd);
       expect(Buffer.concat(slices).equals(data)).toBe(true);
       expect(Math.max(...slices.map((s) => s.length))).toBe(1000);
