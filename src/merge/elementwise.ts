@@ -80,16 +80,19 @@ export async function mergeBlocks(src: MergeSource, dtype: FileDType, strategy: 
   const unresolved = strategy.name === 'fail' ? 'strategy fail' : unsupported(dtype, strategy);
   const global = !unresolved && needsWholeTensor(strategy);
   let writing = !global;
+  // TIES' first selection pass needs nothing yet: it rides along, in case there are conflicts.
+  const selection = global && (strategy.name === 'ties' || strategy.name === 'protect') ? new TiesSelection(dtype as K.DType, Math.floor(strategy.density * counts.elements), counts.elements) : null;
   await passOver(src, dtype, async (blk, first) => {
     const { counts: c, masks } = await K.classify3(blk.o, blk.a, blk.b, bitwiseDType(dtype));
     for (const k of ['changedA', 'changedB', 'same', 'conflict', 'signConflict'] as const) counts[k] += c[k];
     if (c.conflict > 0 && unresolved) writing = false;
     if (writing) await target(await mergeBlock(blk, dtype, masks, c.conflict > 0 ? (o) => resolveBlock(o, dtype, strategy, first) : null), blk.a);
+    await selection?.count(blk);
   });
   if (counts.conflict > 0 && unresolved) return { merged: false, counts, unresolved: strategy.name === 'fail' ? undefined : unresolved };
   if (!global) return { merged: true, counts };
   // Conflicts: the strategy's statistics first. None: every element is one side's, the union is exact.
-  const stats = counts.conflict > 0 ? await wholeTensorStats(src, dtype, strategy, counts.elements) : null;
+  const stats = counts.conflict > 0 ? await wholeTensorStats(src, dtype, strategy, selection) : null;
   await passOver(src, dtype, async (blk, first) => {
     const { counts: c, masks } = await K.classify3(blk.o, blk.a, blk.b, bitwiseDType(dtype));
     await target(await mergeBlock(blk, dtype, masks, c.conflict > 0 ? (o) => resolveBlock(o, dtype, strategy, first, stats!) : null), blk.a);
@@ -141,7 +144,7 @@ interface TensorStats {
   slerp?: DiffStats;
 }
 
-async function wholeTensorStats(src: MergeSource, dtype: FileDType, s: Strategy, n: number): Promise<TensorStats> {
+async function wholeTensorStats(src: MergeSource, dtype: FileDType, s: Strategy, selection: TiesSelection | null): Promise<TensorStats> {
   const dt = dtype as K.DType;
   if (s.name === 'slerp') {
     // In the kernels' own reduction blocks, added in order: the same sums as K.diffStats of the whole tensor.
@@ -150,7 +153,8 @@ async function wholeTensorStats(src: MergeSource, dtype: FileDType, s: Strategy,
     return { slerp: K.combineDiffStats(parts) };
   }
   // dare-ties trims nothing more after DARE (density 1); ties keeps each task vector's top floor(density n).
-  const thresholds = s.name === 'dare-ties' ? [0n, 0n] : await tiesThresholds(src, dtype, Math.floor(s.density * n), n);
+  if (selection) while (!selection.done) await passOver(src, dtype, (blk) => selection.count(blk));
+  const thresholds = selection ? selection.thresholds() : [0n, 0n];
   let positive = 0, negative = 0;
   await passOver(src, dtype, async (blk, first) => {
     const models = s.name === 'dare-ties' ? await dareModels(blk, dt, s, first) : [blk.a, blk.b];
@@ -162,29 +166,50 @@ async function wholeTensorStats(src: MergeSource, dtype: FileDType, s: Strategy,
 }
 
 /**
- * The magnitude key of each side's keep-th largest delta, by radix selection over passes of the tensor
- * (16 key bits a pass, both sides at once), as K.ties finds it on a tensor in memory.
+ * Each side's magnitude-key threshold (the key of its keep-th largest delta) by radix selection, as
+ * K.ties finds it on a tensor in memory: count() every block of the tensor for a pass (16 key bits,
+ * both sides at once), and pass again until done.
  */
-async function tiesThresholds(src: MergeSource, dtype: FileDType, keep: number, n: number): Promise<bigint[]> {
-  const dt = dtype as K.DType;
-  const select = [0, 1].map(() => ({ prefix: 0n, rank: BigInt(keep) }));
-  if (keep <= 0) return [K.TIES_KEEP_NONE, K.TIES_KEEP_NONE];
-  if (keep >= n) return [0n, 0n];
-  for (let shift = K.TIES_KEY_BITS(dt) - 16; shift >= 0; shift -= 16) {
-    const hists = select.map(() => new BigUint64Array(65536));
-    await passOver(src, dtype, async (blk) => {
-      for (const [model, hist] of hists.entries()) {
-        await K.tiesHistogram({ dtype: dt, base: blk.o, models: [blk.a, blk.b], model, shift, prefix: select[model]!.prefix, hist });
-      }
-    });
-    select.forEach((sel, model) => {
-      const hist = hists[model]!;
+class TiesSelection {
+  private readonly select: { prefix: bigint; rank: bigint }[];
+  private readonly hists: BigUint64Array[];
+  private shift: number;
+  private seen = 0;
+
+  constructor(private readonly dtype: K.DType, private readonly keep: number, private readonly n: number) {
+    this.select = [0, 1].map(() => ({ prefix: 0n, rank: BigInt(keep) }));
+    this.hists = this.select.map(() => new BigUint64Array(65536));
+    this.shift = keep <= 0 || keep >= n ? -16 : K.TIES_KEY_BITS(dtype) - 16;
+  }
+
+  get done(): boolean {
+    return this.shift < 0;
+  }
+
+  /** Counts the next block of the current pass; the pass's last block settles its 16 bits. */
+  async count(blk: SideBlocks): Promise<void> {
+    if (this.done) return;
+    for (const [model, hist] of this.hists.entries()) {
+      await K.tiesHistogram({ dtype: this.dtype, base: blk.o, models: [blk.a, blk.b], model, shift: this.shift, prefix: this.select[model]!.prefix, hist });
+    }
+    this.seen += blk.o.length;
+    if (this.seen < this.n * K.DTYPE_SIZE[this.dtype]) return; // the pass goes on
+    this.select.forEach((sel, model) => {
+      const hist = this.hists[model]!;
       let bin = 65535;
       for (; bin > 0 && hist[bin]! < sel.rank; bin--) sel.rank -= hist[bin]!;
       sel.prefix = (sel.prefix << 16n) | BigInt(bin);
+      hist.fill(0n);
     });
+    this.seen = 0;
+    this.shift -= 16;
   }
-  return select.map((sel) => sel.prefix);
+
+  thresholds(): bigint[] {
+    if (this.keep <= 0) return [K.TIES_KEEP_NONE, K.TIES_KEEP_NONE];
+    if (this.keep >= this.n) return [0n, 0n];
+    return this.select.map((sel) => sel.prefix);
+  }
 }
 
 /** DARE's drop-and-rescale of each side's task vector (side i uses seed + i), as dare-ties merges them. */
