@@ -116,7 +116,6 @@ async function passOver(src: MergeSource, dtype: FileDType, visit: (blk: SideBlo
  */
 async function mergeBlock(blk: SideBlocks, dtype: FileDType, masks: K.Classify3Masks, resolve: ((blk: SideBlocks) => Promise<Uint8Array>) | null): Promise<Uint8Array> {
   const bitwise = bitwiseDType(dtype);
-  // The strategy reads b, so it runs before the union is written.
   const resolved = resolve ? await resolve(blk) : null;
   const union = await K.maskedCombine({ a: blk.a, b: blk.b, mask: masks.changedB, dtype: bitwise });
   if (!resolved) return union;
