@@ -340,9 +340,10 @@ void combine(const CombineArgs& args, size_t first, size_t n, uint8_t* out) {
   }
   uint8_t* dout = scratch<uint8_t>(7, n * w);
   if (n) {
-    // `first` indexes the DARE PRNG; the device buffers start at the block.
-    if (args.dtype == DType::F64) combine_kernel<double><<<grid(n), kThreads, 0, kStream>>>(d, first, n, dout);
-    else combine_kernel<float><<<grid(n), kThreads, 0, kStream>>>(d, first, n, dout);
+    // The element index indexes the DARE PRNG; the device buffers start at the block.
+    const size_t index = args.stream_first + first;
+    if (args.dtype == DType::F64) combine_kernel<double><<<grid(n), kThreads, 0, kStream>>>(d, index, n, dout);
+    else combine_kernel<float><<<grid(n), kThreads, 0, kStream>>>(d, index, n, dout);
   }
   check(cudaGetLastError(), "combine");
   download(out + at, dout, n * w);

@@ -81,6 +81,7 @@ struct CombineArgs {
   uint32_t count;
   uint64_t seed;                  // DARE: PRNG seed
   uint64_t keep_below;            // DARE: keep element when (r >> 11) < keep_below = floor(density * 2^53)
+  uint64_t stream_first;          // DARE: the tensor's element index of element 0 here (a merge runs in blocks)
 };
 
 // TIES: thresholds[i] is the magnitude key (|d| bits) of the k-th largest |t_i - o|; UINT64_MAX keeps none.

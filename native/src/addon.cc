@@ -238,7 +238,7 @@ std::shared_ptr<Models> models_of(const Napi::Value& v, size_t size, const Napi:
   return m;
 }
 
-// combine(impl, threads, dtype, mode, base|null, models[], coeffs: number[], seed: bigint, keepBelow, out)
+// combine(impl, threads, dtype, mode, base|null, models[], coeffs: number[], seed: bigint, keepBelow, out, streamFirst = 0)
 Napi::Value Combine(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const KernelTable& k = impl_of(info[0]);
@@ -264,8 +264,9 @@ Napi::Value Combine(const Napi::CallbackInfo& info) {
   bool lossless = true;
   const uint64_t seed = info[7].IsBigInt() ? info[7].As<Napi::BigInt>().Uint64Value(&lossless) : 0;
   const uint64_t keep_below = uint64_t(info[8].ToNumber().DoubleValue());
+  const uint64_t stream_first = info.Length() > 10 ? uint64_t(info[10].ToNumber().DoubleValue()) : 0;
   const CombineArgs args = {mode, dt, base.data, models->ptrs.data(), models->coeffs.data(),
-                            uint32_t(models->ptrs.size()), seed, keep_below};
+                            uint32_t(models->ptrs.size()), seed, keep_below, stream_first};
   return Job::run(info, out.size * (models->ptrs.size() + 2), [=] { ops::combine(k, threads, args, n, out.data); },
                   [models](Napi::Env e) { return e.Undefined(); });
 }
@@ -289,6 +290,87 @@ Napi::Value Ties(const Napi::CallbackInfo& info) {
                          info[6].ToNumber().DoubleValue(), 1};
   return Job::run(info, base.size * (2 * models->ptrs.size() + 4),
                   [=] { ops::ties(k, threads, args, models->keep.data(), models->thresholds.data(), n, out.data); },
+                  [models](Napi::Env e) { return e.Undefined(); });
+}
+
+// The passes of ties() on one block of a tensor streamed by the caller (ops.h):
+//   tiesHistogram(impl, threads, dtype, base, models[], model, shift, prefix: bigint, hist: BigUint64Array(65536))
+//   tiesSigns(impl, threads, dtype, base, models[], thresholds: BigUint64Array) -> Promise<[positive, negative]>
+//   tiesMerge(impl, threads, dtype, base, models[], thresholds: BigUint64Array, majority, lambda, out)
+struct TiesBlock {
+  DType dt;
+  Bytes base;
+  size_t n;
+  std::shared_ptr<Models> models;
+};
+
+TiesBlock ties_block(const Napi::CallbackInfo& info, int thresholds_at) {
+  Napi::Env env = info.Env();
+  const DType dt = dtype_of(info[2]);
+  need_float(dt, env);
+  const Bytes base = bytes_of(info[3], "base");
+  auto models = models_of(info[4], base.size, env);
+  if (thresholds_at >= 0) {
+    const Bytes t = bytes_of(info[thresholds_at], "thresholds");
+    need(t.size == 8 * models->ptrs.size(), env, "ties: one threshold per model");
+    models->thresholds.resize(models->ptrs.size());
+    std::memcpy(models->thresholds.data(), t.data, t.size);
+  }
+  return {dt, base, elements(base, dt, env, "base"), models};
+}
+
+Napi::Value TiesHistogram(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const TiesBlock b = ties_block(info, -1);
+  const uint32_t model = info[5].ToNumber().Uint32Value();
+  const unsigned shift = info[6].ToNumber().Uint32Value();
+  bool lossless = true;
+  const uint64_t prefix = info[7].As<Napi::BigInt>().Uint64Value(&lossless);
+  const Bytes hist = bytes_of(info[8], "hist");
+  need(model < b.models->ptrs.size(), env, "tiesHistogram: no such model");
+  need(shift % 16 == 0 && shift < 64, env, "tiesHistogram: shift must be 0, 16, 32 or 48");
+  need(hist.size == 65536 * 8, env, "tiesHistogram: hist must hold 65536 counts");
+  const TiesArgs args = {b.dt, b.base.data, b.models->ptrs.data(), uint32_t(b.models->ptrs.size()), nullptr, 0, 1};
+  auto models = b.models;
+  const size_t n = b.n;
+  return Job::run(info, 2 * b.base.size,
+                  [=] { ops::ties_histogram(k, threads, args, model, shift, prefix, n, reinterpret_cast<uint64_t*>(hist.data)); },
+                  [models](Napi::Env e) { return e.Undefined(); });
+}
+
+Napi::Value TiesSigns(const Napi::CallbackInfo& info) {
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const TiesBlock b = ties_block(info, 5);
+  const TiesArgs args = {b.dt, b.base.data, b.models->ptrs.data(), uint32_t(b.models->ptrs.size()), b.models->thresholds.data(), 0, 1};
+  auto models = b.models;
+  const size_t n = b.n;
+  auto counts = std::make_shared<std::pair<uint64_t, uint64_t>>(0, 0);
+  return Job::run(info, b.base.size * (models->ptrs.size() + 1),
+                  [=] { ops::ties_signs(k, threads, args, n, counts->first, counts->second); },
+                  [models, counts](Napi::Env e) {
+                    Napi::Array r = Napi::Array::New(e, 2);
+                    r.Set(uint32_t(0), Napi::Number::New(e, double(counts->first)));
+                    r.Set(uint32_t(1), Napi::Number::New(e, double(counts->second)));
+                    return r;
+                  });
+}
+
+Napi::Value TiesMerge(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const KernelTable& k = impl_of(info[0]);
+  const unsigned threads = threads_of(info[1]);
+  const TiesBlock b = ties_block(info, 5);
+  const int majority = info[6].ToNumber().Int32Value() < 0 ? -1 : 1;
+  const Bytes out = bytes_of(info[8], "out");
+  need(out.size == b.base.size, env, "tiesMerge: output size does not match");
+  const TiesArgs args = {b.dt, b.base.data, b.models->ptrs.data(), uint32_t(b.models->ptrs.size()), b.models->thresholds.data(),
+                         info[7].ToNumber().DoubleValue(), majority};
+  auto models = b.models;
+  const size_t n = b.n;
+  return Job::run(info, b.base.size * (models->ptrs.size() + 2), [=] { ops::ties_merge(k, threads, args, n, out.data); },
                   [models](Napi::Env e) { return e.Undefined(); });
 }
 
@@ -422,6 +504,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("select", Napi::Function::New(env, Select));
   exports.Set("combine", Napi::Function::New(env, Combine));
   exports.Set("ties", Napi::Function::New(env, Ties));
+  exports.Set("tiesHistogram", Napi::Function::New(env, TiesHistogram));
+  exports.Set("tiesSigns", Napi::Function::New(env, TiesSigns));
+  exports.Set("tiesMerge", Napi::Function::New(env, TiesMerge));
   exports.Set("matvec", Napi::Function::New(env, Matvec));
   exports.Set("matmul", Napi::Function::New(env, Matmul));
   exports.Set("activation", Napi::Function::New(env, ActivationFn));

@@ -135,12 +135,41 @@ void combine(const KernelTable& k, unsigned threads, const CombineArgs& args, si
   });
 }
 
-void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t* keep, uint64_t* thresholds, size_t n,
-          uint8_t* out) {
+void ties_histogram(const KernelTable& k, unsigned threads, const TiesArgs& args, uint32_t model, unsigned shift,
+                    uint64_t prefix, size_t n, uint64_t* hist) {
   const size_t blocks = block_count(n);
   const unsigned workers = unsigned(std::max<size_t>(1, std::min<size_t>(threads, blocks)));
+  std::vector<uint64_t> part(size_t(workers) << 16);
+  parallel_blocks(blocks, workers, [&](size_t b, unsigned worker) {
+    const Range r = block_range(b, n);
+    k.ties_histogram(args, model, r.first, r.n, shift, prefix, part.data() + (size_t(worker) << 16));
+  });
+  for (unsigned w = 0; w < workers; w++)
+    for (size_t bin = 0; bin < 65536; bin++) hist[bin] += part[(size_t(w) << 16) + bin];
+}
+
+void ties_signs(const KernelTable& k, unsigned threads, const TiesArgs& args, size_t n, uint64_t& positive,
+                uint64_t& negative) {
+  const size_t blocks = block_count(n);
+  std::vector<uint64_t> pos(blocks), neg(blocks);
+  parallel_blocks(blocks, threads, [&](size_t b, unsigned) {
+    const Range r = block_range(b, n);
+    k.ties_signs(args, r.first, r.n, pos[b], neg[b]);
+  });
+  for (size_t b = 0; b < blocks; b++) positive += pos[b], negative += neg[b];
+}
+
+void ties_merge(const KernelTable& k, unsigned threads, const TiesArgs& args, size_t n, uint8_t* out) {
+  parallel_blocks(block_count(n), threads, [&](size_t b, unsigned) {
+    const Range r = block_range(b, n);
+    k.ties_merge(args, r.first, r.n, out);
+  });
+}
+
+void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t* keep, uint64_t* thresholds, size_t n,
+          uint8_t* out) {
   const unsigned key_bits = args.dtype == DType::F64 ? 64 : 32;
-  std::vector<uint64_t> hist(size_t(workers) << 16);
+  std::vector<uint64_t> hist(size_t(1) << 16);
   // The k-th largest magnitude by radix selection, 16 bits a pass: a histogram of the next 16 bits
   // among the keys that share the prefix found so far, then the bin that holds rank k. Linear time,
   // no copy of the tensor, exact (keys are compared as integers).
@@ -150,12 +179,7 @@ void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t*
     uint64_t prefix = 0, rank = keep[i];
     for (int shift = int(key_bits) - 16; shift >= 0; shift -= 16) {
       std::fill(hist.begin(), hist.end(), 0);
-      parallel_blocks(blocks, workers, [&](size_t b, unsigned worker) {
-        const Range r = block_range(b, n);
-        k.ties_histogram(args, i, r.first, r.n, unsigned(shift), prefix, hist.data() + (size_t(worker) << 16));
-      });
-      for (unsigned w = 1; w < workers; w++)
-        for (size_t bin = 0; bin < 65536; bin++) hist[bin] += hist[(size_t(w) << 16) + bin];
+      ties_histogram(k, threads, args, i, unsigned(shift), prefix, n, hist.data());
       size_t bin = 65535;
       for (; bin > 0 && hist[bin] < rank; bin--) rank -= hist[bin];
       prefix = (prefix << 16) | bin;
@@ -163,18 +187,10 @@ void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t*
     thresholds[i] = prefix;
   }
   args.thresholds = thresholds;
-  std::vector<uint64_t> positive(blocks), negative(blocks);
-  parallel_blocks(blocks, workers, [&](size_t b, unsigned) {
-    const Range r = block_range(b, n);
-    k.ties_signs(args, r.first, r.n, positive[b], negative[b]);
-  });
   uint64_t pos = 0, neg = 0;
-  for (size_t b = 0; b < blocks; b++) pos += positive[b], neg += negative[b];
+  ties_signs(k, threads, args, n, pos, neg);
   args.majority = pos >= neg ? 1 : -1;
-  parallel_blocks(blocks, workers, [&](size_t b, unsigned) {
-    const Range r = block_range(b, n);
-    k.ties_merge(args, r.first, r.n, out);
-  });
+  ties_merge(k, threads, args, n, out);
 }
 
 void matvec(const KernelTable& k, unsigned threads, const uint8_t* m, size_t rows, size_t cols, DType dt,

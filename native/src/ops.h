@@ -25,6 +25,15 @@ void combine(const KernelTable& k, unsigned threads, const CombineArgs& args, si
 // keep[i]: how many of model i's deltas TIES keeps (its top-k by magnitude). Fills `thresholds`.
 void ties(const KernelTable& k, unsigned threads, TiesArgs args, const uint64_t* keep, uint64_t* thresholds, size_t n,
           uint8_t* out);
+// The three passes of ties() on part of a tensor, for a caller that streams a tensor in blocks and
+// keeps the per-tensor state (histograms, thresholds, sign counts) itself. ties_histogram adds model
+// `model`'s counts into hist[65536]; ties_signs adds the block's positive and negative trimmed sums;
+// ties_merge writes the block with args.thresholds and args.majority set.
+void ties_histogram(const KernelTable& k, unsigned threads, const TiesArgs& args, uint32_t model, unsigned shift,
+                    uint64_t prefix, size_t n, uint64_t* hist);
+void ties_signs(const KernelTable& k, unsigned threads, const TiesArgs& args, size_t n, uint64_t& positive,
+                uint64_t& negative);
+void ties_merge(const KernelTable& k, unsigned threads, const TiesArgs& args, size_t n, uint8_t* out);
 void matvec(const KernelTable& k, unsigned threads, const uint8_t* m, size_t rows, size_t cols, DType dt,
             const double* x, double* y, bool transpose);
 // y = x W^T + bias (MatmulArgs); kernels without a matmul (CUDA) run the best CPU implementation's.

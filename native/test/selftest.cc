@@ -87,7 +87,7 @@ int main() {
         CHECK(n1 == n2, "%s from_f32 dt=%d n=%zu", impl.name, int(dt), n);
         const uint8_t* models[2] = {a.data(), b.data()}; double coeffs[2] = {0.7, -0.4};
         for (CombineMode mode : {CombineMode::Linear, CombineMode::Task, CombineMode::Dare}) {
-          CombineArgs args{mode, dt, o.data(), models, coeffs, 2, 12345, uint64_t(0.3 * 9007199254740992.0)};
+          CombineArgs args{mode, dt, o.data(), models, coeffs, 2, 12345, uint64_t(0.3 * 9007199254740992.0), 0};
           std::vector<uint8_t> x1(n * w), x2(n * w);
           ops::combine(K, 2, args, n, x1.data()); ops::combine(S, 1, args, n, x2.data());
           CHECK(same_nan(x1, x2, dt), "%s combine %d dt=%d n=%zu", impl.name, int(mode), int(dt), n);

@@ -22,6 +22,14 @@ export class ByteBlocks {
 
   /** The next `n` bytes. */
   async take(n: number): Promise<Uint8Array> {
+    if (this.at === this.piece.length && n > 0) {
+      // The last piece is used up: start on the next, so that a block that lies in it is a view too.
+      const r = await this.pieces.next();
+      if (!r.done) {
+        this.piece = r.value;
+        this.at = 0;
+      }
+    }
     if (this.piece.length - this.at >= n) return this.piece.subarray(this.at, (this.at += n));
     const out = new Uint8Array(n);
     let got = 0;

@@ -24,9 +24,14 @@ export interface NativeAddon {
   fromF32(impl: string, threads: number, dtype: DType, src: Uint8Array, dst: Uint8Array): Promise<void>;
   select(impl: string, threads: number, dtype: DType, a: Uint8Array, b: Uint8Array, mask: Uint8Array, out: Uint8Array): Promise<void>;
   combine(impl: string, threads: number, dtype: DType, mode: string, base: Uint8Array | null, models: Uint8Array[],
-    coeffs: number[], seed: bigint, keepBelow: number, out: Uint8Array): Promise<void>;
+    coeffs: number[], seed: bigint, keepBelow: number, out: Uint8Array, streamFirst: number): Promise<void>;
   ties(impl: string, threads: number, dtype: DType, base: Uint8Array, models: Uint8Array[], keep: number[], lambda: number,
     out: Uint8Array): Promise<void>;
+  tiesHistogram(impl: string, threads: number, dtype: DType, base: Uint8Array, models: Uint8Array[], model: number, shift: number,
+    prefix: bigint, hist: BigUint64Array): Promise<void>;
+  tiesSigns(impl: string, threads: number, dtype: DType, base: Uint8Array, models: Uint8Array[], thresholds: BigUint64Array): Promise<number[]>;
+  tiesMerge(impl: string, threads: number, dtype: DType, base: Uint8Array, models: Uint8Array[], thresholds: BigUint64Array,
+    majority: number, lambda: number, out: Uint8Array): Promise<void>;
   matvec(impl: string, threads: number, dtype: DType, matrix: Uint8Array, rows: number, cols: number, x: Float64Array,
     y: Float64Array, transpose: boolean): Promise<void>;
   matmul(impl: string, threads: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array,

@@ -161,6 +161,12 @@ export async function diffStats(a: TensorData, b: TensorData, dtype: string, opt
   return r.addon ? r.addon.diffStats(r.impl, r.threads, dt, x, y) : ref.diffStats(x, y, dt);
 }
 
+/**
+ * Elements per block of the addon's reductions (native/src/ops.h kBlockElements): diffStats of a tensor
+ * adds its blocks' statistics in order, so combineDiffStats of these blocks' gives the same sums.
+ */
+export const REDUCTION_BLOCK_ELEMENTS = 1 << 18;
+
 /** Adds statistics of consecutive blocks of one tensor (for callers that stream a tensor in pieces). */
 export function combineDiffStats(parts: DiffStats[]): DiffStats {
   const s = ref.emptyStats();
@@ -220,7 +226,7 @@ interface MergeCommon {
 
 async function runCombine(
   mode: CombineMode, dtype: string, base: TensorData | null, models: TensorData[], coeffs: number[],
-  seed: bigint, keepBelow: number, outArg: TensorData | undefined, opts: RunOptions | undefined,
+  seed: bigint, keepBelow: number, outArg: TensorData | undefined, opts: RunOptions | undefined, streamFirst = 0,
 ): Promise<Uint8Array> {
   const dt = checkDType(dtype, true);
   if (models.length === 0) throw new RangeError('at least one model is needed');
@@ -230,8 +236,8 @@ async function runCombine(
   elementCount(ms[0]!, dt, 'models[0]');
   const out = outputFor(outArg, ms[0]!.byteLength);
   const r = runner(opts);
-  if (r.addon) await r.addon.combine(r.impl, r.threads, dt, mode, o, ms, coeffs, seed, keepBelow, out);
-  else ref.combine({ mode, dtype: dt, base: o, models: ms, coeffs, seed, keepBelow }, out);
+  if (r.addon) await r.addon.combine(r.impl, r.threads, dt, mode, o, ms, coeffs, seed, keepBelow, out, streamFirst);
+  else ref.combine({ mode, dtype: dt, base: o, models: ms, coeffs, seed, keepBelow, streamFirst }, out);
   return out;
 }
 
@@ -262,10 +268,11 @@ export function average(args: MergeCommon & { models: TensorData[]; weights?: nu
 /**
  * DARE (Yu et al. 2023) with task arithmetic: each delta t_i - o is kept with probability `density`
  * (decided by a counter-based SplitMix64 stream of (seed, model, element): the same everywhere),
- * kept deltas are rescaled by 1/density, and o + sum_i lambda w_i kept_i is returned.
+ * kept deltas are rescaled by 1/density, and o + sum_i lambda w_i kept_i is returned. `first`: the
+ * element index of these bytes' first element in their tensor, when merging a tensor block by block.
  */
 export function dare(
-  args: MergeCommon & { base: TensorData; models: TensorData[]; density: number; seed: number | bigint; weights?: number[]; lambda?: number },
+  args: MergeCommon & { base: TensorData; models: TensorData[]; density: number; seed: number | bigint; weights?: number[]; lambda?: number; first?: number },
   opts?: RunOptions,
 ): Promise<Uint8Array> {
   const { density } = args;
@@ -273,7 +280,7 @@ export function dare(
   const lambda = args.lambda ?? 1;
   const coeffs = weightsFor(args.weights, args.models.length).map((w) => (lambda * w) / density);
   const seed = BigInt.asUintN(64, BigInt(args.seed));
-  return runCombine('dare', args.dtype, args.base, args.models, coeffs, seed, Math.floor(density * 2 ** 53), args.out, opts);
+  return runCombine('dare', args.dtype, args.base, args.models, coeffs, seed, Math.floor(density * 2 ** 53), args.out, opts, args.first ?? 0);
 }
 
 /**
@@ -303,17 +310,73 @@ export async function ties(
   return out;
 }
 
+// TIES on a tensor streamed in blocks: the caller finds each model's threshold by radix selection,
+// 16 key bits a pass over the tensor (tiesHistogram, see TIES_KEY_BITS), counts the elected signs
+// (tiesSigns), then merges every block with the thresholds and the majority sign (tiesMerge). ties()
+// above is the same three steps on a tensor in memory, and gives the same bits.
+
+/** Bits of a TIES magnitude key: |d|'s f32 bits for F32/F16/BF16, f64 bits for F64. */
+export const TIES_KEY_BITS = (dtype: string): number => (dtype === 'F64' ? 64 : 32);
+/** The threshold that keeps none of a model's deltas. */
+export const TIES_KEEP_NONE = ref.KEEP_NONE;
+
+interface TiesBlock {
+  dtype: string;
+  base: TensorData;
+  models: TensorData[];
+}
+
+function tiesBlock(args: TiesBlock, what: string): { dt: DType; o: Uint8Array; ms: Uint8Array[] } {
+  const dt = checkDType(args.dtype, true);
+  const o = bytesOf(args.base, 'base');
+  const ms = args.models.map((m, i) => bytesOf(m, `models[${i}]`));
+  if (ms.length === 0) throw new RangeError('at least one model is needed');
+  sameSize([o, ...ms], what);
+  elementCount(o, dt, 'base');
+  return { dt, o, ms };
+}
+
+/** Adds to `hist` (65536 counts) model `model`'s key bits [shift, shift + 16) among keys whose higher bits are `prefix`. */
+export async function tiesHistogram(args: TiesBlock & { model: number; shift: number; prefix: bigint; hist: BigUint64Array }, opts?: RunOptions): Promise<void> {
+  const { dt, o, ms } = tiesBlock(args, 'tiesHistogram');
+  if (args.hist.length !== 65536) throw new RangeError('tiesHistogram: hist must hold 65536 counts');
+  const r = runner(opts);
+  if (r.addon) await r.addon.tiesHistogram(r.impl, r.threads, dt, o, ms, args.model, args.shift, args.prefix, args.hist);
+  else ref.tiesHistogram(dt, o, ms[args.model]!, args.shift, args.prefix, args.hist);
+}
+
+/** How many elements of the block have kept deltas summing to a positive, and to a negative, value. */
+export async function tiesSigns(args: TiesBlock & { thresholds: bigint[] }, opts?: RunOptions): Promise<[number, number]> {
+  const { dt, o, ms } = tiesBlock(args, 'tiesSigns');
+  const r = runner(opts);
+  if (!r.addon) return ref.tiesSigns(dt, o, ms, args.thresholds);
+  const [positive, negative] = await r.addon.tiesSigns(r.impl, r.threads, dt, o, ms, BigUint64Array.from(args.thresholds));
+  return [positive!, negative!];
+}
+
+/** TIES on one block, given the tensor's thresholds and majority sign. */
+export async function tiesMerge(args: TiesBlock & MergeCommon & { thresholds: bigint[]; majority: 1 | -1; lambda?: number }, opts?: RunOptions): Promise<Uint8Array> {
+  const { dt, o, ms } = tiesBlock(args, 'tiesMerge');
+  const out = outputFor(args.out, o.byteLength);
+  const lambda = args.lambda ?? 1;
+  const r = runner(opts);
+  if (r.addon) await r.addon.tiesMerge(r.impl, r.threads, dt, o, ms, BigUint64Array.from(args.thresholds), args.majority, lambda, out);
+  else ref.tiesMerge(dt, o, ms, args.thresholds, args.majority, lambda, out);
+  return out;
+}
+
 /** Above this |cos| the two tensors are treated as parallel and interpolated linearly (as mergekit). */
 export const SLERP_PARALLEL_THRESHOLD = 0.9995;
 
 /**
  * Spherical linear interpolation (Shoemake 1985) between whole tensors a (t = 0) and b (t = 1):
  * sin((1-t)θ)/sin θ · a + sin(tθ)/sin θ · b, θ the angle between them (over finite elements);
- * linear interpolation when they are (nearly) parallel or one is zero.
+ * linear interpolation when they are (nearly) parallel or one is zero. `stats`: diffStats of the whole
+ * a and b, when these bytes are one block of them (combineDiffStats of every block's).
  */
-export async function slerp(args: MergeCommon & { a: TensorData; b: TensorData; t: number }, opts?: RunOptions): Promise<Uint8Array> {
+export async function slerp(args: MergeCommon & { a: TensorData; b: TensorData; t: number; stats?: DiffStats }, opts?: RunOptions): Promise<Uint8Array> {
   const { t } = args;
-  const s = await diffStats(args.a, args.b, args.dtype, opts);
+  const s = args.stats ?? (await diffStats(args.a, args.b, args.dtype, opts));
   const norms = Math.sqrt(s.sumA2) * Math.sqrt(s.sumB2);
   const cos = norms > 0 ? s.sumAB / norms : 1;
   let coeffs = [1 - t, t];

@@ -343,6 +343,8 @@ export interface CombineArgs {
   coeffs: number[];
   seed: bigint;
   keepBelow: number;
+  /** DARE: the tensor's element index of the first element here (a merge runs in blocks); default 0. */
+  streamFirst?: number;
 }
 
 /** `base`, copied first when `out` overlaps it: a merge may write over its own base (restores read it after). */
@@ -361,6 +363,7 @@ export function combine(args: CombineArgs, out: Uint8Array): void {
   const ts = args.models.map((m) => floatValues(m, dtype));
   const cs = args.coeffs.map(r);
   const streams = mode === 'dare' ? ts.map((_, i) => dareStream(args.seed, i)) : [];
+  const first = args.streamFirst ?? 0;
   const n = count(out, dtype);
   const res = single ? new Float32Array(n) : new Float64Array(n);
   const untouched: number[] = [];
@@ -375,7 +378,7 @@ export function combine(args: CombineArgs, out: Uint8Array): void {
       } else if (mode === 'task') {
         const term = r(c * r(t - o![j]!));
         acc = i === 0 ? term : r(acc + term);
-      } else if (dareKeep(streams[i]!, j, args.keepBelow)) {
+      } else if (dareKeep(streams[i]!, first + j, args.keepBelow)) {
         const term = r(c * r(t - o![j]!));
         acc = any ? r(acc + term) : term;
         any = true;
@@ -403,43 +406,88 @@ function magnitudeKeys(d: Float32Array | Float64Array): Uint32Array | BigUint64A
   return k;
 }
 
+/** The magnitude key no delta reaches: a model with it keeps nothing (the addon's UINT64_MAX). */
+export const KEEP_NONE = 2n ** 64n - 1n;
+
 /**
  * TIES (Yadav et al. 2023) per tensor: keep the keep[i] largest |t_i - o| of each model, elect the
  * sign of the sum of kept deltas (the majority sign of all elected signs where it is exactly 0),
  * average the kept deltas that agree with it, and add lambda times that mean to o.
  */
 export function ties(dtype: DType, base: Uint8Array, models: Uint8Array[], keep: number[], lambda: number, out: Uint8Array): void {
+  const o = floatValues(base, dtype);
+  const n = o.length;
+  // threshold(i): the keep[i]-th largest key (found by sorting: this is the oracle).
+  const thresholds = models.map((m, i): bigint => {
+    const want = keep[i]!;
+    if (want <= 0) return KEEP_NONE;
+    if (want >= n) return 0n;
+    const t = floatValues(m, dtype);
+    const d = dtype === 'F64' ? new Float64Array(n) : new Float32Array(n);
+    for (let j = 0; j < n; j++) d[j] = t[j]! - o[j]!;
+    const sorted = magnitudeKeys(d).sort();
+    return BigInt(sorted[n - want]!);
+  });
+  const [positive, negative] = tiesSigns(dtype, base, models, thresholds);
+  tiesMerge(dtype, base, models, thresholds, positive >= negative ? 1 : -1, lambda, out);
+}
+
+/** Model i's deltas t_i - o in the compute type, with kept(j): |delta j| reaches thresholds[i]. */
+function trimmedDeltas(dtype: DType, base: Uint8Array, models: Uint8Array[], thresholds: bigint[]) {
+  const o = floatValues(base, dtype);
+  const n = o.length;
+  return models.map((m, i) => {
+    const t = floatValues(m, dtype);
+    const d = dtype === 'F64' ? new Float64Array(n) : new Float32Array(n);
+    for (let j = 0; j < n; j++) d[j] = t[j]! - o[j]!;
+    const keys = magnitudeKeys(d);
+    const thr = thresholds[i]!;
+    const small = thr <= 0xffffffffn ? Number(thr) : Infinity;
+    const kept = keys instanceof Uint32Array ? (j: number) => keys[j]! >= small : (j: number) => keys[j]! >= thr;
+    return { d, kept };
+  });
+}
+
+/** Sums of the kept deltas in model order (the elected signs), and how many are positive and negative. */
+function trimmedSums(dtype: DType, deltas: ReturnType<typeof trimmedDeltas>, n: number): { sums: Float32Array | Float64Array; positive: number; negative: number } {
+  const r = dtype !== 'F64' ? Math.fround : (x: number) => x;
+  const sums = dtype !== 'F64' ? new Float32Array(n) : new Float64Array(n);
+  let positive = 0, negative = 0;
+  for (let j = 0; j < n; j++) {
+    let s = 0;
+    for (const { d, kept } of deltas) if (kept(j)) s = r(s + d[j]!);
+    sums[j] = s;
+    if (s > 0) positive++;
+    else if (s < 0) negative++;
+  }
+  return { sums, positive, negative };
+}
+
+/** TIES' sign census on a block: how many elements' kept deltas sum to a positive and to a negative value. */
+export function tiesSigns(dtype: DType, base: Uint8Array, models: Uint8Array[], thresholds: bigint[]): [number, number] {
+  const { positive, negative } = trimmedSums(dtype, trimmedDeltas(dtype, base, models, thresholds), count(base, dtype));
+  return [positive, negative];
+}
+
+/** Adds model `model`'s counts of key bits [shift, shift + 16) among keys whose higher bits equal `prefix`. */
+export function tiesHistogram(dtype: DType, base: Uint8Array, model: Uint8Array, shift: number, prefix: bigint, hist: BigUint64Array): void {
+  const keys = magnitudeKeys(trimmedDeltas(dtype, base, [model], [0n])[0]!.d);
+  const s = BigInt(shift);
+  for (let j = 0; j < keys.length; j++) {
+    const k = BigInt(keys[j]!);
+    if (k >> (s + 16n) === prefix) hist[Number((k >> s) & 0xffffn)]! += 1n;
+  }
+}
+
+/** TIES on a block, with the tensor's thresholds and majority sign (see ties). */
+export function tiesMerge(dtype: DType, base: Uint8Array, models: Uint8Array[], thresholds: bigint[], majority: 1 | -1, lambda: number, out: Uint8Array): void {
   base = apartFrom(base, out);
   const single = dtype !== 'F64';
   const r = single ? Math.fround : (x: number) => x;
   const o = floatValues(base, dtype);
   const n = o.length;
-  const deltas = models.map((m) => {
-    const t = floatValues(m, dtype);
-    const d = single ? new Float32Array(n) : new Float64Array(n);
-    for (let j = 0; j < n; j++) d[j] = t[j]! - o[j]!;
-    return d;
-  });
-  const keys = deltas.map(magnitudeKeys);
-  // kept(i, j): key >= threshold, the keep[i]-th largest key (found by sorting: this is the oracle).
-  const kept = keys.map((k, i): ((j: number) => boolean) => {
-    const want = keep[i]!;
-    if (want <= 0) return () => false;
-    if (want >= n) return () => true;
-    const sorted = k.slice().sort();
-    const threshold = sorted[n - want]!;
-    return (j) => k[j]! >= threshold;
-  });
-  const sums = single ? new Float32Array(n) : new Float64Array(n);
-  let positive = 0, negative = 0;
-  for (let j = 0; j < n; j++) {
-    let s = 0;
-    for (let i = 0; i < deltas.length; i++) if (kept[i]!(j)) s = r(s + deltas[i]![j]!);
-    sums[j] = s;
-    if (s > 0) positive++;
-    else if (s < 0) negative++;
-  }
-  const majority = positive >= negative ? 1 : -1;
+  const deltas = trimmedDeltas(dtype, base, models, thresholds);
+  const { sums } = trimmedSums(dtype, deltas, n);
   const lam = r(lambda);
   const res = single ? new Float32Array(n) : new Float64Array(n);
   const untouched: number[] = [];
@@ -451,10 +499,10 @@ export function ties(dtype: DType, base: Uint8Array, models: Uint8Array[], keep:
     }
     const sign = s > 0 ? 1 : s < 0 ? -1 : majority;
     let picked = 0, taken = 0;
-    for (let i = 0; i < deltas.length; i++) {
-      const d = deltas[i]![j]!;
-      if (kept[i]!(j) && (sign > 0 ? d > 0 : d < 0)) {
-        picked = taken ? r(picked + d) : d;
+    for (const { d, kept } of deltas) {
+      const x = d[j]!;
+      if (kept(j) && (sign > 0 ? x > 0 : x < 0)) {
+        picked = taken ? r(picked + x) : x;
         taken++;
       }
     }

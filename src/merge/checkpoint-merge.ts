@@ -1,14 +1,17 @@
 // Owns the three-way merge of one checkpoint: runs the structural plan, merges changed tensors element by
 // element through the kernels, writes the merged tensors and header to the store, and returns the merged
 // pointer with a per-tensor report. Used by the merge driver (during `git merge`) and by `resolve`.
+// A tensor is read from the store and merged in blocks of a few MiB (docs/merge.md, "Memory").
 
 import { MissingObjectsError } from '../errors/index.js';
 import type { DType } from '../format/dtype.js';
 import { parseHeader, serializeHeader, tensorByteLength } from '../format/safetensors.js';
 import { Pointer, PointerTensor, serializePointer } from '../format/pointer.js';
-import { storeBlob, storeTensor, validatePointer } from '../store/checkpoint.js';
+import { storeBlob, validatePointer } from '../store/checkpoint.js';
 import { ObjectStore, ObjectWriter } from '../store/store.js';
-import { ElementCounts, mergeElements } from './elementwise.js';
+import { TensorSink } from '../store/tensor-sink.js';
+import { ByteBlocks } from '../diff/blocks.js';
+import { ElementCounts, mergeBlocks, type MergeSource } from './elementwise.js';
 import { planMetadata, planTensors, Side, TensorPlan } from './plan.js';
 import { MergeRule, Strategy, StrategyName, StrategyParams, strategyFor } from './strategy.js';
 
@@ -60,9 +63,8 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
 
   const result: PointerTensor[] = [];
   const reports: TensorReport[] = [];
-  const buffers = new TensorBuffers(Math.max(0, ...plans.map((p) => (p.action === 'elementwise' ? tensorByteLength(p.ours.dtype as DType, p.ours.shape) : 0))));
   for (const plan of plans) {
-    const { tensor, report } = await mergeTensor(store, writer, plan, strategyOf(plan.name), input.path, buffers);
+    const { tensor, report } = await mergeTensor(store, writer, plan, strategyOf(plan.name), input.path);
     if (tensor) result.push(tensor);
     reports.push(report);
   }
@@ -78,23 +80,26 @@ export async function mergeCheckpoint(store: ObjectStore, writer: ObjectWriter, 
 
 const pick = (plan: TensorPlan, side: Side): PointerTensor | undefined => (plan.action === 'elementwise' || plan.action === 'conflict' ? plan[side] : undefined);
 
-/**
- * The three buffers one elementwise merge needs (base then the strategy's values, ours, theirs then the
- * merged tensor), allocated once at the size of the largest tensor and reused for every tensor: left to
- * the garbage collector, each tensor's buffers were freed late, and a merge held several tensors' worth.
- */
-class TensorBuffers {
-  private readonly all: Buffer[] = [];
-  constructor(private readonly largest: number) {}
+/** Bytes of each side a merge holds at once, about (a whole number of the merged tensor's chunks). */
+const MERGE_BLOCK_BYTES = 4 * 1024 * 1024;
 
-  /** Buffer k (0-2), `bytes` long; valid until the next tensor. */
-  get(k: number, bytes: number): Buffer {
-    this.all[k] ??= Buffer.allocUnsafe(this.largest);
-    return this.all[k]!.subarray(0, bytes);
-  }
+/** A tensor's three sides streamed from the store (decoded a window at a time), a pass per call. */
+function storeSides(store: ObjectStore, ids: [string, string, string], bytes: number, blockBytes: number, data: { file: string; tensor: string }): MergeSource {
+  return {
+    bytes,
+    async *blocks(size = blockBytes) {
+      const [o, a, b] = ids.map((id) => new ByteBlocks(store.streamChunks(id, data), data.tensor));
+      for (let at = 0; at < bytes; at += size) {
+        const n = Math.min(size, bytes - at);
+        const [bo, ba, bb] = await Promise.all([o!.take(n), a!.take(n), b!.take(n)]);
+        yield { o: bo, a: ba, b: bb };
+      }
+      await Promise.all([o!.end(), a!.end(), b!.end()]);
+    },
+  };
 }
 
-async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: TensorPlan, strategy: Strategy, path: string, buffers: TensorBuffers): Promise<{ tensor?: PointerTensor; report: TensorReport }> {
+async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: TensorPlan, strategy: Strategy, path: string): Promise<{ tensor?: PointerTensor; report: TensorReport }> {
   const name = plan.name;
   switch (plan.action) {
     case 'take':
@@ -112,20 +117,18 @@ async function mergeTensor(store: ObjectStore, writer: ObjectWriter, plan: Tenso
     }
     case 'elementwise': {
       const { base, ours, theirs } = plan;
-      const bytes = tensorByteLength(ours.dtype as DType, ours.shape);
-      // Every object is present and of this size (validated in mergeCheckpoint), so it fits the shared buffers.
-      const read = (t: PointerTensor, k: number, bases?: Map<string, Uint8Array>) =>
-        store.readAsync(t.id, { file: path, tensor: name }, bases, buffers.get(k, bytes));
-      // Each side was most likely stored as a delta against the base: decode the base once and let both
-      // sides' deltas start from those bytes.
-      const baseBytes = await read(base, 0);
-      const bases = store.chunkViews(base.id, baseBytes);
-      const [oursBytes, theirsBytes] = await Promise.all([read(ours, 1, bases), read(theirs, 2, bases)]);
-      const merged = await mergeElements(baseBytes, oursBytes, theirsBytes, ours.dtype as DType, strategy, { out: theirsBytes, scratch: baseBytes });
-      if (merged.data === null) {
+      const dtype = ours.dtype as DType;
+      const bytes = tensorByteLength(dtype, ours.shape);
+      // Blocks of whole chunks, so that each block's chunks are stored (delta-encoded against ours' chunk
+      // at the same place, which the block holds) as soon as it is merged.
+      const sink = new TensorSink(writer, dtype, ours.shape, ours);
+      const blockBytes = Math.max(1, Math.floor(MERGE_BLOCK_BYTES / sink.chunkBytes)) * sink.chunkBytes;
+      const src = storeSides(store, [base.id, ours.id, theirs.id], bytes, blockBytes, { file: path, tensor: name });
+      const merged = await mergeBlocks(src, dtype, strategy, (block, oursBlock) => sink.push(block, oursBlock));
+      if (!merged.merged) {
         return { tensor: ours, report: { name, outcome: 'conflict', counts: merged.counts, strategy: strategy.name, reason: `${merged.counts.conflict} element(s) changed differently on both sides` } };
       }
-      const id = await storeTensor(writer, ours.dtype as DType, ours.shape, merged.data, ours, oursBytes);
+      const id = await sink.finish();
       const outcome: TensorOutcome = merged.counts.conflict === 0 ? 'union' : 'resolved';
       return { tensor: { ...ours, id }, report: { name, outcome, counts: merged.counts, strategy: outcome === 'resolved' ? strategy.name : undefined } };
     }

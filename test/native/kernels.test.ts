@@ -8,7 +8,7 @@ import { describe, expect, test } from 'vitest';
 
 import {
   average, changeMask, classify3, dare, diffStats, DTYPE_SIZE, fromF32, maskedCombine, matvec, slerp, taskArithmetic,
-  ties, toF32, type DType, type RunOptions,
+  ties, tiesHistogram, tiesMerge, tiesSigns, TIES_KEY_BITS, toF32, type DType, type RunOptions,
 } from '../../src/kernels/index.js';
 import {
   ALL_DTYPES, atOffset, firstDifference, FLOAT_DTYPES, IMPLEMENTATIONS, mixIn, randomTensor, rng, statsMismatch,
@@ -247,6 +247,68 @@ describe.each(FLOAT_DTYPES)('merges on %s', (dtype) => {
           if (!(Math.abs(got[j]! - want[j]!) <= 2 * ulp * Math.abs(want[j]!) + 1e-30)) expect.fail(`${implementation} n=${n} j=${j}: ${got[j]} vs ${want[j]}`);
         }
         expect(hex(await slerp({ a, b: b!, t: 0, dtype }, { implementation })), implementation).toBe(hex(a));
+      }
+    }
+  });
+});
+
+describe.each(FLOAT_DTYPES)('merges of a tensor in blocks on %s', (dtype) => {
+  /** Uneven blocks: a seam inside a kernel block, a one-element block, and the rest. */
+  const blocksOf = (n: number) => [0, Math.min(n, 1000), Math.min(n, 1001), Math.min(n, (1 << 18) + 5), n].filter((x, k, all) => k === 0 || x > all[k - 1]!);
+  const slice = (t: Uint8Array, from: number, to: number) => t.subarray(from * DTYPE_SIZE[dtype], to * DTYPE_SIZE[dtype]);
+
+  test('dare with each block\'s element offset gives the whole tensor\'s bits in every implementation', async () => {
+    for (const n of [17, MEDIUM]) {
+      const { base, models } = mergeInputs(dtype, n, 2, n + 5, 0.02);
+      const want = await dare({ base, models, density: 0.3, seed: 77, dtype }, JS);
+      for (const implementation of UNDER_TEST) {
+        const cuts = blocksOf(n);
+        const parts: Uint8Array[] = [];
+        for (let k = 1; k < cuts.length; k++) {
+          const [from, to] = [cuts[k - 1]!, cuts[k]!];
+          parts.push(await dare({ base: slice(base, from, to), models: models.map((m) => slice(m, from, to)), density: 0.3, seed: 77, dtype, first: from }, { implementation }));
+        }
+        const at = firstDifference(Buffer.concat(parts), want, dtype, true);
+        expect(at, `${implementation} n=${n} element ${at}`).toBe(-1);
+      }
+    }
+  });
+
+  test('tiesHistogram (radix selection), tiesSigns and tiesMerge over blocks give ties\' bits in every implementation', async () => {
+    for (const [n, density] of [[17, 0.35], [MEDIUM, 0.35], [MEDIUM, 0], [MEDIUM, 1]] as const) {
+      const { base, models } = mergeInputs(dtype, n, 2, n + 9, 0);
+      const want = await ties({ base, models, density, lambda: 0.8, dtype }, JS); // thresholds by sorting
+      for (const implementation of UNDER_TEST) {
+        const opts = { implementation };
+        const cuts = blocksOf(n);
+        const blocks = cuts.slice(1).map((to, k) => ({ o: slice(base, cuts[k]!, to), ms: models.map((m) => slice(m, cuts[k]!, to)) }));
+        const keep = BigInt(Math.floor(density * n));
+        const thresholds: bigint[] = [];
+        for (let model = 0; model < 2; model++) {
+          if (keep === 0n || keep >= BigInt(n)) {
+            thresholds.push(keep === 0n ? 2n ** 64n - 1n : 0n);
+            continue;
+          }
+          let prefix = 0n, rank = keep;
+          for (let shift = TIES_KEY_BITS(dtype) - 16; shift >= 0; shift -= 16) {
+            const hist = new BigUint64Array(65536);
+            for (const b of blocks) await tiesHistogram({ base: b.o, models: b.ms, model, shift, prefix, hist, dtype }, opts);
+            let bin = 65535;
+            for (; bin > 0 && hist[bin]! < rank; bin--) rank -= hist[bin]!;
+            prefix = (prefix << 16n) | BigInt(bin);
+          }
+          thresholds.push(prefix);
+        }
+        let positive = 0, negative = 0;
+        for (const b of blocks) {
+          const [p, q] = await tiesSigns({ base: b.o, models: b.ms, thresholds, dtype }, opts);
+          positive += p;
+          negative += q;
+        }
+        const parts: Uint8Array[] = [];
+        for (const b of blocks) parts.push(await tiesMerge({ base: b.o, models: b.ms, thresholds, majority: positive >= negative ? 1 : -1, lambda: 0.8, dtype }, opts));
+        const at = firstDifference(Buffer.concat(parts), want, dtype, true);
+        expect(at, `${implementation} n=${n} density=${density} element ${at}`).toBe(-1);
       }
     }
   });

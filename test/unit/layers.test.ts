@@ -37,7 +37,7 @@ const LEVELS: readonly (readonly string[])[] = [
  * format and kernels are independent of each other. Anything else needs a deliberate entry here.
  */
 const SIBLING_EDGES: Readonly<Record<string, readonly string[]>> = {
-  merge: ['store'],
+  merge: ['store', 'diff'], // merge reads tensors in blocks with diff's ByteBlocks
   remote: ['git', 'store'],
   probe: ['git', 'store'],
 };
