@@ -160,6 +160,9 @@ export function runAsync(cmd: string, args: string[], cwd: string, baseEnv: Node
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
+    // A command that exits (or is killed, as the fault tests do) before reading its input closes the
+    // pipe: the EPIPE is not the test's business, the exit status is, and unhandled it fails the whole run.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
     const timer = setTimeout(() => child.kill('SIGKILL'), timeout);
     child.on('error', (e) => {
