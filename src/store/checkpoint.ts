@@ -274,15 +274,9 @@ class ChunkedObjectBuilder {
 
   /** The delta base for chunk `index`: the related chunk, or its own base when it is at the depth limit. */
   private deltaBase(index: number, related: Buffer): EncodeHint['base'] {
-    const store = this.writer.store;
-    const base = store.deltaBaseFor(related);
-    if (!base) return undefined;
-    if (this.baseBytes && base.id.equals(related)) {
-      // Same layout, so the related chunk sits where this one does: no need to read and decode it again.
-      const at = this.baseOffset(index);
-      return { id: base.id, depth: base.depth, bytes: this.baseBytes.subarray(at, at + this.baseChunks![index]!.length) };
-    }
-    return { id: base.id, depth: base.depth, bytes: store.readChunk(base.id.toString('hex')) };
+    // Same layout, so the related chunk sits where this one does: no need to read and decode it again.
+    const at = this.baseBytes ? this.baseOffset(index) : 0;
+    return this.writer.store.deltaBaseWithBytes(related, this.baseBytes?.subarray(at, at + this.baseChunks![index]!.length));
   }
 }
 

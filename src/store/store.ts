@@ -309,6 +309,18 @@ export class ObjectStore {
     return cur.loc ? { id: cur.id, depth: cur.loc.depth } : undefined;
   }
 
+  /**
+   * deltaBaseFor with the base's decoded bytes, for putChunks: `relatedBytes` (the related chunk's own
+   * bytes, when the caller has them: a merge or an in-memory tensor) when the base is that chunk, else
+   * read from the store.
+   */
+  deltaBaseWithBytes(related: Buffer, relatedBytes?: Uint8Array): EncodeHint['base'] {
+    const base = this.deltaBaseFor(related);
+    if (!base) return undefined;
+    const bytes = relatedBytes && base.id.equals(related) ? relatedBytes : this.readChunk(base.id.toString('hex'));
+    return { id: base.id, depth: base.depth, bytes };
+  }
+
   /** The chunks of object `id` as views into `bytes`, its decoded content, by hex chunk id: bases for readAsync. */
   chunkViews(id: string, bytes: Uint8Array): Map<string, Uint8Array> {
     const views = new Map<string, Uint8Array>();

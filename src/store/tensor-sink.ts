@@ -52,11 +52,8 @@ export class TensorSink {
     const base = (k: number): EncodeHint['base'] => {
       const rel = this.related?.[first + k];
       if (!rel || rel.length !== lengths[k]) return undefined;
-      const chosen = this.writer.store.deltaBaseFor(rel.id);
-      if (!chosen) return undefined;
       const at = k * this.chunkBytes;
-      const bytesOf = chosen.id.equals(rel.id) && relatedBytes ? relatedBytes.subarray(at, at + rel.length) : this.writer.store.readChunk(chosen.id.toString('hex'));
-      return { id: chosen.id, depth: chosen.depth, bytes: bytesOf };
+      return this.writer.store.deltaBaseWithBytes(rel.id, relatedBytes?.subarray(at, at + rel.length));
     };
     const stored = this.writer.putChunks(bytes, lengths, { width: this.width, float: this.float, base });
     stored.catch(() => undefined); // awaited below or in finish(); this only keeps Node from calling it unhandled
