@@ -13,8 +13,9 @@ import { UsageError } from '../errors/index.js';
 import { gitRaw } from '../git/exec.js';
 import type { PackFile } from '../store/pack.js';
 import { removeDeadWritersFiles } from '../store/atomic.js';
-import { LocatedObject, objectClosure } from '../store/transfer.js';
-import { chunkHints, repackObjects, wantsCompression } from '../store/repack.js';
+import { closureIds, LocatedObject } from '../store/transfer.js';
+import { IdSet } from '../store/id-set.js';
+import { ChunkHints, repackObjects, wantsCompression } from '../store/repack.js';
 import { openRepo } from './context.js';
 import { objectIdsOf } from '../format/pointer.js';
 import { pointersInHistory } from './pointers.js';
@@ -67,9 +68,9 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   }
 
   const pointers = await pointersInHistory(undefined, true);
-  // Only the ids are kept (the located objects are dropped at once): at 14 GiB the store holds about
-  // 230,000 chunks, and each structure over all of them costs tens of MiB.
-  const reachable = new Set(objectClosure(store, pointers.flatMap((p) => objectIdsOf(p.pointer))).present.map((o) => o.id));
+  // Sets over every object in the store are IdSets (32 bytes an id): at 14 GiB the store holds about
+  // 230,000 chunks, and a JS Set of hex strings over them costs some 35 MiB.
+  const reachable = closureIds(store, pointers.flatMap((p) => objectIdsOf(p.pointer)));
   // Largest first: a pack already past the group size stays as it is unless it loses objects, and the
   // small ones (one per `git add`) are gathered into new packs.
   const packs = [...store.packFiles].sort((x, y) => statSync(y.packPath).size - statSync(x.packPath).size);
@@ -82,12 +83,12 @@ export async function gc(opts: GcOptions): Promise<Printable> {
   const ageOf = (pack: PackFile) => (now - statSync(pack.packPath).mtimeMs) / 1000;
   const recentPacks = packs.filter((pack) => ageOf(pack) < graceSeconds);
   const isRecent = (id: Buffer) => recentPacks.some((pack) => pack.find(id) !== undefined);
-  const seen = new Set<string>();
+  const seen = new IdSet();
   let dropped = 0;
   let droppedBytes = 0;
   let before = 0;
   // Chunks `git add` wrote raw (docs/store.md, "Writing fast, compressing later") are compressed here.
-  const hints = store.compress ? chunkHints(store, pointers.map((p) => p.pointer)) : new Map();
+  const hints = store.compress ? ChunkHints.of(store, pointers.map((p) => p.pointer)) : new ChunkHints();
   let compressed = 0;
   let after = 0;
   let packsAfter = 0;
@@ -127,11 +128,10 @@ export async function gc(opts: GcOptions): Promise<Printable> {
     before += statSync(pack.packPath).size + statSync(pack.idxPath).size;
     group.packs.push(pack);
     for (const entry of pack.entries()) {
-      if (seen.has(entry.id)) {
+      if (!seen.add(entry.id)) {
         group.dropped++; // a copy of an object kept from an earlier pack
         continue;
       }
-      seen.add(entry.id);
       if (!reachable.has(entry.id) && !isRecent(Buffer.from(entry.id, 'hex'))) {
         dropped++;
         droppedBytes += entry.payloadLength;

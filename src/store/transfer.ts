@@ -8,6 +8,7 @@ import { chmodSync, closeSync, fsyncSync, openSync, readFileSync, readSync, rena
 import { join } from 'node:path';
 import { CorruptObjectError, StoreWriteError } from '../errors/index.js';
 import { fsyncDir, removeDeadWritersFiles, writeFileAtomic } from './atomic.js';
+import { IdSet } from './id-set.js';
 import { decodeChunk, deltaBaseOf, isChunkEncoding, isDelta } from './encoding.js';
 import { Encoding, ENTRY_HEADER_BYTES, ObjectLocation, PACK_MAGIC, PackFile, PackWriter } from './pack.js';
 import { CHUNK_LIST_RECORD_BYTES, ObjectStore, sha256 } from './store.js';
@@ -49,25 +50,37 @@ export function dependenciesOf(loc: ObjectLocation, id = ''): string[] {
  * already has it": what a remote holds, it holds with everything needed to read it).
  */
 export function objectClosure(store: ObjectStore, ids: Iterable<string>, skip: (id: string) => boolean = () => false): { present: LocatedObject[]; absent: string[] } {
-  store.refresh();
-  const seen = new Set<string>();
   const present: LocatedObject[] = [];
+  const { absent } = walkClosure(store, ids, skip, (id, loc) => present.push({ id, loc }));
+  return { present, absent };
+}
+
+/**
+ * The ids of the objects needed to read `ids` in full, absent ones included, without keeping where each
+ * is: the compact form a walk over the whole store wants (gc holds this for every reachable object).
+ */
+export function closureIds(store: ObjectStore, ids: Iterable<string>): IdSet {
+  return walkClosure(store, ids, () => false, () => {}).seen;
+}
+
+function walkClosure(store: ObjectStore, ids: Iterable<string>, skip: (id: string) => boolean, visit: (id: string, loc: ObjectLocation) => void): { seen: IdSet; absent: string[] } {
+  store.refresh();
+  const seen = new IdSet();
   const absent: string[] = [];
   const stack = [...ids];
   while (stack.length) {
     const id = stack.pop()!;
-    if (seen.has(id)) continue;
-    seen.add(id);
+    if (!seen.add(id)) continue;
     if (skip(id)) continue;
     const loc = store.locate(id, false);
     if (!loc) {
       absent.push(id);
       continue;
     }
-    present.push({ id, loc });
+    visit(id, loc);
     for (const dep of dependenciesOf(loc, id)) if (!seen.has(dep)) stack.push(dep);
   }
-  return { present, absent };
+  return { seen, absent };
 }
 
 /**

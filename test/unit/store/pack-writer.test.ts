@@ -12,7 +12,7 @@ import { nativeAlignedBuffer } from '../../../src/kernels/addon.js';
 import { storeCodec } from '../../../src/store/codec.js';
 import { ChunkEncoding } from '../../../src/store/encoding.js';
 import { Encoding, PackEntry, PackFile, PackWriter, RECORD_KEPT_RAW } from '../../../src/store/pack.js';
-import { chunkHints, repackObjects, wantsCompression } from '../../../src/store/repack.js';
+import { ChunkHints, repackObjects, wantsCompression } from '../../../src/store/repack.js';
 import { ObjectStore, sha256 } from '../../../src/store/store.js';
 
 /** Deterministic incompressible bytes (AES-CTR keystream of a seed). */
@@ -166,7 +166,7 @@ describe('write policy: fast at add, compressed by gc', () => {
     w.putChunkList(list, data.length, ids.map((id) => ({ id, length: chunkBytes })));
     const header = w.putBlob(Buffer.from('{"t":{"dtype":"BF16","shape":[2048,128],"data_offsets":[0,524288]}}'));
     w.commit();
-    const hints = chunkHints(store, [{ kind: 'safetensors', size: 0, header: { id: header.toString('hex'), length: 0 }, metadata: null, tensors: [{ name: 't', dtype: 'BF16', shape: [2048, 128], id: list.toString('hex') }] }]);
+    const hints = ChunkHints.of(store, [{ kind: 'safetensors', size: 0, header: { id: header.toString('hex'), length: 0 }, metadata: null, tensors: [{ name: 't', dtype: 'BF16', shape: [2048, 128], id: list.toString('hex') }] }]);
     expect(hints.size).toBe(8);
     expect(hints.get(ids[0]!.toString('hex'))).toEqual({ width: 2, float: true });
     const before = store.packFiles.map((p) => p.packPath);
@@ -192,7 +192,7 @@ describe('write policy: fast at add, compressed by gc', () => {
     w.commit();
     const objects = store.packFiles.flatMap((p) => [...p.entries()].map((e) => ({ id: e.id, loc: e })));
     const packsBefore = readdirSync(join(root, 'bad', 'packs')).sort();
-    await expect(repackObjects(store, objects, new Map([[liar.toString('hex'), { width: 2, float: true }]])))
+    await expect(repackObjects(store, objects, ChunkHints.from([[liar, { width: 2, float: true }]])))
       .rejects.toMatchObject({ code: 'E_CORRUPT_OBJECT' });
     expect(readdirSync(join(root, 'bad', 'packs')).sort()).toEqual(packsBefore);
     expect(readdirSync(join(root, 'bad', 'tmp'))).toEqual([]);
@@ -202,7 +202,7 @@ describe('write policy: fast at add, compressed by gc', () => {
     if (!codec.compress) return;
     const store = ObjectStore.open(join(root, 'noise'), { codec });
     const ids = await putTensor(store, noise('n', 2 * chunkBytes));
-    const hints = new Map(ids.map((id) => [id.toString('hex'), { width: 2, float: true }]));
+    const hints = ChunkHints.from(ids.map((id) => [id, { width: 2, float: true }]));
     const all = (s: ObjectStore) => s.packFiles.flatMap((p) => [...p.entries()].map((e) => ({ id: e.id, loc: e })));
     expect(all(store).filter(wantsCompression)).toHaveLength(2);
     const old = store.packFiles.map((p) => p.idxPath);
