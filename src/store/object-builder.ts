@@ -127,17 +127,16 @@ export class ChunkedObjectBuilder {
    * Appends bytes; a chunk ends each time `chunkBytes` have gathered. `bytes` are copied: they are only
    * read during the call. `relatedBytes`: the related object's bytes at the same offsets, when the caller
    * has them (a merge holds ours' block), so that a delta base lying within them is not read from the
-   * store again; they must stay unchanged until the batches holding these offsets are stored (until the
-   * InFlight has settled twice more). Settle the InFlight between pushes.
+   * store again; they must stay unchanged until the batches holding these offsets are stored (for a
+   * caller that settles the InFlight after each push: until the push after next). Settle the InFlight
+   * between pushes.
    */
   push(bytes: Uint8Array, relatedBytes?: Uint8Array): void {
     this.hash?.update(bytes);
-    if (this.writer.hashOnly) { // only the object's id is wanted: no chunks to cut
-      this.size += bytes.length;
-      return;
-    }
-    if (relatedBytes && this.related && relatedBytes.length === bytes.length && bytes.length > 0) this.relatedSpans.push({ at: this.size, bytes: relatedBytes });
+    const start = this.size;
     this.size += bytes.length;
+    if (this.writer.hashOnly) return; // only the object's id is wanted: no chunks to cut
+    if (relatedBytes && this.related && relatedBytes.length === bytes.length) this.relatedSpans.push({ at: start, bytes: relatedBytes });
     let at = 0;
     while (at < bytes.length) {
       if (this.batch.length === 0) this.batch = this.newBatch();
