@@ -1,19 +1,17 @@
 // Owns the mapping between a tracked file and its pointer: `Ingest` streams a file's bytes into the store
 // and yields the pointer (clean), `restore` streams the exact bytes back from a pointer (smudge).
-// Memory stays bounded: at most one chunk plus the header is held, whatever the file size.
+// Cutting, hashing and storing each tensor (or opaque file) is object-builder.ts's; this module parses
+// and checks. Memory stays bounded: the header plus a few batches of chunks, whatever the file size.
 
 import { ExitCode, GitTensorError, PointerError, SafetensorsError } from '../errors/index.js';
-import { DType, dtypeBits, dtypeKind } from '../format/dtype.js';
-import type { EncodeHint } from './encoding.js';
 import {
   badPointerHint, checkPointerSize, hasConflictMarkers, looksLikePointer, MAX_POINTER_BYTES, objectIdsOf, parsePointer, Pointer, pointerTensorLengths,
   PointerTensor, serializePointer,
 } from '../format/pointer.js';
 import { parseHeader, readHeaderLength, SafetensorsHeader, TensorInfo } from '../format/safetensors.js';
-import { CDC_MAX, GearChunker, tensorChunkBytes } from './chunking.js';
-import { createHash, Hash } from 'node:crypto';
-import { ChunkRef, ObjectStore, ObjectWriter } from './store.js';
-import { chunkBatches, HashStream } from '../kernels/chunks.js';
+import { CDC_MAX, GearChunker } from './chunking.js';
+import { ChunkedObjectBuilder, InFlight, tensorObjectBuilder } from './object-builder.js';
+import { ObjectStore, ObjectWriter } from './store.js';
 
 /** Files with this suffix must parse as safetensors; any other tracked file is stored opaquely. */
 export function isSafetensorsPath(path: string): boolean {
@@ -81,20 +79,6 @@ interface Sink {
   finish(): Promise<string>;
 }
 
-/** Bounds the batches of chunks being stored across all objects of one file. */
-class InFlight {
-  private readonly queue: Promise<unknown>[] = [];
-
-  add(work: Promise<unknown>): void {
-    work.catch(() => undefined); // awaited by settle() or its owner; this only keeps Node from calling it unhandled
-    this.queue.push(work);
-  }
-
-  async settle(max = BATCHES_IN_FLIGHT): Promise<void> {
-    while (this.queue.length > max) await this.queue.shift();
-  }
-}
-
 /**
  * A pointer given to clean (e.g. `git add` of a file left as a pointer) is validated against the store and
  * kept as is: a hand-edited pointer is refused here rather than committed.
@@ -123,163 +107,6 @@ class PointerPassThrough implements Sink {
   }
 }
 
-/** The previous version's chunks of the same tensor (same dtype and shape, so cut at the same offsets). */
-type BaseChunks = { id: Buffer; length: number; depth: number }[];
-
-/** Chunks are hashed and compressed in batches of about this many bytes, a few batches in flight. */
-const BATCH_BYTES = 4 * 1024 * 1024;
-const BATCHES_IN_FLIGHT = 2;
-
-/**
- * Batch buffers, reused: a fresh 4 MiB buffer per batch costs page faults and garbage collection for
- * every 4 MiB `git add` reads. A buffer comes back once putChunks has settled (its chunks are hashed,
- * compressed and written: nothing refers to it any more). Holds a few buffers at most.
- */
-const batchPool: Buffer[] = [];
-const EMPTY = Buffer.alloc(0);
-const POOLED_BATCHES = BATCHES_IN_FLIGHT + 2;
-
-function takeBatch(bytes: number): Buffer {
-  if (bytes < BATCH_BYTES / 2) return Buffer.allocUnsafe(bytes); // a small tensor: no need to hold 4 MiB
-  return (batchPool.pop() ?? Buffer.allocUnsafeSlow(BATCH_BYTES)).subarray(0, bytes);
-}
-
-function returnBatch(batch: Buffer): void {
-  if (batch.buffer.byteLength === BATCH_BYTES && batchPool.length < POOLED_BATCHES) {
-    batchPool.push(Buffer.from(batch.buffer, 0, BATCH_BYTES));
-  }
-}
-
-/**
- * Cuts one object (a tensor, or an opaque file) into chunks and stores them. Chunks gather into batches
- * that ObjectWriter.putChunks hashes and compresses off the JS thread, while another pool thread hashes
- * the whole object batch by batch (its id) and this thread reads on: the two SHA-256 passes of every
- * byte run on both cores, not one of them on the thread that also reads git's pipe and writes packs.
- * The file's InFlight bounds the batches in flight, so memory stays a few batches whatever the file's
- * size.
- */
-class ChunkedObjectBuilder {
-  /** The object's id on the pool (each batch as it is submitted), when the addon is there and chunks are kept. */
-  private readonly stream: HashStream | undefined;
-  private hashed: Promise<void> = Promise.resolve();
-  /** Otherwise the object's id on this thread, as bytes arrive. */
-  private readonly hash: Hash | undefined;
-  private readonly batches: Promise<Buffer[]>[] = [];
-  private batch: Buffer;
-  private filled = 0;
-  /** Where the chunk being filled starts in `batch`, and the lengths of the batch's chunks before it. */
-  private chunkStart = 0;
-  private lengths: number[] = [];
-  /** The lengths of all chunks submitted so far, in order. */
-  private submitted: number[] = [];
-  size = 0;
-
-  constructor(
-    private readonly writer: ObjectWriter,
-    private readonly inFlight: InFlight,
-    private readonly chunkBytes: number,
-    /** Bytes per element, for compression (1 for opaque data). */
-    private readonly width = 1,
-    /** Elements are IEEE floats (compression groups their exponents). */
-    private readonly float = false,
-    private readonly baseChunks?: BaseChunks,
-    /** The object's size when known: a small tensor gets a batch buffer its own size. */
-    private readonly expectedBytes = Infinity,
-    /** The decoded bytes of the object `baseChunks` cut, when the caller has them (a merge read them). */
-    private readonly baseBytes?: Uint8Array,
-  ) {
-    this.batch = EMPTY;
-    this.stream = writer.hashOnly ? undefined : chunkBatches()?.hashStream();
-    if (!this.stream) this.hash = createHash('sha256');
-  }
-
-  /** Appends bytes; a chunk ends each time `chunkBytes` have gathered. Settle `inFlight` between pushes. */
-  push(bytes: Uint8Array): void {
-    this.hash?.update(bytes);
-    this.size += bytes.length;
-    if (this.writer.hashOnly) return; // only the object's id is wanted: no chunks to cut
-    let at = 0;
-    while (at < bytes.length) {
-      if (this.batch.length === 0) this.batch = this.newBatch();
-      const k = Math.min(bytes.length - at, this.chunkBytes - (this.filled - this.chunkStart));
-      this.batch.set(bytes.subarray(at, at + k), this.filled);
-      this.filled += k;
-      at += k;
-      if (this.filled - this.chunkStart === this.chunkBytes) this.cut();
-    }
-  }
-
-  /** Ends the current chunk early (content-defined boundaries). */
-  cut(): void {
-    if (this.filled === this.chunkStart) return;
-    this.lengths.push(this.filled - this.chunkStart);
-    this.chunkStart = this.filled;
-    if (this.batch.length - this.filled < this.chunkBytes) this.submit();
-  }
-
-  /** Stores the object and returns its id: a single chunk is its own object, more make a chunk list. */
-  async finish(): Promise<string> {
-    if (this.writer.hashOnly) return this.hash!.digest('hex');
-    this.cut();
-    this.submit();
-    const ids = (await Promise.all(this.batches)).flat();
-    await this.hashed;
-    const id = this.stream ? this.stream.digest() : this.hash!.digest();
-    if (ids.length === 0) this.writer.putBlob(Buffer.alloc(0), id);
-    else if (ids.length > 1) this.writer.putChunkList(id, this.size, ids.map((c, k) => ({ id: c, length: this.submitted[k]! })));
-    return id.toString('hex');
-  }
-
-  private submit(): void {
-    if (this.lengths.length === 0) return;
-    const first = this.submitted.length;
-    const lengths = this.lengths;
-    const base = (k: number): EncodeHint['base'] => {
-      const related = this.baseChunks?.[first + k];
-      return related && related.length === lengths[k] ? this.deltaBase(first + k, related.id) : undefined;
-    };
-    const batch = this.batch;
-    const bytes = batch.subarray(0, this.filled);
-    const stream = this.stream;
-    // Batches reach the object's hash in order: each update starts once the one before has finished.
-    if (stream) this.hashed = this.hashed.then(() => stream.update(bytes));
-    const stored = this.writer.putChunks(bytes, lengths, { width: this.width, float: this.float, base });
-    const done = stream ? Promise.all([stored, this.hashed]) : stored;
-    done.then(() => returnBatch(batch), () => returnBatch(batch));
-    this.inFlight.add(done);
-    this.batches.push(stored);
-    this.submitted.push(...lengths);
-    this.lengths = [];
-    this.batch = EMPTY; // the next push takes a buffer, so the last batch of an object takes none
-    this.filled = 0;
-    this.chunkStart = 0;
-  }
-
-  private newBatch(): Buffer {
-    const chunks = Math.max(1, Math.floor(BATCH_BYTES / this.chunkBytes));
-    const left = Math.ceil(Math.max(1, this.expectedBytes - this.submitted.length * this.chunkBytes) / this.chunkBytes);
-    return takeBatch(Math.min(chunks, left) * this.chunkBytes);
-  }
-
-  private baseOffsets: number[] | undefined;
-
-  /** Where chunk `index` of the related object starts in its bytes. */
-  private baseOffset(index: number): number {
-    if (!this.baseOffsets) {
-      this.baseOffsets = [0];
-      for (const c of this.baseChunks!) this.baseOffsets.push(this.baseOffsets.at(-1)! + c.length);
-    }
-    return this.baseOffsets[index]!;
-  }
-
-  /** The delta base for chunk `index`: the related chunk, or its own base when it is at the depth limit. */
-  private deltaBase(index: number, related: Buffer): EncodeHint['base'] {
-    // Same layout, so the related chunk sits where this one does: no need to read and decode it again.
-    const at = this.baseBytes ? this.baseOffset(index) : 0;
-    return this.writer.store.deltaBaseWithBytes(related, this.baseBytes?.subarray(at, at + this.baseChunks![index]!.length));
-  }
-}
-
 class OpaqueSink implements Sink {
   private readonly chunker = new GearChunker();
   /** CDC_MAX as the builder's size: only the gear hash decides where chunks end. */
@@ -287,7 +114,7 @@ class OpaqueSink implements Sink {
   private streamPos = 0;
 
   constructor(writer: ObjectWriter, inFlight: InFlight) {
-    this.object = new ChunkedObjectBuilder(writer, inFlight, CDC_MAX);
+    this.object = new ChunkedObjectBuilder({ writer, inFlight, chunkBytes: CDC_MAX });
   }
 
   push(bytes: Buffer): void {
@@ -389,7 +216,7 @@ class SafetensorsSink implements Sink {
     while (this.tensorIndex < tensors.length) {
       const t = tensors[this.tensorIndex]!;
       this.tensorRemaining = t.end - t.begin;
-      this.object = tensorBuilder(this.writer, this.inFlight, t.dtype, t.shape, t.end - t.begin, this.previous.get(t.name));
+      this.object = tensorObjectBuilder({ writer: this.writer, inFlight: this.inFlight, dtype: t.dtype, shape: t.shape, related: this.previous.get(t.name) });
       if (this.tensorRemaining > 0) return;
       this.finishTensor();
       this.tensorIndex++;
@@ -517,32 +344,6 @@ function validate(store: ObjectStore, pointer: Pointer, file: string): Buffer | 
   }
   checkPointerSize(pointer, lengths, file);
   return headerBytes;
-}
-
-/**
- * A builder cutting a tensor as clean does, delta-encoding against `related` when it has the same layout
- * (`relatedBytes`: its decoded bytes, when the caller holds them).
- */
-function tensorBuilder(writer: ObjectWriter, inFlight: InFlight, dtype: DType, shape: number[], bytes: number, related?: PointerTensor, relatedBytes?: Uint8Array): ChunkedObjectBuilder {
-  const bits = dtypeBits(dtype);
-  const sameLayout = related && related.dtype === dtype && related.shape.join() === shape.join();
-  const base = sameLayout ? writer.store.chunksOf(related.id) : undefined;
-  return new ChunkedObjectBuilder(writer, inFlight, tensorChunkBytes(bits, shape), bits % 8 === 0 ? bits / 8 : 1,
-    dtypeKind(dtype) === 'float' && bits >= 16, base, bytes, base && relatedBytes?.length === bytes ? relatedBytes : undefined);
-}
-
-/**
- * Stores a tensor produced in memory (a merge result), chunked exactly as clean would cut it, with
- * `related` (and its decoded bytes, if at hand) as the delta base.
- */
-export async function storeTensor(writer: ObjectWriter, dtype: DType, shape: number[], data: Uint8Array, related?: PointerTensor, relatedBytes?: Uint8Array): Promise<string> {
-  const inFlight = new InFlight();
-  const builder = tensorBuilder(writer, inFlight, dtype, shape, data.length, related, relatedBytes);
-  for (let at = 0; at < data.length; at += BATCH_BYTES) {
-    builder.push(data.subarray(at, at + BATCH_BYTES));
-    await inFlight.settle();
-  }
-  return builder.finish();
 }
 
 /** Stores raw bytes (a header) as one object. */

@@ -11,7 +11,8 @@ import { parsePointer } from '../../../src/format/pointer.js';
 import { parseHeader, serializeHeader, tensorByteLength } from '../../../src/format/safetensors.js';
 import { storeCodec } from '../../../src/store/codec.js';
 import { mergeCheckpoint } from '../../../src/merge/checkpoint-merge.js';
-import { storeBlob, storeTensor } from '../../../src/store/checkpoint.js';
+import { storeBlob } from '../../../src/store/checkpoint.js';
+import { storeTensor } from '../../../src/store/tensor-sink.js';
 import { ObjectStore } from '../../../src/store/store.js';
 
 type SafetensorsPointer = Extract<Pointer, { kind: 'safetensors' }>;

@@ -8,7 +8,8 @@ import { type GitTensorError, PointerError, SafetensorsError } from '../../../sr
 import { DTYPES, dtypeBits, type DType } from '../../../src/format/dtype.js';
 import { parsePointer, serializePointer, type Pointer } from '../../../src/format/pointer.js';
 import { parseSafetensors, serializeSafetensors, type TensorInput } from '../../../src/format/safetensors.js';
-import { Ingest, planRestore, restore, storeTensor, validatePointer } from '../../../src/store/checkpoint.js';
+import { Ingest, planRestore, restore, validatePointer } from '../../../src/store/checkpoint.js';
+import { storeTensor } from '../../../src/store/tensor-sink.js';
 import { storeCodec } from '../../../src/store/codec.js';
 import { chunkBatches } from '../../../src/kernels/chunks.js';
 import { CDC_MAX, CDC_MIN, tensorChunkBytes } from '../../../src/store/chunking.js';
