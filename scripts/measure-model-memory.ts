@@ -3,9 +3,11 @@
 // the checkpoint's BF16 matrices as stored, so its peak should sit near the checkpoint's size (297 MiB),
 // not near the F32 size (594 MiB) it needed when it widened every weight at load.
 //
-// Usage: npx tsx scripts/measure-model-memory.ts [--runs N] [tokens...]   (default: 3 runs of 16 and 256
+// Usage: npx tsx scripts/measure-model-memory.ts [--runs N] [tokens...] | --matmul [--runs N]   (default: 3 runs of 16 and 256
 // tokens; GIT_TENSOR_KERNELS=js for the TypeScript kernels). Each measurement runs in a fresh process
 // (peak RSS is process.resourceUsage().maxRSS); a row gives the medians of its N runs.
+// `--matmul [--runs N]`: instead, the matmul kernel alone on this model's shapes with the same weights as
+// F32 and as BF16, alternating in one process (default 11 runs): what widening W inside the kernel costs.
 
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
@@ -14,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { serializeHeader } from '../src/format/safetensors.js';
-import { kernelInfo } from '../src/kernels/index.js';
+import { fromF32, kernelInfo, matmul, toF32 } from '../src/kernels/index.js';
 import { fileTensorSource, loadModel } from '../src/model/index.js';
 
 const E = 1024, F = 2816, L = 8, H = 16, KV = 4, D = 64, V = 32000;
@@ -85,7 +87,36 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
-if (process.argv[2] === '--measure') {
+/** matmul with F32 and with BF16 weights of the same values, alternating; median ms of each. */
+async function compareMatmul(runs: number): Promise<void> {
+  const shapes: [string, number, number, number][] = [
+    ['mlp up, 24 tokens', 24, E, F], ['mlp up, 384 tokens', 384, E, F], ['mlp down, 384 tokens', 384, F, E],
+    ['head, 2 positions', 2, E, V], ['head, 130 positions', 130, E, V],
+  ];
+  console.log(`kernels: ${kernelInfo().active}; medians of ${runs} runs`);
+  console.log('| matmul | rows x in -> out | F32 weights ms | BF16 weights ms | BF16 / F32 |');
+  console.log('|---|---|---|---|---|');
+  for (const [name, rows, inDim, outDim] of shapes) {
+    const x = Float32Array.from({ length: rows * inDim }, (_, i) => Math.sin(i) * 0.5);
+    const bf16 = new Uint16Array((await fromF32(Float32Array.from({ length: outDim * inDim }, (_, i) => Math.cos(i * 0.37) * 0.05), 'BF16')).buffer);
+    const f32 = await toF32(bf16, 'BF16');
+    const tf: number[] = [], tb: number[] = [];
+    for (let r = 0; r < runs; r++) {
+      let t = performance.now();
+      await matmul({ x, w: f32, rows, inDim, outDim });
+      tf.push(performance.now() - t);
+      t = performance.now();
+      await matmul({ x, w: { dtype: 'BF16', data: bf16 }, rows, inDim, outDim });
+      tb.push(performance.now() - t);
+    }
+    console.log(`| ${name} | ${rows} x ${inDim} -> ${outDim} | ${median(tf).toFixed(1)} | ${median(tb).toFixed(1)} | ${(median(tb) / median(tf)).toFixed(2)}x |`);
+  }
+}
+
+if (process.argv[2] === '--matmul') {
+  const at = process.argv.indexOf('--runs');
+  await compareMatmul(at >= 0 ? Number(process.argv[at + 1]) : 11);
+} else if (process.argv[2] === '--measure') {
   console.log(JSON.stringify(await measure(process.argv[3]!, Number(process.argv[4]))));
 } else {
   const args = process.argv.slice(2);
