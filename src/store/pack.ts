@@ -87,6 +87,16 @@ export class PackFile {
     }
     this.count = count;
     this.records = idx.subarray(IDX_HEADER_BYTES, IDX_HEADER_BYTES + count * IDX_RECORD_BYTES);
+    // find() binary-searches: an index out of order would hide objects that are there, as missing.
+    for (let k = 1; k < count; k++) {
+      const at = k * IDX_RECORD_BYTES;
+      const prev = this.records.readUInt32BE(at - IDX_RECORD_BYTES);
+      const head = this.records.readUInt32BE(at);
+      if (prev < head) continue;
+      if (prev > head || this.records.compare(this.records, at, at + 32, at - IDX_RECORD_BYTES, at - IDX_RECORD_BYTES + 32) >= 0) {
+        throw new PackError(idxPath, `pack index is not sorted by object id (record ${k})`);
+      }
+    }
   }
 
   /** Binary search of the sorted records. */
@@ -618,7 +628,8 @@ export class PackWriter {
     const order = Uint32Array.from({ length: this.recordCount }, (_, k) => k).sort((a, b) => {
       const x = r.readUInt32BE(a * IDX_RECORD_BYTES);
       const y = r.readUInt32BE(b * IDX_RECORD_BYTES);
-      return x !== y ? x - y : r.compare(r, a * IDX_RECORD_BYTES, a * IDX_RECORD_BYTES + 32, b * IDX_RECORD_BYTES, b * IDX_RECORD_BYTES + 32);
+      // buf.compare(target, ...) orders buf against target: record a is the source here, b the target.
+      return x !== y ? x - y : r.compare(r, b * IDX_RECORD_BYTES, b * IDX_RECORD_BYTES + 32, a * IDX_RECORD_BYTES, a * IDX_RECORD_BYTES + 32);
     });
     const out = Buffer.alloc(IDX_HEADER_BYTES + order.length * IDX_RECORD_BYTES + 32);
     IDX_MAGIC.copy(out, 0);

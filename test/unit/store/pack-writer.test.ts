@@ -4,7 +4,7 @@
 // (gc compresses it later), a chunk with a related chunk is delta-encoded at once.
 
 import { createCipheriv, createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -98,6 +98,40 @@ describe('PackWriter: direct (O_DIRECT staging) and gathered writes make the sam
     await w.appendAll([entry(noise('exact', (8 << 20) - 8 - 52))]);
     const name = w.commit()!;
     expect(statSync(join(d.packs, `pack-${name}.pack`)).size).toBe(8 << 20);
+  });
+
+  it('the index is sorted by the whole id: ids sharing their first bytes are all found (at 230,000 chunks some share 4)', () => {
+    const d = dirs('prefix');
+    const w = new PackWriter(d.packs, d.tmp);
+    const ids: Buffer[] = [];
+    for (let k = 0; k < 40; k++) {
+      const id = createHash('sha256').update(`id ${k}`).digest();
+      id.writeUInt32BE(k < 30 ? 0xabcdef01 : 0x00000007, 0); // two runs of equal 4-byte heads, the rest random
+      ids.push(id);
+      w.append(id, Encoding.raw, 1, Buffer.from([k]));
+    }
+    const name = w.commit()!;
+    const pack = new PackFile(join(d.packs, `pack-${name}.pack`), join(d.packs, `pack-${name}.idx`));
+    const found = ids.map((id) => pack.find(id)?.payloadLength ?? 0);
+    expect(found).toEqual(ids.map(() => 1));
+    const inOrder = [...pack.entries()].map((e) => e.id);
+    expect(inOrder).toEqual([...inOrder].sort());
+  });
+
+  it('an index out of order is refused as corrupt, not read with objects missing', () => {
+    const d = dirs('unsorted');
+    const w = new PackWriter(d.packs, d.tmp);
+    for (let k = 0; k < 3; k++) w.append(createHash('sha256').update(`u ${k}`).digest(), Encoding.raw, 1, Buffer.from([k]));
+    const name = w.commit()!;
+    const idxPath = join(d.packs, `pack-${name}.idx`);
+    const idx = Buffer.from(readFileSync(idxPath));
+    const first = Buffer.from(idx.subarray(16, 16 + 64));
+    idx.copy(idx, 16, 16 + 64, 16 + 128); // swap the first two records
+    first.copy(idx, 16 + 64);
+    createHash('sha256').update(idx.subarray(0, idx.length - 32)).digest().copy(idx, idx.length - 32);
+    rmSync(idxPath, { force: true });
+    writeFileSync(idxPath, idx);
+    expect(() => new PackFile(join(d.packs, `pack-${name}.pack`), idxPath)).toThrow(/not sorted by object id/);
   });
 
   it('abort while pool writes run leaves no temp file, and the payloads can be reused after', async () => {
