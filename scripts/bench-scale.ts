@@ -2,7 +2,7 @@
 // dense fine-tune of it, and every everyday command timed with its peak memory next to the baseline a user
 // would otherwise run (openssl, cp, git-lfs), all in the same run.
 //
-//   npx tsx scripts/bench-scale.ts <GiB>... [--runs 3] [--no-lfs] [--no-probe] [--tuned-host] [--keep]
+//   npx tsx scripts/bench-scale.ts <GiB>... [--runs 3] [--no-lfs] [--no-probe] [--tuned-host] [--cold] [--keep]
 //
 // Several sizes (e.g. `2 14`) run one after the other and add the scaling check (time per GiB of the
 // largest size against the smallest). Work folders go under $BENCH_TMP (default the system temp folder);
@@ -23,6 +23,12 @@
 // lm_head changed, disjoint from `sparse`); `conflict` (every element of the embedding and of layer 0's
 // q_proj changed: overlaps `sparse`, so merging the two conflicts and `git tensor resolve --strategy ties`
 // finishes it).
+//
+// --cold: every timed command, baselines included, starts after `sync` and an emptied page cache (as after
+// a reboot; needs root, for /proc/sys/vm/drop_caches). Without it, what the page cache holds depends on
+// the size: at 2 GiB the checkpoint just generated is all in memory, so `cp` and `openssl` read it from
+// RAM while checkout reads packs that `git add` wrote past the cache (O_DIRECT) from the disk; at 14 GiB
+// neither fits. Cold runs compare both sides, and both sizes, reading from the same place.
 //
 // Peak RSS: three numbers per command. "tree" is the largest sum of the resident sets of the command and
 // all its descendants at one moment (git, git-tensor's filter, drivers and remote helper, git-lfs), sampled
@@ -51,9 +57,18 @@ const withProbe = !argv.includes('--no-probe');
 const keep = argv.includes('--keep');
 /** A host tuned for big blobs (as bench-remote.ts's --tuned-host): no delta search, no recompression. */
 const tunedHost = argv.includes('--tuned-host');
+const cold = argv.includes('--cold');
+if (cold) {
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1\n');
+  } catch (err) {
+    console.error(`--cold needs to write /proc/sys/vm/drop_caches (root): ${(err as Error).message}`);
+    process.exit(2);
+  }
+}
 const sizes = argv.filter((a, k) => /^\d+(\.\d+)?$/.test(a) && argv[k - 1] !== '--runs').map(Number);
 if (!sizes.length || sizes.some((s) => !(s > 0))) {
-  console.error('usage: npx tsx scripts/bench-scale.ts <GiB>... [--runs N] [--no-lfs] [--no-probe] [--tuned-host] [--keep]');
+  console.error('usage: npx tsx scripts/bench-scale.ts <GiB>... [--runs N] [--no-lfs] [--no-probe] [--tuned-host] [--cold] [--keep]');
   process.exit(2);
 }
 
@@ -406,8 +421,19 @@ const WRAPPER = 'import resource,subprocess,sys,time\nt=time.time()\nr=subproces
 let env: NodeJS.ProcessEnv = process.env;
 let scratch = '';
 
-/** Runs a command, sampling its tree's resident set every 50 ms; throws on failure unless `okCodes` allow. */
+/** With --cold: writes back what is dirty, then empties the page cache (untimed). */
+function dropCaches(): void {
+  if (!cold) return;
+  spawnSync('sync');
+  writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+}
+
+/**
+ * Runs a command, sampling its tree's resident set every 50 ms; throws on failure unless `okCodes` allow.
+ * With --cold, the page cache is emptied first.
+ */
 async function measure(cwd: string, cmd: string[], opts: { okCodes?: number[]; firstLine?: boolean } = {}): Promise<Measured> {
+  dropCaches();
   const report = join(scratch, `rusage-${process.pid}`);
   const child = spawn('/usr/bin/python3', ['-c', WRAPPER, report, ...cmd], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const t0 = process.hrtime.bigint();
@@ -735,7 +761,7 @@ const results: SizeResult[] = [];
 for (const s of sizes) {
   const r = await benchSize(s);
   results.push(r);
-  printTable(`Llama-2-7B-shaped BF16 checkpoint, ${r.gib.toFixed(2)} GiB (medians of ${runs} for add, checkout, status and their baselines; peak RSS: tree sum / largest process / /usr/bin/time)`,
+  printTable(`Llama-2-7B-shaped BF16 checkpoint, ${r.gib.toFixed(2)} GiB (medians of ${runs} for add, checkout, status and their baselines; ${cold ? 'cold page cache before every command' : 'page cache as each step left it'}; peak RSS: tree sum / largest process / /usr/bin/time)`,
     ['command', 'git-tensor s', 's/GiB', 'peak RSS MiB', 'baseline', 'ratio', 'note'],
     r.rows.map((row) => [
       row.command,
