@@ -644,11 +644,11 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
     const mergePeak = Math.max(mergeDisjoint.treeMiB, mergeConflict.treeMiB, resolveM?.treeMiB ?? 0);
     targets.push({ target: 'merge peak RSS <= 3x largest tensor + 200 MiB', measured: `${mergePeak.toFixed(0)} MiB`, limit: `${mergeLimit.toFixed(0)} MiB`, ok: mergePeak <= mergeLimit });
 
-    // ---- probe (the engine holds weights in F32: twice the checkpoint)
+    // ---- probe (the engine holds the BF16 matrices as stored: about the checkpoint's size, plus activations)
     if (!withProbe) {
       rows.push({ command: 'git tensor probe', gib, note: 'skipped (--no-probe)' });
-    } else if (2 * size + GiB > Math.min(freemem(), totalmem() * 0.8)) {
-      rows.push({ command: 'git tensor probe', gib, note: `skipped: the engine holds F32 weights (${(2 * gib).toFixed(1)} GiB), more than this machine has free (${(freemem() / GiB).toFixed(1)} GiB)` });
+    } else if (size + GiB > Math.min(freemem(), totalmem() * 0.8)) {
+      rows.push({ command: 'git tensor probe', gib, note: `skipped: the engine holds the checkpoint's weights (${gib.toFixed(1)} GiB) plus about 1 GiB, more than this machine has free (${(freemem() / GiB).toFixed(1)} GiB)` });
     } else {
       const probe = await measure(a, ['git', 'tensor', 'probe', 'base', '--probes', 'probes.jsonl']);
       rows.push({ command: 'git tensor probe base (2 probes, llama2-tiny tokenizer)', m: probe, gib });

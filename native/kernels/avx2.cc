@@ -322,14 +322,16 @@ void from_f32(const float* src, size_t n, DType dt, uint8_t* dst) {
 // Packs columns [c0, c0 + nc) of W over inputs [k0, k0 + kc) as pack[k * 64 + j] = W[c0 + j][k0 + k]
 // (kMatmulTileCols = 64), columns past nc as zeros: the micro-kernel then reads W as whole vectors of
 // consecutive output columns, from one 32 KiB panel that stays in L1 while every row strip uses it.
+// F16/BF16 rows of W are widened (F16C, shifts) on the way.
 void pack_panel(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  float widened[kMatmulDepth];
   for (size_t j = 0; j < kMatmulTileCols; j++) {
     float* dst = pack + j;
     if (j >= nc) {
       for (size_t k = 0; k < kc; k++) dst[k * kMatmulTileCols] = 0.0f;
       continue;
     }
-    const float* src = a.w + (c0 + j) * a.in + k0;
+    const float* src = matmul_w_row(a, c0 + j, k0, kc, widened, to_f32);
     for (size_t k = 0; k < kc; k++) dst[k * kMatmulTileCols] = src[k];
   }
 }

@@ -383,18 +383,34 @@ inline void transpose16(__m512 r[16]) {
 // (kMatmulTileCols = 64), columns past nc as zeros: the micro-kernel then reads W as whole vectors of
 // consecutive output columns, from one 32 KiB panel that stays in L1 while every row strip uses it.
 // 16 x 16 blocks go through a register transpose: with few rows (one probe, the LM head on 100 last
-// tokens) the packing would otherwise cost as much as the multiply-adds.
-void pack_panel(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+// tokens) the packing would otherwise cost as much as the multiply-adds. F16/BF16 elements of W are
+// widened as they are loaded (masked-off lanes are zeros either way).
+template <DType WT>
+inline __m512 load_w16(const void* w, size_t at, __mmask16 km) {
+  if constexpr (WT == DType::F32) return _mm512_maskz_loadu_ps(km, static_cast<const float*>(w) + at);
+  else return widen16(_mm256_maskz_loadu_epi16(km, static_cast<const uint16_t*>(w) + at), WT);
+}
+
+template <DType WT>
+void pack_panel_t(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
   for (size_t g = 0; g < kMatmulTileCols; g += 16) {
     for (size_t kb = 0; kb < kc; kb += 16) {
       const size_t kn = std::min<size_t>(16, kc - kb);
       const __mmask16 km = __mmask16((1u << kn) - 1);
       __m512 r[16];
       for (size_t j = 0; j < 16; j++)
-        r[j] = g + j < nc ? _mm512_maskz_loadu_ps(km, a.w + (c0 + g + j) * a.in + k0 + kb) : _mm512_setzero_ps();
+        r[j] = g + j < nc ? load_w16<WT>(a.w, (c0 + g + j) * a.in + k0 + kb, km) : _mm512_setzero_ps();
       transpose16(r);
       for (size_t k = 0; k < kn; k++) _mm512_store_ps(pack + (kb + k) * kMatmulTileCols + g, r[k]);
     }
+  }
+}
+
+void pack_panel(const MatmulArgs& a, size_t c0, size_t nc, size_t k0, size_t kc, float* pack) {
+  switch (a.w_type) {
+    case DType::F16: return pack_panel_t<DType::F16>(a, c0, nc, k0, kc, pack);
+    case DType::BF16: return pack_panel_t<DType::BF16>(a, c0, nc, k0, kc, pack);
+    default: return pack_panel_t<DType::F32>(a, c0, nc, k0, kc, pack);
   }
 }
 

@@ -77,6 +77,16 @@ GT_HD inline uint16_t f32_to_bf16(float f) {
   return uint16_t((x + 0x7fffu + ((x >> 16) & 1)) >> 16);
 }
 
+// Row `row` of a matmul's W over inputs [k0, k0 + kc) as f32: a pointer into W when it is F32, else
+// `tmp` (kc floats) holding its F16/BF16 elements widened by `widen` (the calling ISA's to_f32).
+template <class Widen>
+inline const float* matmul_w_row(const MatmulArgs& a, size_t row, size_t k0, size_t kc, float* tmp, Widen widen) {
+  const size_t at = row * a.in + k0;
+  if (a.w_type == DType::F32) return static_cast<const float*>(a.w) + at;
+  widen(static_cast<const uint8_t*>(a.w) + at * 2, kc, a.w_type, tmp);
+  return tmp;
+}
+
 // The value of element i of a float tensor, exactly, in f64.
 inline double load_value(const uint8_t* p, size_t i, DType dt) {
   switch (dt) {

@@ -98,9 +98,13 @@ struct TiesArgs {
 // y = x W^T + bias in f32 (an nn.Linear over a batch of rows): x is rows x in, W is out x in (PyTorch's
 // layout), y is rows x out, all row-major and contiguous; bias has `out` elements or is null. y must
 // not overlap x, W or bias. Sums use f32 fused multiply-add in an order each implementation chooses.
+// W's elements are F32, F16 or BF16 (w_type): the engine keeps a checkpoint's half-precision matrices
+// as they are stored, and a kernel widens each piece of W to f32 (exactly) as it packs it, so the sums,
+// and y, are bit for bit those of the same kernel on the whole matrix widened first.
 struct MatmulArgs {
   const float* x;
-  const float* w;
+  const void* w;
+  DType w_type;
   const float* bias;
   float* y;
   size_t rows, in, out;

@@ -397,22 +397,27 @@ Napi::Value Matvec(const Napi::CallbackInfo& info) {
                   undefined_result);
 }
 
-// matmul(impl, threads, x, w, bias|null, out, rows, in, outDim) -> Promise<void>: out = x w^T + bias,
-// all Float32Arrays (see MatmulArgs). src/kernels/index.ts has checked that out overlaps no input.
+// matmul(impl, threads, x, w, wDtype, bias|null, out, rows, in, outDim) -> Promise<void>: out = x w^T + bias,
+// x, bias and out Float32Arrays, w F32 (a Float32Array) or F16/BF16 (a Uint16Array) as wDtype says (see
+// MatmulArgs). src/kernels/index.ts has checked that out overlaps no input.
 Napi::Value Matmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const KernelTable& k = impl_of(info[0]);
   const unsigned threads = threads_of(info[1]);
-  const size_t rows = size_t(info[6].ToNumber().DoubleValue()), in = size_t(info[7].ToNumber().DoubleValue()),
-               out_dim = size_t(info[8].ToNumber().DoubleValue());
-  const Bytes x = bytes_of(info[2], "x"), w = bytes_of(info[3], "w"), y = bytes_of(info[5], "out");
-  const Bytes bias = info[4].IsNull() || info[4].IsUndefined() ? Bytes() : bytes_of(info[4], "bias");
-  need(x.size == rows * in * 4 && w.size == out_dim * in * 4 && y.size == rows * out_dim * 4 &&
+  const DType wt = dtype_of(info[4]);
+  need(wt == DType::F32 || wt == DType::F16 || wt == DType::BF16, env, "matmul: w must be F32, F16 or BF16");
+  const size_t rows = size_t(info[7].ToNumber().DoubleValue()), in = size_t(info[8].ToNumber().DoubleValue()),
+               out_dim = size_t(info[9].ToNumber().DoubleValue());
+  const Bytes x = bytes_of(info[2], "x"), w = bytes_of(info[3], "w"), y = bytes_of(info[6], "out");
+  const Bytes bias = info[5].IsNull() || info[5].IsUndefined() ? Bytes() : bytes_of(info[5], "bias");
+  need(x.size == rows * in * 4 && w.size == out_dim * in * dtype_size(wt) && y.size == rows * out_dim * 4 &&
            (bias.data == nullptr || bias.size == out_dim * 4),
        env, "matmul: sizes do not match rows x in, out x in, rows x out");
-  for (const Bytes* b : {&x, &w, &y, &bias})
+  for (const Bytes* b : {&x, &y, &bias})
     need((reinterpret_cast<uintptr_t>(b->data) & 3) == 0, env, "matmul: arrays must be Float32Arrays");
-  const MatmulArgs args = {reinterpret_cast<const float*>(x.data), reinterpret_cast<const float*>(w.data),
+  need((reinterpret_cast<uintptr_t>(w.data) & (dtype_size(wt) - 1)) == 0, env,
+       "matmul: w must be a Float32Array (F32) or a Uint16Array (F16, BF16)");
+  const MatmulArgs args = {reinterpret_cast<const float*>(x.data), w.data, wt,
                            reinterpret_cast<const float*>(bias.data), reinterpret_cast<float*>(y.data), rows, in,
                            out_dim};
   // Inline below kInlineBytes multiply-adds (tens of microseconds), like the other kernels below their byte size.

@@ -34,8 +34,8 @@ export interface NativeAddon {
     majority: number, lambda: number, out: Uint8Array): Promise<void>;
   matvec(impl: string, threads: number, dtype: DType, matrix: Uint8Array, rows: number, cols: number, x: Float64Array,
     y: Float64Array, transpose: boolean): Promise<void>;
-  matmul(impl: string, threads: number, x: Float32Array, w: Float32Array, bias: Float32Array | null, out: Float32Array,
-    rows: number, inDim: number, outDim: number): Promise<void>;
+  matmul(impl: string, threads: number, x: Float32Array, w: Float32Array | Uint16Array, wDtype: 'F32' | 'F16' | 'BF16',
+    bias: Float32Array | null, out: Float32Array, rows: number, inDim: number, outDim: number): Promise<void>;
   activation(impl: string, threads: number, name: string, x: Float32Array): Promise<void>;
   attention(impl: string, threads: number, q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, seqs: Uint32Array,
     heads: number, kvHeads: number, headDim: number, scale: number, causal: boolean, window: number | null): Promise<void>;

@@ -17,13 +17,19 @@ import { backend, type NativeAddon } from './addon.js';
 import * as ref from './reference.js';
 import {
   CLASSIFY3_KEYS, DTYPE_SIZE, isDType, isFloatDType, type Classify3Counts, type Classify3Masks, type CombineMode,
-  type DiffStats, type DType, type TensorData,
+  type DiffStats, type DType, type TensorData, type Weights,
 } from './types.js';
 
 export {
   DTYPE_SIZE, isDType, isFloatDType, type Classify3Counts, type Classify3Masks, type DiffStats, type DType, type FloatDType,
-  type TensorData,
+  type TensorData, type Weights,
 } from './types.js';
+export { widenWeights } from './reference.js';
+
+/** A Float32Array as F32 Weights; Weights as they are. */
+export function asWeights(w: Float32Array | Weights): Weights {
+  return w instanceof Float32Array ? { dtype: 'F32', data: w } : w;
+}
 
 /** Per-call overrides, mostly for tests and benchmarks. */
 export interface RunOptions {
@@ -413,23 +419,26 @@ export async function matvec(
  * layout), y is rows x outDim. The inference engine's one heavy kernel; see reference.matmul. Native
  * implementations accumulate in f32 with fused multiply-add (docs/kernels.md gives the error bound);
  * `out` must not overlap the inputs. Batch many rows per call: W is read once per call.
+ * W is a Float32Array or Weights: F16/BF16 weights are widened to f32 as each piece is read, giving
+ * bit for bit the result for the widened matrix.
  */
 export async function matmul(
-  args: { x: Float32Array; w: Float32Array; rows: number; inDim: number; outDim: number; bias?: Float32Array; out?: Float32Array },
+  args: { x: Float32Array; w: Float32Array | Weights; rows: number; inDim: number; outDim: number; bias?: Float32Array; out?: Float32Array },
   opts?: RunOptions,
 ): Promise<Float32Array> {
-  const { x, w, rows, inDim, outDim } = args;
+  const { x, rows, inDim, outDim } = args;
+  const w = asWeights(args.w);
   if (x.length !== rows * inDim) throw new RangeError(`matmul: x has ${x.length} elements, expected ${rows} x ${inDim}`);
-  if (w.length !== outDim * inDim) throw new RangeError(`matmul: w has ${w.length} elements, expected ${outDim} x ${inDim}`);
+  if (w.data.length !== outDim * inDim) throw new RangeError(`matmul: w has ${w.data.length} elements, expected ${outDim} x ${inDim}`);
   if (args.bias && args.bias.length !== outDim) throw new RangeError(`matmul: bias has ${args.bias.length} elements, expected ${outDim}`);
   const out = args.out ?? new Float32Array(rows * outDim);
   if (out.length !== rows * outDim) throw new RangeError(`matmul: out has ${out.length} elements, expected ${rows} x ${outDim}`);
-  for (const [name, input] of [['x', x], ['w', w], ['bias', args.bias]] as const) {
+  for (const [name, input] of [['x', x], ['w', w.data], ['bias', args.bias]] as const) {
     if (input && overlaps(out, input)) throw new RangeError(`matmul: out overlaps ${name}`);
   }
   const r = runner(opts);
   if (!r.addon) return ref.matmul(x, w, rows, inDim, outDim, args.bias ?? null, out);
-  await r.addon.matmul(r.impl, r.threads, x, w, args.bias ?? null, out, rows, inDim, outDim);
+  await r.addon.matmul(r.impl, r.threads, x, w.data, w.dtype, args.bias ?? null, out, rows, inDim, outDim);
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 import {
   CLASSIFY3_KEYS, DTYPE_SIZE, type Classify3Counts, type Classify3Masks, type CombineMode, type DiffStats, type DType,
+  type Weights,
 } from './types.js';
 
 // ---- element access ----------------------------------------------------------------------------
@@ -534,17 +535,40 @@ export function matvec(dtype: DType, matrix: Uint8Array, rows: number, cols: num
 }
 
 /**
+ * Elements [start, start + out.length) of `w` as f32 values, exactly, into `out`. F32 weights are
+ * copied; F16 and BF16 are widened as tensor conversion (toF32) widens them.
+ */
+export function widenWeights(w: Weights, start: number, out: Float32Array): Float32Array {
+  const n = out.length;
+  if (w.dtype === 'F32') {
+    out.set(w.data.subarray(start, start + n));
+    return out;
+  }
+  const bits = new Uint32Array(out.buffer, out.byteOffset, n), h = w.data;
+  if (w.dtype === 'BF16') {
+    for (let j = 0; j < n; j++) bits[j] = h[start + j]! << 16;
+  } else {
+    const t = f16Bits();
+    for (let j = 0; j < n; j++) bits[j] = t[h[start + j]!]!;
+  }
+  return out;
+}
+
+/**
  * y[r][o] = bias[o] + sum_i x[r][i] * w[o][i]: a batch of rows through a linear layer whose weight is
  * stored as PyTorch's nn.Linear keeps it ([out, in], row-major). f32 in and out, accumulated in f64 here
- * (the oracle); native kernels accumulate in f32 and are compared with a named tolerance.
+ * (the oracle); native kernels accumulate in f32 and are compared with a named tolerance. An F16/BF16
+ * weight row is widened once, then summed exactly as an F32 row would be.
  */
-export function matmul(x: Float32Array, w: Float32Array, rows: number, inDim: number, outDim: number, bias: Float32Array | null, out: Float32Array): Float32Array {
-  for (let r = 0; r < rows; r++) {
-    const xo = r * inDim;
-    for (let o = 0; o < outDim; o++) {
-      const wo = o * inDim;
+export function matmul(x: Float32Array, w: Weights, rows: number, inDim: number, outDim: number, bias: Float32Array | null, out: Float32Array): Float32Array {
+  const widened = w.dtype === 'F32' ? null : new Float32Array(inDim);
+  for (let o = 0; o < outDim; o++) {
+    const wo = o * inDim;
+    const wr = widened ? widenWeights(w, wo, widened) : w.data.subarray(wo, wo + inDim);
+    for (let r = 0; r < rows; r++) {
+      const xo = r * inDim;
       let acc = 0;
-      for (let i = 0; i < inDim; i++) acc += x[xo + i]! * w[wo + i]!;
+      for (let i = 0; i < inDim; i++) acc += x[xo + i]! * wr[i]!;
       out[r * outDim + o] = acc + (bias ? bias[o]! : 0);
     }
   }

@@ -19,6 +19,14 @@ export function isFloatDType(dtype: string): dtype is FloatDType {
   return dtype === 'F64' || dtype === 'F32' || dtype === 'F16' || dtype === 'BF16';
 }
 
+/**
+ * A weight matrix (or embedding table) as the inference engine holds it: f32 values, or the F16/BF16
+ * bits a checkpoint stores, which matmul and widenWeights widen to f32 as they read them. Holding a
+ * half-precision checkpoint's matrices as stored halves the engine's memory; the results are bit for
+ * bit those of the same kernels on the widened matrix, since widening F16/BF16 to f32 is exact.
+ */
+export type Weights = { dtype: 'F32'; data: Float32Array } | { dtype: 'F16' | 'BF16'; data: Uint16Array };
+
 /** Any view of tensor bytes: Buffer, Uint8Array, Float32Array, DataView... at any byte offset. */
 export type TensorData = ArrayBufferView;
 

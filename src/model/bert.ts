@@ -106,8 +106,8 @@ export async function loadEncoder(c: ConfigReader, w: WeightBinder): Promise<Net
   const { hidden: E, heads, intermediate: F, vocab: V } = v;
   if (E % heads !== 0) throw c.unsupported('num_attention_heads', heads, `must divide the hidden size ${E}`);
   const D = E / heads;
-  const word = await w.tensor(`${v.embeddings}.word_embeddings.weight`, [V, E]);
-  const position = await w.tensor(`${v.embeddings}.position_embeddings.weight`, [v.positions, E]);
+  const word = await w.weights(`${v.embeddings}.word_embeddings.weight`, [V, E]);
+  const position = await w.weights(`${v.embeddings}.position_embeddings.weight`, [v.positions, E]);
   const tokenType = v.hasTokenTypes
     ? (await w.tensor(`${v.embeddings}.token_type_embeddings.weight`, [c.size('type_vocab_size', 2), E])).subarray(0, E)
     : null;
@@ -124,7 +124,7 @@ export async function loadEncoder(c: ConfigReader, w: WeightBinder): Promise<Net
   const dense = await w.linear(v.head.dense, E, E, true);
   const headNorm = await layerNorm(w, v.head.norm, E);
   const decoder: Linear = {
-    w: c.bool('tie_word_embeddings', true) ? word : await w.tensor(`${v.head.decoder}.weight`, [V, E]),
+    w: c.bool('tie_word_embeddings', true) ? word : await w.weights(`${v.head.decoder}.weight`, [V, E]),
     b: await w.tensor(w.pick(v.head.bias), [V]),
     inDim: E,
     outDim: V,

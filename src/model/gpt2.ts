@@ -36,8 +36,8 @@ export async function loadGpt2(c: ConfigReader, w: WeightBinder): Promise<Networ
   if (c.value('add_cross_attention') === true) throw c.unsupported('add_cross_attention', true, 'encoder-decoder GPT-2 is not implemented');
 
   const p = w.has('transformer.wte.weight') ? 'transformer.' : '';
-  const wte = await w.tensor(`${p}wte.weight`, [V, E]);
-  const wpe = await w.tensor(`${p}wpe.weight`, [P, E]);
+  const wte = await w.weights(`${p}wte.weight`, [V, E]);
+  const wpe = await w.weights(`${p}wpe.weight`, [P, E]);
   const layers: Gpt2Layer[] = [];
   for (let i = 0; i < c.size('n_layer'); i++) {
     const l = `${p}h.${i}`;

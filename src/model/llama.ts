@@ -119,7 +119,7 @@ export function ropeFrequencies(c: ConfigReader, headDim: number): Float32Array 
 export async function loadLlama(c: ConfigReader, w: WeightBinder): Promise<Network> {
   const cfg = readConfig(c, c.architecture as LlamaArchitecture);
   const { hidden: E, intermediate: F, heads, kvHeads, headDim: D, vocab: V } = cfg;
-  const embed = await w.tensor('model.embed_tokens.weight', [V, E]);
+  const embed = await w.weights('model.embed_tokens.weight', [V, E]);
   const layers: LlamaLayer[] = [];
   for (let i = 0; i < cfg.layers; i++) {
     const p = `model.layers.${i}`;

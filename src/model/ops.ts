@@ -2,9 +2,10 @@
 // adds, embedding lookups, and the table mapping transformers' activation names onto the kernels'
 // activation. Each is a separate named function on Float32Arrays of row-major [rows x dim] activations so
 // a native kernel can replace one behind the same call (matmul, attention, norms and GELU/SiLU already
-// live in src/kernels). Accumulations are in float64 (JS numbers), stored as f32.
+// live in src/kernels). Accumulations are in float64 (JS numbers), stored as f32. Embedding tables may
+// be held as F16/BF16 Weights: a looked-up row is widened exactly, as matmul widens rows of W.
 
-import { activation } from '../kernels/index.js';
+import { activation, asWeights, widenWeights, type Weights } from '../kernels/index.js';
 
 // ---- activations (in place) ----------------------------------------------------------------------
 
@@ -43,17 +44,21 @@ export function addInPlace(x: Float32Array, y: Float32Array): Float32Array {
   return x;
 }
 
-/** out[r] = table[ids[r]] for a [n x dim] table (embedding lookup). */
-export function gatherRows(table: Float32Array, dim: number, ids: ArrayLike<number>, out: Float32Array = new Float32Array(ids.length * dim)): Float32Array {
-  for (let r = 0; r < ids.length; r++) out.set(table.subarray(ids[r]! * dim, (ids[r]! + 1) * dim), r * dim);
+/** out[r] = table[ids[r]] for a [n x dim] table (embedding lookup; also picks rows of activations). */
+export function gatherRows(table: Float32Array | Weights, dim: number, ids: ArrayLike<number>, out: Float32Array = new Float32Array(ids.length * dim)): Float32Array {
+  const t = asWeights(table);
+  for (let r = 0; r < ids.length; r++) widenWeights(t, ids[r]! * dim, out.subarray(r * dim, (r + 1) * dim));
   return out;
 }
 
 /** x[r] += table[ids[r]] (learned position and token-type embeddings). */
-export function addRows(x: Float32Array, table: Float32Array, dim: number, ids: ArrayLike<number>): Float32Array {
+export function addRows(x: Float32Array, table: Float32Array | Weights, dim: number, ids: ArrayLike<number>): Float32Array {
+  const t = asWeights(table);
+  const row = t.dtype === 'F32' ? null : new Float32Array(dim);
   for (let r = 0; r < ids.length; r++) {
-    const t = ids[r]! * dim, o = r * dim;
-    for (let i = 0; i < dim; i++) x[o + i] = x[o + i]! + table[t + i]!;
+    const start = ids[r]! * dim, o = r * dim;
+    const values = row ? widenWeights(t, start, row) : t.data.subarray(start, start + dim);
+    for (let i = 0; i < dim; i++) x[o + i] = x[o + i]! + values[i]!;
   }
   return x;
 }

@@ -1,15 +1,19 @@
 // Owns binding a checkpoint's tensors to an architecture: each is looked up by name once, at load, its
-// shape checked against the config, converted to F32 (F16/BF16/F64 through the kernels' toF32) and handed
-// to the architecture's typed per-layer structs. The forward pass never sees a tensor name.
-// A name requested twice returns the same array, which is how tied embeddings share one copy.
+// shape checked against the config, and handed to the architecture's typed per-layer structs. The
+// forward pass never sees a tensor name. Matrices (Linear weights, embedding tables, the head) stay in
+// the checkpoint's dtype when it is F16 or BF16: the kernels widen them to f32 piece by piece as they
+// read them, so a half-precision checkpoint takes its own size in memory rather than twice that, with
+// bit for bit the logits of widening at load. Small tensors (norms, biases) are widened to F32 here, as
+// is any F64 tensor. A name requested twice returns the same array, which is how tied embeddings share
+// one copy.
 
-import { isFloatDType, matmul, toF32 } from '../kernels/index.js';
+import { isFloatDType, matmul, toF32, type Weights } from '../kernels/index.js';
 import { ModelError } from './errors.js';
 import type { TensorInfo, TensorSource } from './types.js';
 
 /** y = x W^T + b with W as outDim x inDim (nn.Linear layout). */
 export interface Linear {
-  w: Float32Array;
+  w: Weights;
   b: Float32Array | null;
   inDim: number;
   outDim: number;
@@ -25,8 +29,29 @@ export interface Norm {
   bias: Float32Array | null;
 }
 
+/** src [rows x cols] transposed into dst [cols x rows]. */
+function transpose<T extends Float32Array | Uint16Array>(src: T, rows: number, cols: number, dst: T): T {
+  for (let i = 0; i < rows; i++) {
+    for (let o = 0; o < cols; o++) dst[o * rows + i] = src[i * cols + o]!;
+  }
+  return dst;
+}
+
+/**
+ * The bytes as an array of `Ctor`'s elements: in place when the array owns its whole buffer; a copy when
+ * it is a view into a larger buffer (a source that read several tensors at once), so that the weights
+ * never pin memory they do not use.
+ */
+function ownArray<T extends Float32Array | Uint16Array>(bytes: Uint8Array, Ctor: { new (b: ArrayBufferLike, o: number, n: number): T; new (n: number): T; BYTES_PER_ELEMENT: number }): T {
+  const n = bytes.byteLength / Ctor.BYTES_PER_ELEMENT;
+  if (bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength) return new Ctor(bytes.buffer, 0, n);
+  const copy = new Ctor(n);
+  new Uint8Array(copy.buffer).set(bytes);
+  return copy;
+}
+
 export class WeightBinder {
-  private readonly loaded = new Map<string, Float32Array>();
+  private readonly loaded = new Map<string, Weights>();
 
   private constructor(private readonly source: TensorSource, private readonly infos: Map<string, TensorInfo>, readonly label: string) {}
 
@@ -46,8 +71,21 @@ export class WeightBinder {
     return found;
   }
 
-  /** The tensor `name` as F32, checked to have exactly `shape`. */
+  /** The tensor `name` as F32, checked to have exactly `shape`: for the small tensors (norms, biases). */
   async tensor(name: string, shape: number[]): Promise<Float32Array> {
+    const w = await this.weights(name, shape);
+    if (w.dtype === 'F32') return w.data;
+    const f32 = await toF32(w.data, w.dtype);
+    this.loaded.set(name, { dtype: 'F32', data: f32 });
+    return f32;
+  }
+
+  /**
+   * The matrix `name` (a Linear weight, an embedding table), checked to have exactly `shape`, in its
+   * stored dtype when that is F32, F16 or BF16 (F64 is converted to F32). F32 and F16/BF16 tensors that
+   * own their buffer are used without a copy.
+   */
+  async weights(name: string, shape: number[]): Promise<Weights> {
     const info = this.infos.get(name);
     if (!info) throw this.missing(name);
     if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
@@ -60,13 +98,12 @@ export class WeightBinder {
       throw new ModelError('E_MODEL_UNSUPPORTED', this.label, `tensor ${name} is ${info.dtype}; the inference engine reads F32, F16, BF16 and F64 weights`, { data: { tensor: name } });
     }
     const bytes = await this.source.read(name);
-    // An F32 tensor that owns its whole buffer is used in place; a view into a larger buffer (a source
-    // that read several tensors at once) is copied, so the weights never pin memory they do not use.
-    const f32 = info.dtype === 'F32' && bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-      ? new Float32Array(bytes.buffer, 0, bytes.byteLength / 4)
-      : await toF32(bytes, info.dtype);
-    this.loaded.set(name, f32);
-    return f32;
+    const dtype = info.dtype;
+    const w: Weights = dtype === 'F32' ? { dtype, data: ownArray(bytes, Float32Array) }
+      : dtype === 'F16' || dtype === 'BF16' ? { dtype, data: ownArray(bytes, Uint16Array) }
+      : { dtype: 'F32', data: await toF32(bytes, dtype) };
+    this.loaded.set(name, w);
+    return w;
   }
 
   async optional(name: string, shape: number[]): Promise<Float32Array | null> {
@@ -76,7 +113,7 @@ export class WeightBinder {
   /** An nn.Linear `prefix`.weight [outDim, inDim] and, when `bias` says so, `prefix`.bias [outDim]. */
   async linear(prefix: string, outDim: number, inDim: number, bias: boolean): Promise<Linear> {
     return {
-      w: await this.tensor(`${prefix}.weight`, [outDim, inDim]),
+      w: await this.weights(`${prefix}.weight`, [outDim, inDim]),
       b: bias ? await this.tensor(`${prefix}.bias`, [outDim]) : null,
       inDim,
       outDim,
@@ -84,16 +121,15 @@ export class WeightBinder {
   }
 
   /**
-   * A GPT-2 Conv1D `prefix`.weight stored [inDim, outDim] (x W + b), transposed once here to the nn.Linear
-   * layout the matmul kernel takes.
+   * A GPT-2 Conv1D `prefix`.weight stored [inDim, outDim] (x W + b), transposed once here, in its own
+   * dtype, to the nn.Linear layout the matmul kernel takes.
    */
   async conv1d(prefix: string, inDim: number, outDim: number): Promise<Linear> {
     const name = `${prefix}.weight`;
-    const stored = await this.tensor(name, [inDim, outDim]);
-    const w = new Float32Array(outDim * inDim);
-    for (let i = 0; i < inDim; i++) {
-      for (let o = 0; o < outDim; o++) w[o * inDim + i] = stored[i * outDim + o]!;
-    }
+    const stored = await this.weights(name, [inDim, outDim]);
+    const w: Weights = stored.dtype === 'F32'
+      ? { dtype: 'F32', data: transpose(stored.data, inDim, outDim, new Float32Array(outDim * inDim)) }
+      : { dtype: stored.dtype, data: transpose(stored.data, inDim, outDim, new Uint16Array(outDim * inDim)) };
     this.loaded.delete(name); // only the transposed copy is kept
     return { w, b: await this.tensor(`${prefix}.bias`, [outDim]), inDim, outDim };
   }

@@ -2,11 +2,13 @@
 // the TypeScript reference, which sums in f64: odd shapes around the native tiles (6-row strips,
 // 64-column panels, 128-input blocks, 768-row blocks), unaligned subarray views, with and without
 // bias, one and two threads. The reference itself is checked on a product small enough to do by hand.
+// F16/BF16 weights (the engine holds half-precision checkpoints as stored): bit for bit the product with
+// the weights widened to F32 first, in every implementation, and within tolerance of the reference.
 
 import { describe, expect, test } from 'vitest';
 
-import { matmul, type RunOptions } from '../../src/kernels/index.js';
-import { IMPLEMENTATIONS, rng } from './helpers.js';
+import { matmul, toF32, type RunOptions, type Weights } from '../../src/kernels/index.js';
+import { IMPLEMENTATIONS, randomTensor, rng } from './helpers.js';
 
 /**
  * Native kernels sum the n = inDim products in f32 (fused multiply-add, any order), the reference in
@@ -136,6 +138,54 @@ describe.each(IMPLEMENTATIONS)('matmul with %s', (implementation) => {
   });
 });
 
+/** A Uint16Array of n random F16/BF16 elements at `offset` elements into a larger buffer (2-byte aligned, not 4). */
+function halfWeights(dtype: 'F16' | 'BF16', n: number, next: () => number, offset: number, special = 0): Weights {
+  const bits = new Uint16Array(randomTensor(dtype, n, next, { special }).buffer);
+  const big = new Uint16Array(n + offset + 3).fill(0x7e00);
+  big.set(bits, offset);
+  return { dtype, data: big.subarray(offset, offset + n) };
+}
+
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** Rows across 6-row strips and 768-row blocks; inDim off every SIMD width (8, 16) and the 128-input block. */
+const HALF_SHAPES: [number, number, number][] = [
+  [1, 1, 1], [1, 17, 65], [1, 300, 130], [3, 15, 7], [6, 37, 64], [7, 129, 65], [17, 200, 3], [50, 23, 130], [800, 41, 70],
+];
+
+describe.each(IMPLEMENTATIONS)('matmul with %s on F16 and BF16 weights', (implementation) => {
+  test.each(['F16', 'BF16'] as const)('%s: bit for bit the product with the weights widened to F32 first, awkward values included', async (dtype) => {
+    const next = rng(dtype === 'F16' ? 21 : 22);
+    let offset = 0;
+    for (const [rows, inDim, outDim] of HALF_SHAPES) {
+      for (const withBias of [false, true]) {
+        const w = halfWeights(dtype, outDim * inDim, next, 1 + (offset++ % 5), 0.05);
+        const x = randomF32(rows * inDim, next), bias = withBias ? randomF32(outDim, next) : undefined;
+        const widened = await toF32(w.data, dtype, undefined, { implementation });
+        for (const threads of [1, 2]) {
+          const half = await matmul({ x, w, bias, rows, inDim, outDim }, { implementation, threads });
+          const f32 = await matmul({ x, w: widened, bias, rows, inDim, outDim }, { implementation, threads });
+          expect(sameBits(half, f32), `${rows}x${inDim} -> ${outDim}${withBias ? ' +bias' : ''}, ${threads} threads`).toBe(true);
+        }
+      }
+    }
+  });
+
+  test.each(['F16', 'BF16'] as const)('%s: within MATMUL_REL_TOL of the reference on finite weights', async (dtype) => {
+    const next = rng(dtype === 'F16' ? 23 : 24);
+    let offset = 0;
+    for (const [rows, inDim, outDim] of HALF_SHAPES) {
+      const w = halfWeights(dtype, outDim * inDim, next, 1 + (offset++ % 5));
+      const p = { x: randomF32(rows * inDim, next), w: await toF32(w.data, dtype), bias: randomF32(outDim, next), rows, inDim, outDim };
+      const want = await matmul(p, { implementation: 'js' });
+      const got = await matmul({ ...p, w }, { implementation });
+      expect(mismatch(got, want, magnitudes(p), `${rows}x${inDim} -> ${outDim}`)).toBeNull();
+    }
+  });
+});
+
 describe('matmul arguments', () => {
   test('sizes that do not match rows, inDim and outDim are RangeErrors naming the argument', async () => {
     const x = new Float32Array(6), w = new Float32Array(12);
@@ -143,6 +193,7 @@ describe('matmul arguments', () => {
     await expect(matmul({ x, w, rows: 2, inDim: 3, outDim: 5 })).rejects.toThrow(/w has 12 elements/);
     await expect(matmul({ x, w, rows: 2, inDim: 3, outDim: 4, bias: new Float32Array(3) })).rejects.toThrow(/bias has 3/);
     await expect(matmul({ x, w, rows: 2, inDim: 3, outDim: 4, out: new Float32Array(7) })).rejects.toThrow(/out has 7/);
+    await expect(matmul({ x, w: { dtype: 'BF16', data: new Uint16Array(11) }, rows: 2, inDim: 3, outDim: 4 })).rejects.toThrow(/w has 11 elements/);
   });
 
   test('an out that overlaps an input is refused rather than read while written', async () => {
