@@ -2,7 +2,7 @@
 // dense fine-tune of it, and every everyday command timed with its peak memory next to the baseline a user
 // would otherwise run (openssl, cp, git-lfs), all in the same run.
 //
-//   npx tsx scripts/bench-scale.ts <GiB>... [--runs 3] [--no-lfs] [--no-probe] [--tuned-host] [--keep]
+//   npx tsx scripts/bench-scale.ts <GiB>... [--runs 3] [--no-lfs] [--no-probe] [--tuned-host] [--cold] [--base-only] [--keep]
 //
 // Several sizes (e.g. `2 14`) run one after the other and add the scaling check (time per GiB of the
 // largest size against the smallest). Work folders go under $BENCH_TMP (default the system temp folder);
@@ -23,6 +23,15 @@
 // lm_head changed, disjoint from `sparse`); `conflict` (every element of the embedding and of layer 0's
 // q_proj changed: overlaps `sparse`, so merging the two conflicts and `git tensor resolve --strategy ties`
 // finishes it).
+//
+// --base-only: the base checkpoint's add, commit, checkout, status and probe, then gc; no fine-tunes,
+// merges, push or clone (a size's medians of several runs in minutes instead of an hour).
+//
+// --cold: every timed command, baselines included, starts after `sync` and an emptied page cache (as after
+// a reboot; needs root, for /proc/sys/vm/drop_caches). Without it, what the page cache holds depends on
+// the size: at 2 GiB the checkpoint just generated is all in memory, so `cp` and `openssl` read it from
+// RAM while checkout reads packs that `git add` wrote past the cache (O_DIRECT) from the disk; at 14 GiB
+// neither fits. Cold runs compare both sides, and both sizes, reading from the same place.
 //
 // Peak RSS: three numbers per command. "tree" is the largest sum of the resident sets of the command and
 // all its descendants at one moment (git, git-tensor's filter, drivers and remote helper, git-lfs), sampled
@@ -51,9 +60,19 @@ const withProbe = !argv.includes('--no-probe');
 const keep = argv.includes('--keep');
 /** A host tuned for big blobs (as bench-remote.ts's --tuned-host): no delta search, no recompression. */
 const tunedHost = argv.includes('--tuned-host');
+const cold = argv.includes('--cold');
+const baseOnly = argv.includes('--base-only');
+if (cold) {
+  try {
+    writeFileSync('/proc/sys/vm/drop_caches', '1\n');
+  } catch (err) {
+    console.error(`--cold needs to write /proc/sys/vm/drop_caches (root): ${(err as Error).message}`);
+    process.exit(2);
+  }
+}
 const sizes = argv.filter((a, k) => /^\d+(\.\d+)?$/.test(a) && argv[k - 1] !== '--runs').map(Number);
 if (!sizes.length || sizes.some((s) => !(s > 0))) {
-  console.error('usage: npx tsx scripts/bench-scale.ts <GiB>... [--runs N] [--no-lfs] [--no-probe] [--tuned-host] [--keep]');
+  console.error('usage: npx tsx scripts/bench-scale.ts <GiB>... [--runs N] [--no-lfs] [--no-probe] [--tuned-host] [--cold] [--base-only] [--keep]');
   process.exit(2);
 }
 
@@ -406,8 +425,19 @@ const WRAPPER = 'import resource,subprocess,sys,time\nt=time.time()\nr=subproces
 let env: NodeJS.ProcessEnv = process.env;
 let scratch = '';
 
-/** Runs a command, sampling its tree's resident set every 50 ms; throws on failure unless `okCodes` allow. */
+/** With --cold: writes back what is dirty, then empties the page cache (untimed). */
+function dropCaches(): void {
+  if (!cold) return;
+  spawnSync('sync');
+  writeFileSync('/proc/sys/vm/drop_caches', '3\n');
+}
+
+/**
+ * Runs a command, sampling its tree's resident set every 50 ms; throws on failure unless `okCodes` allow.
+ * With --cold, the page cache is emptied first.
+ */
 async function measure(cwd: string, cmd: string[], opts: { okCodes?: number[]; firstLine?: boolean } = {}): Promise<Measured> {
+  dropCaches();
   const report = join(scratch, `rusage-${process.pid}`);
   const child = spawn('/usr/bin/python3', ['-c', WRAPPER, report, ...cmd], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   const t0 = process.hrtime.bigint();
@@ -574,50 +604,6 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
     if (status.stdout.trim()) throw new Error(`git status after a touch shows changes: ${status.stdout}`);
     rows.push({ command: 'git status (after touching every shard)', m: status, gib });
 
-    // ---- the fine-tunes, each a branch from base
-    const makeVersion = async (version: Version): Promise<{ add: Measured; storeGrowth: number; changedChunkBytes: number }> => {
-      git(a, 'checkout', '-q', '-b', version, 'base');
-      const { changedChunkBytes } = writeCheckpoint(a, layers, version, shardsChangedBy(version, layers));
-      const before = storeBytes(a);
-      const m = await measure(a, ['git', 'add', ...shardFiles]);
-      git(a, 'commit', '-qm', version);
-      return { add: m, storeGrowth: storeBytes(a) - before, changedChunkBytes };
-    };
-    const sparse = await makeVersion('sparse');
-    rows.push({ command: 'git add (sparse fine-tune)', m: sparse.add, gib, note: `store +${(sparse.storeGrowth / MiB).toFixed(1)} MiB for ${(sparse.changedChunkBytes / MiB).toFixed(0)} MiB of changed chunks` });
-    const dense = await makeVersion('dense');
-    rows.push({ command: 'git add (dense fine-tune)', m: dense.add, gib, note: `store +${(dense.storeGrowth / MiB).toFixed(1)} MiB for ${(dense.changedChunkBytes / MiB).toFixed(0)} MiB of changed chunks` });
-    await makeVersion('conflict');
-    log('fine-tunes committed');
-
-    git(a, 'checkout', '-q', 'sparse');
-    const diffFirst = await measure(a, ['git', 'diff', 'base', 'sparse'], { firstLine: true });
-    rows.push({ command: 'git diff base sparse (to its first line)', m: { ...diffFirst, seconds: diffFirst.firstLineSeconds ?? diffFirst.seconds }, gib, note: `whole diff ${diffFirst.seconds.toFixed(2)} s` });
-    const tdiff = await measure(a, ['git', 'tensor', 'diff', 'base', 'sparse']);
-    rows.push({ command: 'git tensor diff base sparse', m: tdiff, gib });
-    const tdiffDense = await measure(a, ['git', 'tensor', 'diff', 'base', 'dense']);
-    rows.push({ command: 'git tensor diff base dense', m: tdiffDense, gib });
-
-    // ---- merges
-    git(a, 'checkout', '-q', '-b', 'merge-disjoint', 'sparse');
-    const mergeDisjoint = await measure(a, ['git', 'merge', '-q', '--no-edit', 'dense']);
-    rows.push({ command: 'git merge (sparse + dense, disjoint)', m: mergeDisjoint, gib });
-    git(a, 'checkout', '-q', '-b', 'merge-ties', 'sparse');
-    const mergeConflict = await measure(a, ['git', 'merge', '-q', '--no-edit', 'conflict'], { okCodes: [1] });
-    rows.push({ command: 'git merge (sparse + conflict: conflicts)', m: mergeConflict, gib });
-    const unmerged = run(a, 'git', ['diff', '--name-only', '--diff-filter=U']).split('\n').filter(Boolean);
-    let resolveM: Measured | undefined;
-    for (const path of unmerged) {
-      const m = await measure(a, ['git', 'tensor', 'resolve', path, '--strategy', 'ties']);
-      resolveM = resolveM ? { ...m, seconds: resolveM.seconds + m.seconds, treeMiB: Math.max(resolveM.treeMiB, m.treeMiB), maxMiB: Math.max(resolveM.maxMiB, m.maxMiB), timeMiB: Math.max(resolveM.timeMiB, m.timeMiB) } : m;
-    }
-    git(a, 'commit', '-qm', 'merge conflict with ties');
-    rows.push({ command: `git tensor resolve --strategy ties (${unmerged.length} shard(s))`, m: resolveM, gib });
-    log('merges done');
-    const mergeLimit = 3 * largestTensor / MiB + 200;
-    const mergePeak = Math.max(mergeDisjoint.treeMiB, mergeConflict.treeMiB, resolveM?.treeMiB ?? 0);
-    targets.push({ target: 'merge peak RSS <= 3x largest tensor + 200 MiB', measured: `${mergePeak.toFixed(0)} MiB`, limit: `${mergeLimit.toFixed(0)} MiB`, ok: mergePeak <= mergeLimit });
-
     // ---- probe (the engine holds the BF16 matrices as stored: about the checkpoint's size, plus activations)
     if (!withProbe) {
       rows.push({ command: 'git tensor probe', gib, note: 'skipped (--no-probe)' });
@@ -628,43 +614,96 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
       rows.push({ command: 'git tensor probe base (2 probes, llama2-tiny tokenizer)', m: probe, gib });
     }
 
-    // ---- push to and clone from a tensor::file:// remote
-    const remote = join(work, 'remote.git');
-    git(work, 'init', '-q', '--bare', remote);
-    tune(remote);
-    git(a, 'remote', 'add', 'origin', `tensor::file://${remote}`);
-    const pushBase = await measure(a, ['git', 'push', '-q', 'origin', 'base:refs/heads/main', 'base']);
-    rows.push({ command: 'git push (base)', m: pushBase, gib });
-    let remoteBefore = dirBytes(remote);
-    const pushSparse = await measure(a, ['git', 'push', '-q', 'origin', 'sparse']);
-    const pushSparseBytes = dirBytes(remote) - remoteBefore;
-    rows.push({ command: 'git push (sparse fine-tune)', m: pushSparse, gib, note: `remote +${(pushSparseBytes / MiB).toFixed(1)} MiB` });
-    remoteBefore = dirBytes(remote);
-    const pushRest = await measure(a, ['git', 'push', '-q', 'origin', 'dense', 'conflict', 'merge-disjoint', 'merge-ties']);
-    rows.push({ command: 'git push (4 more branches, 5 commits)', m: pushRest, gib, note: `remote +${(dirBytes(remote) - remoteBefore) / MiB | 0} MiB` });
-    log('pushed');
-    const sparseLimit = 1.1 * sparse.changedChunkBytes;
-    targets.push({ target: 'sparse fine-tune adds <= 1.1x its changed chunks to the store', measured: `${(sparse.storeGrowth / MiB).toFixed(1)} MiB`, limit: `${(sparseLimit / MiB).toFixed(1)} MiB`, ok: sparse.storeGrowth <= sparseLimit });
-    targets.push({ target: 'sparse fine-tune adds <= 1.1x its changed chunks to a push', measured: `${(pushSparseBytes / MiB).toFixed(1)} MiB`, limit: `${(sparseLimit / MiB).toFixed(1)} MiB`, ok: pushSparseBytes <= sparseLimit });
+    if (baseOnly) {
+      // --base-only: the base's commands at this size, then gc of that store; no history, no remote.
+      const gcM = await measure(a, ['git', 'tensor', 'gc']);
+      rows.push({ command: 'git tensor gc', m: gcM, gib });
+      log('gc done');
+      rmSync(a, { recursive: true, force: true });
+    } else {
+      // ---- the fine-tunes, each a branch from base
+      const makeVersion = async (version: Version): Promise<{ add: Measured; storeGrowth: number; changedChunkBytes: number }> => {
+        git(a, 'checkout', '-q', '-b', version, 'base');
+        const { changedChunkBytes } = writeCheckpoint(a, layers, version, shardsChangedBy(version, layers));
+        const before = storeBytes(a);
+        const m = await measure(a, ['git', 'add', ...shardFiles]);
+        git(a, 'commit', '-qm', version);
+        return { add: m, storeGrowth: storeBytes(a) - before, changedChunkBytes };
+      };
+      const sparse = await makeVersion('sparse');
+      rows.push({ command: 'git add (sparse fine-tune)', m: sparse.add, gib, note: `store +${(sparse.storeGrowth / MiB).toFixed(1)} MiB for ${(sparse.changedChunkBytes / MiB).toFixed(0)} MiB of changed chunks` });
+      const dense = await makeVersion('dense');
+      rows.push({ command: 'git add (dense fine-tune)', m: dense.add, gib, note: `store +${(dense.storeGrowth / MiB).toFixed(1)} MiB for ${(dense.changedChunkBytes / MiB).toFixed(0)} MiB of changed chunks` });
+      await makeVersion('conflict');
+      log('fine-tunes committed');
 
-    // What one commit of that push needs: its objects and their delta bases (git tensor du at that commit).
-    git(a, 'checkout', '-q', 'merge-disjoint');
-    const du = JSON.parse(run(a, 'git', ['tensor', 'du', '--json'])) as { head: { path: string; storedBytes: number }[] };
-    const commitStored = du.head.reduce((s, f) => s + f.storedBytes, 0);
+      git(a, 'checkout', '-q', 'sparse');
+      const diffFirst = await measure(a, ['git', 'diff', 'base', 'sparse'], { firstLine: true });
+      rows.push({ command: 'git diff base sparse (to its first line)', m: { ...diffFirst, seconds: diffFirst.firstLineSeconds ?? diffFirst.seconds }, gib, note: `whole diff ${diffFirst.seconds.toFixed(2)} s` });
+      const tdiff = await measure(a, ['git', 'tensor', 'diff', 'base', 'sparse']);
+      rows.push({ command: 'git tensor diff base sparse', m: tdiff, gib });
+      const tdiffDense = await measure(a, ['git', 'tensor', 'diff', 'base', 'dense']);
+      rows.push({ command: 'git tensor diff base dense', m: tdiffDense, gib });
 
-    const gcM = await measure(a, ['git', 'tensor', 'gc']);
-    rows.push({ command: 'git tensor gc', m: gcM, gib });
-    log('gc done');
-    rmSync(a, { recursive: true, force: true });
+      // ---- merges
+      git(a, 'checkout', '-q', '-b', 'merge-disjoint', 'sparse');
+      const mergeDisjoint = await measure(a, ['git', 'merge', '-q', '--no-edit', 'dense']);
+      rows.push({ command: 'git merge (sparse + dense, disjoint)', m: mergeDisjoint, gib });
+      git(a, 'checkout', '-q', '-b', 'merge-ties', 'sparse');
+      const mergeConflict = await measure(a, ['git', 'merge', '-q', '--no-edit', 'conflict'], { okCodes: [1] });
+      rows.push({ command: 'git merge (sparse + conflict: conflicts)', m: mergeConflict, gib });
+      const unmerged = run(a, 'git', ['diff', '--name-only', '--diff-filter=U']).split('\n').filter(Boolean);
+      let resolveM: Measured | undefined;
+      for (const path of unmerged) {
+        const m = await measure(a, ['git', 'tensor', 'resolve', path, '--strategy', 'ties']);
+        resolveM = resolveM ? { ...m, seconds: resolveM.seconds + m.seconds, treeMiB: Math.max(resolveM.treeMiB, m.treeMiB), maxMiB: Math.max(resolveM.maxMiB, m.maxMiB), timeMiB: Math.max(resolveM.timeMiB, m.timeMiB) } : m;
+      }
+      git(a, 'commit', '-qm', 'merge conflict with ties');
+      rows.push({ command: `git tensor resolve --strategy ties (${unmerged.length} shard(s))`, m: resolveM, gib });
+      log('merges done');
+      const mergeLimit = 3 * largestTensor / MiB + 200;
+      const mergePeak = Math.max(mergeDisjoint.treeMiB, mergeConflict.treeMiB, resolveM?.treeMiB ?? 0);
+      targets.push({ target: 'merge peak RSS <= 3x largest tensor + 200 MiB', measured: `${mergePeak.toFixed(0)} MiB`, limit: `${mergeLimit.toFixed(0)} MiB`, ok: mergePeak <= mergeLimit });
 
-    const clone = await measure(work, ['git', 'clone', '-q', '--branch', 'merge-disjoint', `tensor::file://${remote}`, 'clone']);
-    rows.push({ command: 'git clone (lazy, merge-disjoint)', m: clone, gib });
-    const cloneStored = storeBytes(join(work, 'clone'));
-    const cloneLimit = 1.1 * commitStored + 2 * MiB;
-    targets.push({ target: 'clone of one commit of a many-commit push <= 1.1x its stored size + 2 MiB', measured: `${(cloneStored / MiB).toFixed(0)} MiB`, limit: `${(cloneLimit / MiB).toFixed(0)} MiB (commit needs ${(commitStored / MiB).toFixed(0)} MiB)`, ok: cloneStored <= cloneLimit });
-    rmSync(join(work, 'clone'), { recursive: true, force: true });
-    rmSync(remote, { recursive: true, force: true });
-    log('cloned');
+      // ---- push to and clone from a tensor::file:// remote
+      const remote = join(work, 'remote.git');
+      git(work, 'init', '-q', '--bare', remote);
+      tune(remote);
+      git(a, 'remote', 'add', 'origin', `tensor::file://${remote}`);
+      const pushBase = await measure(a, ['git', 'push', '-q', 'origin', 'base:refs/heads/main', 'base']);
+      rows.push({ command: 'git push (base)', m: pushBase, gib });
+      let remoteBefore = dirBytes(remote);
+      const pushSparse = await measure(a, ['git', 'push', '-q', 'origin', 'sparse']);
+      const pushSparseBytes = dirBytes(remote) - remoteBefore;
+      rows.push({ command: 'git push (sparse fine-tune)', m: pushSparse, gib, note: `remote +${(pushSparseBytes / MiB).toFixed(1)} MiB` });
+      remoteBefore = dirBytes(remote);
+      const pushRest = await measure(a, ['git', 'push', '-q', 'origin', 'dense', 'conflict', 'merge-disjoint', 'merge-ties']);
+      rows.push({ command: 'git push (4 more branches, 5 commits)', m: pushRest, gib, note: `remote +${(dirBytes(remote) - remoteBefore) / MiB | 0} MiB` });
+      log('pushed');
+      const sparseLimit = 1.1 * sparse.changedChunkBytes;
+      targets.push({ target: 'sparse fine-tune adds <= 1.1x its changed chunks to the store', measured: `${(sparse.storeGrowth / MiB).toFixed(1)} MiB`, limit: `${(sparseLimit / MiB).toFixed(1)} MiB`, ok: sparse.storeGrowth <= sparseLimit });
+      targets.push({ target: 'sparse fine-tune adds <= 1.1x its changed chunks to a push', measured: `${(pushSparseBytes / MiB).toFixed(1)} MiB`, limit: `${(sparseLimit / MiB).toFixed(1)} MiB`, ok: pushSparseBytes <= sparseLimit });
+
+      // What one commit of that push needs: its objects and their delta bases (git tensor du at that commit).
+      git(a, 'checkout', '-q', 'merge-disjoint');
+      const du = JSON.parse(run(a, 'git', ['tensor', 'du', '--json'])) as { head: { path: string; storedBytes: number }[] };
+      const commitStored = du.head.reduce((s, f) => s + f.storedBytes, 0);
+
+      const gcM = await measure(a, ['git', 'tensor', 'gc']);
+      rows.push({ command: 'git tensor gc', m: gcM, gib });
+      log('gc done');
+      rmSync(a, { recursive: true, force: true });
+
+      const clone = await measure(work, ['git', 'clone', '-q', '--branch', 'merge-disjoint', `tensor::file://${remote}`, 'clone']);
+      rows.push({ command: 'git clone (lazy, merge-disjoint)', m: clone, gib });
+      const cloneStored = storeBytes(join(work, 'clone'));
+      const cloneLimit = 1.1 * commitStored + 2 * MiB;
+      targets.push({ target: 'clone of one commit of a many-commit push <= 1.1x its stored size + 2 MiB', measured: `${(cloneStored / MiB).toFixed(0)} MiB`, limit: `${(cloneLimit / MiB).toFixed(0)} MiB (commit needs ${(commitStored / MiB).toFixed(0)} MiB)`, ok: cloneStored <= cloneLimit });
+      rmSync(join(work, 'clone'), { recursive: true, force: true });
+      rmSync(remote, { recursive: true, force: true });
+      log('cloned');
+
+    }
 
     // ---- git-lfs on the same files
     let lfs = withLfs && ensureDebian('git-lfs', 'git-lfs');
@@ -694,21 +733,25 @@ async function benchSize(askedGiB: number): Promise<SizeResult> {
       git(work, 'init', '-q', '--bare', lremote);
       tune(lremote);
       git(l, 'remote', 'add', 'origin', `file://${lremote}`);
-      try {
-        const lfsPush = await measure(l, ['git', 'push', '-q', 'origin', 'main']);
-        const uploaded = existsSync(join(lremote, 'lfs')) ? dirBytes(join(lremote, 'lfs')) : 0;
-        if (uploaded < size) throw new Error(`git-lfs uploaded ${uploaded} bytes of ${size}`);
-        const linked = (function firstFile(dir: string): string | undefined {
-          for (const e of readdirSync(dir, { withFileTypes: true })) {
-            const found = e.isDirectory() ? firstFile(join(dir, e.name)) : join(dir, e.name);
-            if (found) return found;
-          }
-          return undefined;
-        })(join(lremote, 'lfs', 'objects'));
-        const hardLinked = !!linked && statSync(linked).nlink > 1;
-        rows.push({ command: 'git-lfs: git push (file://)', m: lfsPush, gib, note: `git-tensor push (base): ${(pushBase.seconds / lfsPush.seconds).toFixed(2)}x git-lfs's time${hardLinked ? '; git-lfs hard-linked its objects into the remote (same disk): no copy, not comparable' : ''}` });
-      } catch (err) {
-        rows.push({ command: 'git-lfs: git push (file://)', gib, note: `failed: ${String(err).split('\n')[0]}` });
+      const pushBase = rows.find((r) => r.command === 'git push (base)')?.m;
+      // Next to git-tensor's push of the same base (not made with --base-only).
+      if (pushBase) {
+        try {
+          const lfsPush = await measure(l, ['git', 'push', '-q', 'origin', 'main']);
+          const uploaded = existsSync(join(lremote, 'lfs')) ? dirBytes(join(lremote, 'lfs')) : 0;
+          if (uploaded < size) throw new Error(`git-lfs uploaded ${uploaded} bytes of ${size}`);
+          const linked = (function firstFile(dir: string): string | undefined {
+            for (const e of readdirSync(dir, { withFileTypes: true })) {
+              const found = e.isDirectory() ? firstFile(join(dir, e.name)) : join(dir, e.name);
+              if (found) return found;
+            }
+            return undefined;
+          })(join(lremote, 'lfs', 'objects'));
+          const hardLinked = !!linked && statSync(linked).nlink > 1;
+          rows.push({ command: 'git-lfs: git push (file://)', m: lfsPush, gib, note: `git-tensor push (base): ${(pushBase!.seconds / lfsPush.seconds).toFixed(2)}x git-lfs's time${hardLinked ? '; git-lfs hard-linked its objects into the remote (same disk): no copy, not comparable' : ''}` });
+        } catch (err) {
+          rows.push({ command: 'git-lfs: git push (file://)', gib, note: `failed: ${String(err).split('\n')[0]}` });
+        }
       }
       rmSync(l, { recursive: true, force: true });
       rmSync(lremote, { recursive: true, force: true });
@@ -735,7 +778,7 @@ const results: SizeResult[] = [];
 for (const s of sizes) {
   const r = await benchSize(s);
   results.push(r);
-  printTable(`Llama-2-7B-shaped BF16 checkpoint, ${r.gib.toFixed(2)} GiB (medians of ${runs} for add, checkout, status and their baselines; peak RSS: tree sum / largest process / /usr/bin/time)`,
+  printTable(`Llama-2-7B-shaped BF16 checkpoint, ${r.gib.toFixed(2)} GiB (medians of ${runs} for add, checkout, status and their baselines; ${cold ? 'cold page cache before every command' : 'page cache as each step left it'}; peak RSS: tree sum / largest process / /usr/bin/time)`,
     ['command', 'git-tensor s', 's/GiB', 'peak RSS MiB', 'baseline', 'ratio', 'note'],
     r.rows.map((row) => [
       row.command,
