@@ -67,6 +67,17 @@ export function hasCrc(loc: ObjectLocation): boolean {
   return loc.encoding !== Encoding.raw || (loc.flags & RECORD_RAW_CRC) !== 0;
 }
 
+/**
+ * Orders the 32-byte id at `a[aAt]` against the one at `b[bAt]` as their bytes do (< 0: a first). The
+ * first 4 bytes as a big-endian number settle almost every comparison without a call into
+ * Buffer#compare, whose argument order (target first, then the source's range) is easy to get backwards.
+ */
+function compareIds(a: Buffer, aAt: number, b: Buffer, bAt: number): number {
+  const x = a.readUInt32BE(aAt);
+  const y = b.readUInt32BE(bAt);
+  return x !== y ? x - y : a.compare(b, bAt, bAt + 32, aAt, aAt + 32);
+}
+
 export class PackFile {
   private fd: number | undefined;
   private readonly records: Buffer;
@@ -89,11 +100,7 @@ export class PackFile {
     this.records = idx.subarray(IDX_HEADER_BYTES, IDX_HEADER_BYTES + count * IDX_RECORD_BYTES);
     // find() binary-searches: an index out of order would hide objects that are there, as missing.
     for (let k = 1; k < count; k++) {
-      const at = k * IDX_RECORD_BYTES;
-      const prev = this.records.readUInt32BE(at - IDX_RECORD_BYTES);
-      const head = this.records.readUInt32BE(at);
-      if (prev < head) continue;
-      if (prev > head || this.records.compare(this.records, at, at + 32, at - IDX_RECORD_BYTES, at - IDX_RECORD_BYTES + 32) >= 0) {
+      if (compareIds(this.records, (k - 1) * IDX_RECORD_BYTES, this.records, k * IDX_RECORD_BYTES) >= 0) {
         throw new PackError(idxPath, `pack index is not sorted by object id (record ${k})`);
       }
     }
@@ -103,15 +110,10 @@ export class PackFile {
   find(id: Buffer): ObjectLocation | undefined {
     let lo = 0;
     let hi = this.count - 1;
-    // The first 4 bytes as a big-endian number order records as the bytes do, and settle almost every
-    // step of the search without a call into Buffer#compare.
-    const head = id.readUInt32BE(0);
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
-      const at = mid * IDX_RECORD_BYTES;
-      const recordHead = this.records.readUInt32BE(at);
       // > 0: the record sorts after the id.
-      const c = recordHead !== head ? recordHead - head : this.records.compare(id, 0, 32, at, at + 32);
+      const c = compareIds(this.records, mid * IDX_RECORD_BYTES, id, 0);
       if (c === 0) return this.recordAt(mid);
       if (c < 0) lo = mid + 1;
       else hi = mid - 1;
@@ -249,7 +251,6 @@ function removeQuietly(path: string): void {
     // Never created, or already gone.
   }
 }
-
 
 /** One object for PackWriter.appendAll. */
 export interface PackEntry {
@@ -624,13 +625,7 @@ export class PackWriter {
 
   private buildIndex(): Buffer {
     const r = this.records;
-    // Sorted by id; the first 4 bytes as a number settle almost every comparison (as in PackFile.find).
-    const order = Uint32Array.from({ length: this.recordCount }, (_, k) => k).sort((a, b) => {
-      const x = r.readUInt32BE(a * IDX_RECORD_BYTES);
-      const y = r.readUInt32BE(b * IDX_RECORD_BYTES);
-      // buf.compare(target, ...) orders buf against target: record a is the source here, b the target.
-      return x !== y ? x - y : r.compare(r, b * IDX_RECORD_BYTES, b * IDX_RECORD_BYTES + 32, a * IDX_RECORD_BYTES, a * IDX_RECORD_BYTES + 32);
-    });
+    const order = Uint32Array.from({ length: this.recordCount }, (_, k) => k).sort((a, b) => compareIds(r, a * IDX_RECORD_BYTES, r, b * IDX_RECORD_BYTES));
     const out = Buffer.alloc(IDX_HEADER_BYTES + order.length * IDX_RECORD_BYTES + 32);
     IDX_MAGIC.copy(out, 0);
     out.writeUInt32LE(order.length, 8);

@@ -113,8 +113,8 @@ export async function repackObjects(store: ObjectStore, objects: Iterable<Locate
   // gigabytes of garbage, and the process's peak grew with the store (docs/store.md, "The 14 GiB run").
   const spare: Buffer[] = [];
   const encodeGroup = async (hint: ChunkHint, group: LocatedObject[], bytes: number): Promise<void> => {
-    const buffer = spare.pop() ?? Buffer.allocUnsafe(Math.max(bytes, GROUP_BYTES + MAX_GROUPED_PAYLOAD));
-    const joined = buffer.length >= bytes ? buffer.subarray(0, bytes) : Buffer.allocUnsafe(bytes);
+    const buffer = spare.pop() ?? Buffer.allocUnsafe(GROUP_BYTES + MAX_GROUPED_PAYLOAD);
+    const joined = bytes <= buffer.length ? buffer.subarray(0, bytes) : Buffer.allocUnsafe(bytes);
     let at = 0;
     const payloads = group.map((o) => o.loc.pack.readInto(o.loc, joined.subarray(at, (at += o.loc.payloadLength)), o.id));
     const lengths = payloads.map((p) => p.length);
@@ -130,8 +130,8 @@ export async function repackObjects(store: ObjectStore, objects: Iterable<Locate
       if (e) compressed++;
       writer.append(Buffer.from(o.id, 'hex'), e ? e.encoding : Encoding.raw, o.loc.decodedSize, e ? e.payload : payloads[k]!, e ? e.depth : 0, e ? 0 : RECORD_KEPT_RAW);
     });
-    writer.flush(); // the chunks kept raw are views of `buffer`
-    if (joined.buffer === buffer.buffer) spare.push(buffer);
+    writer.flush(); // the chunks kept raw are views of `joined`
+    spare.push(buffer);
   };
   const submit = async (key: string): Promise<void> => {
     const w = waiting.get(key)!;
