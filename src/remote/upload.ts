@@ -3,13 +3,14 @@
 // The packs come laid out by layout.ts (objects copied from the local packs without re-encoding). Each
 // pack becomes two root commits in a scratch repository (pack+idx, idx alone), and packs go to the host
 // in order, in batches of at most `tensor.pushSizeLimit` bytes (and PACKS_PER_PUSH packs), each batch one
-// atomic `git push` of never-before-used refs, finished before the next starts. Only one batch exists on
-// disk at a time; a pack's bytes are streamed by git, never held here. A push killed or refused half-way
+// atomic `git push` of never-before-used refs, finished before the next starts; the next batch is prepared
+// while one is pushed, so at most two exist on disk. A pack's bytes are streamed, never held whole here. A push killed or refused half-way
 // leaves the batches before it on the host, whole (each pack with its index), and nothing else: running
 // it again uploads only what is still missing.
 
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { GitTensorError } from '../errors/index.js';
 import { LocatedObject, ObjectSource, plannedPackBytes, writePackOf } from '../store/transfer.js';
 import { PACKS_PER_PUSH, TransferContext } from './context.js';
@@ -17,7 +18,7 @@ import { HostSizeLimitError, RemoteTransferError } from './errors.js';
 import { HOST_SIZE_LIMIT } from './git-run.js';
 import { Progress } from './progress.js';
 import { idxRef, packRef } from './remote-index.js';
-import { TransferRepo } from './transfer-repo.js';
+import { TransferCommit, TransferRepo } from './transfer-repo.js';
 
 export interface UploadResult {
   objects: number;
@@ -52,7 +53,56 @@ export function pushedBytesOf(pack: readonly LocatedObject[]): number {
   return plannedPackBytes(pack) + 64 * pack.length + 1024;
 }
 
-/** Uploads `packs` in order (layout.ts), at most `pushLimit` bytes per `git push`. */
+/** One batch of packs, committed in its own scratch repository and ready to push. */
+interface PreparedBatch {
+  repo: TransferRepo;
+  refspecs: string[];
+  /** Bytes of tensor packs in the batch. */
+  bytes: number;
+}
+
+/**
+ * Writes a batch's packs (payloads copied from the store and verified on the way) and commits each, with
+ * its index, in a new scratch repository. Yields to the event loop between packs, so that a push running
+ * meanwhile (uploadObjects) is served.
+ */
+async function prepareBatch(ctx: TransferContext, group: readonly LocatedObject[][]): Promise<PreparedBatch> {
+  const repo = await TransferRepo.create({ parent: ctx.store.tmpDir, userConfig: ctx.userConfig, baseEnv: ctx.env });
+  try {
+    const staging = join(repo.dir, 'staging');
+    mkdirSync(join(staging, 'tmp'), { recursive: true });
+    let bytes = 0;
+    const commits: TransferCommit[] = [];
+    for (const pack of group) {
+      const name = writePackOf(pack, staging, join(staging, 'tmp'), new ObjectSource(ctx.store));
+      await yieldToEventLoop();
+      if (name === null) continue;
+      const packPath = join(staging, `pack-${name}.pack`);
+      const idxPath = join(staging, `pack-${name}.idx`);
+      const packBytes = statSync(packPath).size;
+      bytes += packBytes;
+      const idx = { name: 'idx', path: idxPath };
+      // The pack ref before its index: a host that applies refs one by one never shows an index whose
+      // pack is not there (with --atomic, both appear together anyway).
+      commits.push({ ref: packRef(name), message: `git-tensor pack ${name}\n\n${pack.length} objects, ${packBytes} bytes\n`, files: [idx, { name: 'pack', path: packPath }] });
+      commits.push({ ref: idxRef(name), message: `git-tensor pack index ${name}\n`, files: [idx] });
+    }
+    await repo.writeCommits(commits);
+    // The packs now live in the scratch repository's objects; the staged copies are no longer needed.
+    rmSync(staging, { recursive: true, force: true });
+    return { repo, refspecs: commits.map((c) => `${c.ref}:${c.ref}`), bytes };
+  } catch (err) {
+    repo.dispose();
+    throw err;
+  }
+}
+
+/**
+ * Uploads `packs` in order (layout.ts), at most `pushLimit` bytes per `git push`. Each batch is prepared
+ * while the one before it is pushed: preparing is this process's work, pushing is git's (pack-objects
+ * here, index-pack on the host), so the two share the cores. Pushes still run one after another, in
+ * order, each finished before the next starts; at most two batches exist on disk.
+ */
 export async function uploadObjects(ctx: TransferContext, packs: readonly LocatedObject[][], pushLimit: number): Promise<UploadResult> {
   const result: UploadResult = { objects: packs.reduce((s, p) => s + p.length, 0), packs: packs.length, bytes: 0, pushes: 0 };
   if (!packs.length) return result;
@@ -60,42 +110,25 @@ export async function uploadObjects(ctx: TransferContext, packs: readonly Locate
   const progress = new Progress('Uploading tensor packs', packs.length, { enabled: ctx.progress && ctx.verbosity > 0 });
   progress.update(0, 0);
   let done = 0;
-  let bytesDone = 0;
-  for (const group of groupForTransfer(packs, pushedBytesOf, PACKS_PER_PUSH, pushLimit)) {
-    const repo = await TransferRepo.create({ parent: ctx.store.tmpDir, userConfig: ctx.userConfig, baseEnv: ctx.env });
+  const groups = groupForTransfer(packs, pushedBytesOf, PACKS_PER_PUSH, pushLimit);
+  let next: Promise<PreparedBatch> | undefined = prepareBatch(ctx, groups[0]!);
+  for (let k = 0; k < groups.length; k++) {
+    const batch = await next!;
+    next = k + 1 < groups.length ? prepareBatch(ctx, groups[k + 1]!) : undefined;
+    next?.catch(() => undefined); // awaited on the next turn, or below when this push fails
     try {
-      const staging = join(repo.dir, 'staging');
-      mkdirSync(join(staging, 'tmp'), { recursive: true });
-      let groupBytes = 0;
-      const commits: { ref: string; message: string; files: { name: string; path: string }[] }[] = [];
-      for (const pack of group) {
-        const name = writePackOf(pack, staging, join(staging, 'tmp'), new ObjectSource(ctx.store));
-        if (name === null) continue;
-        const packPath = join(staging, `pack-${name}.pack`);
-        const idxPath = join(staging, `pack-${name}.idx`);
-        const packBytes = statSync(packPath).size;
-        groupBytes += packBytes;
-        const idx = { name: 'idx', path: idxPath };
-        // The pack ref before its index: a host that applies refs one by one never shows an index whose
-        // pack is not there (with --atomic, both appear together anyway).
-        commits.push({ ref: packRef(name), message: `git-tensor pack ${name}\n\n${pack.length} objects, ${packBytes} bytes\n`, files: [idx, { name: 'pack', path: packPath }] });
-        commits.push({ ref: idxRef(name), message: `git-tensor pack index ${name}\n`, files: [idx] });
-      }
-      await repo.importCommits(commits);
-
-      // The packs now live in the scratch repository's objects; the staged copies are no longer needed.
-      rmSync(staging, { recursive: true, force: true });
-      const refspecs = commits.map((c) => `${c.ref}:${c.ref}`);
-      const base = bytesDone;
-      await pushRefs(ctx, repo, refspecs, (b) => progress.update(done, Math.min(base + b, total)), { bytes: groupBytes, limit: pushLimit });
-      result.pushes++;
-      done += group.length;
-      bytesDone += groupBytes;
-      result.bytes += groupBytes;
-      progress.update(done, bytesDone);
+      const base = result.bytes;
+      await pushRefs(ctx, batch.repo, batch.refspecs, (b) => progress.update(done, Math.min(base + b, total)), { bytes: batch.bytes, limit: pushLimit });
+    } catch (err) {
+      await next?.then((b) => b.repo.dispose(), () => undefined);
+      throw err;
     } finally {
-      repo.dispose();
+      batch.repo.dispose();
     }
+    result.pushes++;
+    done += groups[k]!.length;
+    result.bytes += batch.bytes;
+    progress.update(done, result.bytes);
   }
   progress.finish();
   return result;

@@ -89,7 +89,10 @@ describe('interrupted transfers can simply be run again', () => {
     expect(before.packs.size).toBeGreaterThanOrEqual(2);
     expect(before.packs.size).toBeLessThanOrEqual(16);
     expect(hostRefs(host, 'killed-push', 'refs/heads/').size).toBe(0);
-    expect(transferLeftovers(repo).length).toBe(1); // the killed process's scratch repository
+    // The killed process's scratch repositories: the batch being pushed, and the next one if it was
+    // being prepared meanwhile.
+    expect(transferLeftovers(repo).length).toBeGreaterThanOrEqual(1);
+    expect(transferLeftovers(repo).length).toBeLessThanOrEqual(2);
 
     host.clearFaults();
     host.resetStats();
