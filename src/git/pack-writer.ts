@@ -166,10 +166,12 @@ export class GitPackWriter {
         adler = adler32(adler, data);
         done += want;
         // Stored blocks: a header byte (BFINAL on the last block of the blob), LEN and its complement.
+        const blocks = Math.max(1, Math.ceil(want / STORED_BLOCK)); // an empty blob is one empty final block
         let at = 0;
-        for (let from = 0; from < want || (want === 0 && at === 0); from += STORED_BLOCK) {
+        for (let block = 0; block < blocks; block++) {
+          const from = block * STORED_BLOCK;
           const len = Math.min(STORED_BLOCK, want - from);
-          framed[at] = done === size && from + len === want ? 1 : 0;
+          framed[at] = done === size && block === blocks - 1 ? 1 : 0;
           framed.writeUInt16LE(len, at + 1);
           framed.writeUInt16LE(len ^ 0xffff, at + 3);
           at += 5 + data.copy(framed, at + 5, from, from + len);

@@ -165,14 +165,18 @@ export async function downloadObjects(ctx: TransferContext, index: RemoteIndex, 
   let progress: Progress | undefined;
   const session = new DownloadSession(ctx, index);
   try {
+    // The store only gains objects during a download, so what is missing later is found by walking on
+    // from what was missing before, never again from everything wanted: at 14 GiB that is some 230,000
+    // chunks, walked after every group of packs, each looked for in a store that gains hundreds of packs.
+    let missing = wanted;
     for (let round = 0; ; round++) {
-      let missing = missingLocally(ctx.store, wanted);
+      missing = missingLocally(ctx.store, missing);
       // What earlier rounds downloaded may already hold what is missing now (chunks of a chunk list).
       while (missing.length && session.held.size) {
         const got = session.importHeld(missing);
         if (!got) break;
         result.objects += got;
-        missing = missingLocally(ctx.store, wanted);
+        missing = missingLocally(ctx.store, missing);
       }
       if (!missing.length) break;
       if (round >= MAX_ROUNDS) throw inconsistent(ctx, missing);
@@ -195,7 +199,8 @@ export async function downloadObjects(ctx: TransferContext, index: RemoteIndex, 
         result.bytes += bytes;
         progress.update(result.packs, result.bytes);
         // Import as soon as a group is here, so held packs that are wholly wanted leave the scratch space.
-        result.objects += session.importHeld(missingLocally(ctx.store, wanted));
+        missing = missingLocally(ctx.store, missing);
+        result.objects += session.importHeld(missing);
       }
     }
   } finally {

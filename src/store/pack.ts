@@ -82,6 +82,8 @@ export class PackFile {
   private fd: number | undefined;
   private readonly records: Buffer;
   readonly count: number;
+  /** fanout[b]: how many records have an id whose first byte is below b (as git's own .idx). */
+  private readonly fanout = new Uint32Array(257);
 
   constructor(readonly packPath: string, readonly idxPath: string) {
     const idx = readFileSync(idxPath);
@@ -104,12 +106,18 @@ export class PackFile {
         throw new PackError(idxPath, `pack index is not sorted by object id (record ${k})`);
       }
     }
+    for (let k = 0; k < count; k++) this.fanout[this.records[k * IDX_RECORD_BYTES]! + 1]!++;
+    for (let b = 1; b <= 256; b++) this.fanout[b]! += this.fanout[b - 1]!;
   }
 
-  /** Binary search of the sorted records. */
+  /**
+   * Binary search of the sorted records, among those whose id starts with the same byte (fanout). A
+   * store holds many packs (a lazy clone of 14 GiB, some 220) and an absent id is looked for in each of
+   * them: with the fan-out a miss costs a step or two per pack instead of ten.
+   */
   find(id: Buffer): ObjectLocation | undefined {
-    let lo = 0;
-    let hi = this.count - 1;
+    let lo = this.fanout[id[0]!]!;
+    let hi = this.fanout[id[0]! + 1]! - 1;
     while (lo <= hi) {
       const mid = (lo + hi) >>> 1;
       // > 0: the record sorts after the id.

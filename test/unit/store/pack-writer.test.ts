@@ -118,6 +118,28 @@ describe('PackWriter: direct (O_DIRECT staging) and gathered writes make the sam
     expect(inOrder).toEqual([...inOrder].sort());
   });
 
+  it('finds every id whatever its first byte (the fan-out\'s edges 0x00 and 0xff included), and no absent one', () => {
+    const d = dirs('fanout');
+    const w = new PackWriter(d.packs, d.tmp);
+    const ids: Buffer[] = [];
+    for (let k = 0; k < 600; k++) {
+      const id = createHash('sha256').update(`fan ${k}`).digest();
+      if (k < 5) id[0] = 0x00;
+      else if (k < 10) id[0] = 0xff;
+      ids.push(id);
+      w.append(id, Encoding.raw, 1, Buffer.from([k & 0xff]));
+    }
+    const name = w.commit()!;
+    const pack = new PackFile(join(d.packs, `pack-${name}.pack`), join(d.packs, `pack-${name}.idx`));
+    expect(ids.every((id) => pack.find(id) !== undefined)).toBe(true);
+    const absent = [0x00, 0x01, 0x7f, 0xfe, 0xff].map((first) => {
+      const id = createHash('sha256').update(`absent ${first}`).digest();
+      id[0] = first;
+      return id;
+    });
+    expect(absent.map((id) => pack.find(id))).toEqual(absent.map(() => undefined));
+  });
+
   it('an index out of order is refused as corrupt, not read with objects missing', () => {
     const d = dirs('unsorted');
     const w = new PackWriter(d.packs, d.tmp);
