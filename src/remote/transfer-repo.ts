@@ -88,6 +88,7 @@ export class TransferRepo {
    * identical commits. A file named by several entries is stored once.
    */
   async writeCommits(commits: readonly TransferCommit[]): Promise<void> {
+    if (!commits.length) return;
     const paths = [...new Set(commits.flatMap((c) => c.files.map((f) => f.path)))];
     const pack = GitPackWriter.create(join(this.dir, 'objects', 'pack'), paths.length + 2 * commits.length);
     const updates: string[] = [];

@@ -118,14 +118,17 @@ export async function uploadObjects(ctx: TransferContext, packs: readonly Locate
     next?.catch(() => undefined); // awaited on the next turn, or below when this push fails
     try {
       const base = result.bytes;
-      await pushRefs(ctx, batch.repo, batch.refspecs, (b) => progress.update(done, Math.min(base + b, total)), { bytes: batch.bytes, limit: pushLimit });
+      // A batch whose packs were all empty has nothing to push (a `git push` without refspecs would push the defaults).
+      if (batch.refspecs.length) {
+        await pushRefs(ctx, batch.repo, batch.refspecs, (b) => progress.update(done, Math.min(base + b, total)), { bytes: batch.bytes, limit: pushLimit });
+        result.pushes++;
+      }
     } catch (err) {
       await next?.then((b) => b.repo.dispose(), () => undefined);
       throw err;
     } finally {
       batch.repo.dispose();
     }
-    result.pushes++;
     done += groups[k]!.length;
     result.bytes += batch.bytes;
     progress.update(done, result.bytes);
