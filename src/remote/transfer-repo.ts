@@ -98,10 +98,10 @@ export class TransferRepo {
         blobs.set(path, pack.addBlobFile(path));
         await yieldToEventLoop(); // between files: a push running meanwhile (upload.ts) is served
       }
+      const ident = 'git-tensor <git-tensor@localhost> 0 +0000';
       for (const c of commits) {
         const entries = [...c.files].sort((x, y) => (x.name < y.name ? -1 : 1));
         const tree = pack.addObject('tree', Buffer.concat(entries.map((f) => Buffer.concat([Buffer.from(`100644 ${f.name}\0`), Buffer.from(blobs.get(f.path)!, 'hex')]))));
-        const ident = 'git-tensor <git-tensor@localhost> 0 +0000';
         const commit = pack.addObject('commit', Buffer.from(`tree ${tree}\nauthor ${ident}\ncommitter ${ident}\n\n${c.message}`));
         updates.push(`create ${c.ref} ${commit}\n`);
       }

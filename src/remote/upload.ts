@@ -4,9 +4,9 @@
 // pack becomes two root commits in a scratch repository (pack+idx, idx alone), and packs go to the host
 // in order, in batches of at most `tensor.pushSizeLimit` bytes (and PACKS_PER_PUSH packs), each batch one
 // atomic `git push` of never-before-used refs, finished before the next starts; the next batch is prepared
-// while one is pushed, so at most two exist on disk. A pack's bytes are streamed, never held whole here. A push killed or refused half-way
-// leaves the batches before it on the host, whole (each pack with its index), and nothing else: running
-// it again uploads only what is still missing.
+// while one is pushed, so at most two exist on disk. A pack's bytes are streamed, never held whole here.
+// A push killed or refused half-way leaves the batches before it on the host, whole (each pack with its
+// index), and nothing else: running it again uploads only what is still missing.
 
 import { mkdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
